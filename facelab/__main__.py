@@ -1,0 +1,3 @@
+from facelab.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,48 @@
+"""`facelab` command line. Each sub-command lives in its own module with a `register(sub)`.
+
+Errors meant for the user (bad input, missing workspace) print one line and exit 2; they
+never print a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Modules under facelab.cli, each adding its sub-commands; a missing one is skipped so the
+# CLI works while a feature is being built.
+COMMAND_MODULES = ["workspaces", "build", "train", "explore", "edit", "sample"]
+
+
+class CliError(Exception):
+    """An error whose message is shown to the user as is."""
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="facelab", description=__doc__.splitlines()[0])
+    parser.add_argument("--home", help="folder holding the workspaces (default: $FACELAB_HOME or ~/.facelab)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"facelab.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"facelab.cli.{name}":
+                raise
+            continue
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from facelab.workspace import WorkspaceError
+
+    args = make_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CliError, WorkspaceError, FileNotFoundError) as e:
+        print(f"facelab: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("facelab: interrupted", file=sys.stderr)
+        return 130

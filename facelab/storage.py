@@ -1,0 +1,67 @@
+"""Atomic file writes: a crash or a full disk never leaves a half-written file in place.
+
+Every file facelab keeps is written to a temporary file in the same folder, flushed to disk,
+then renamed over the old one (rename is atomic on POSIX), so readers see the old or the new
+file, never a mix.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+
+def write_atomic(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
+    """Call `write(f)` on a temp file beside `path`, fsync it, then rename it onto `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    return write_atomic(path, lambda f: f.write(data))
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> Path:
+    return write_bytes_atomic(path, json.dumps(obj, indent=2, sort_keys=True).encode())
+
+
+def save_npy_atomic(path: str | Path, array: np.ndarray) -> Path:
+    return write_atomic(path, lambda f: np.save(f, np.ascontiguousarray(array), allow_pickle=False))
+
+
+def load_npy(path: str | Path, mmap: bool = True) -> np.ndarray:
+    """Load an array saved by `save_npy_atomic` (never unpickles)."""
+    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def remove_stale_temps(folder: str | Path) -> int:
+    """Delete temp files a crashed writer left behind; returns how many were removed."""
+    removed = 0
+    for tmp in Path(folder).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed

@@ -1,0 +1,1 @@
+"""The only part of facelab that imports streamlit: widgets the pages share."""

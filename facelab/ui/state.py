@@ -1,0 +1,44 @@
+"""Every st.session_state key facelab uses, named once, and the current workspace."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from facelab import workspace as ws
+
+WORKSPACE = "fl_workspace"  # name of the open workspace
+RUN = "fl_run"  # id of the run the Explore/Label/Shift pages look at
+FLASH = "fl_flash"  # one message to show after a rerun (e.g. "deleted 3 crops")
+SHEET_PAGE = "fl_sheet_page"  # page of the Dataset contact sheet
+
+
+def current_workspace() -> ws.Workspace | None:
+    """The workspace chosen in the sidebar, or None (also when it was deleted from outside)."""
+    name = st.session_state.get(WORKSPACE)
+    if not name:
+        return None
+    try:
+        return ws.open_workspace(name)
+    except ws.WorkspaceError:
+        st.session_state.pop(WORKSPACE, None)
+        st.warning(f"Workspace **{name}** no longer exists (was it deleted outside facelab?).")
+        return None
+
+
+def require_workspace() -> ws.Workspace:
+    """The current workspace; stops the page with a hint when there is none."""
+    w = current_workspace()
+    if w is None:
+        st.info("Choose or create a workspace in the sidebar to begin.")
+        st.stop()
+    return w
+
+
+def flash(message: str) -> None:
+    st.session_state[FLASH] = message
+
+
+def show_flash() -> None:
+    message = st.session_state.pop(FLASH, None)
+    if message:
+        st.success(message)

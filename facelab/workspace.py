@@ -1,0 +1,226 @@
+"""Workspaces: one folder per person, holding their crops, database and trained runs.
+
+```
+<home>/workspaces/<name>/
+  facelab.sqlite     sources, faces, labels, runs, jobs (see facelab.db)
+  faces.npy          uint8 crops N x S x S x 3 (RGB), row i <-> faces.id i
+  runs/<run-id>/     model.pt, config.json, latents.npy, caches
+```
+The home folder is `~/.facelab` unless FACELAB_HOME or the CLI's `--home` says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facelab import db
+from facelab.storage import load_npy, remove_stale_temps
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+DB_FILE = "facelab.sqlite"
+FACES_FILE = "faces.npy"
+
+
+class WorkspaceError(ValueError):
+    """A workspace problem with a message meant for the user."""
+
+
+def home_dir(override: str | Path | None = None) -> Path:
+    if override:
+        return Path(override).expanduser().resolve()
+    env = os.environ.get("FACELAB_HOME")
+    if env:
+        return Path(env).expanduser().resolve()
+    return (Path.home() / ".facelab").resolve()
+
+
+def workspaces_root(home: str | Path | None = None) -> Path:
+    return home_dir(home) / "workspaces"
+
+
+def validate_name(name: str) -> str:
+    """Return the name if it is safe as a folder name, else raise with what is allowed."""
+    name = (name or "").strip()
+    if not NAME_RE.fullmatch(name):
+        raise WorkspaceError(
+            f"invalid workspace name {name!r}: use 1-64 letters, digits, '-' or '_', "
+            "starting with a letter or digit (no spaces, dots or slashes)"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Workspace:
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def db_path(self) -> Path:
+        return self.path / DB_FILE
+
+    @property
+    def faces_path(self) -> Path:
+        return self.path / FACES_FILE
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.path / "runs"
+
+    def run_dir(self, run_id: str) -> Path:
+        if not NAME_RE.fullmatch(run_id):
+            raise WorkspaceError(f"invalid run id {run_id!r}")
+        return self.runs_dir / run_id
+
+    def connect(self, write: bool = False):
+        """A short transaction on this workspace's database (see `facelab.db.connect`)."""
+        if not self.db_path.exists():
+            raise WorkspaceError(
+                f"workspace {self.name!r} is gone (its folder was deleted or moved)"
+            )
+        return db.connect(self.db_path, write=write)
+
+    def exists(self) -> bool:
+        return self.db_path.exists()
+
+    # --- meta -------------------------------------------------------------------------
+    def get_meta(self, key: str, default: Any = None) -> Any:
+        with self.connect() as c:
+            row = c.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row["value"]) if row else default
+
+    def set_meta(self, key: str, value: Any) -> None:
+        with self.connect(write=True) as c:
+            c.execute(
+                "INSERT INTO meta(key, value) VALUES(?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value)),
+            )
+
+    # --- crops ------------------------------------------------------------------------
+    def face_count(self) -> int:
+        """Rows of faces.npy that the database knows of (deleted crops included)."""
+        with self.connect() as c:
+            return int(c.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
+
+    def faces(self, mmap: bool = True) -> np.ndarray:
+        """All crops, N x S x S x 3 uint8 RGB, row i = faces.id i.
+
+        Rows past the database's count (left by a writer that died between renaming the
+        array and committing its rows) are not part of the dataset and are cut off here.
+        """
+        n = self.face_count()
+        if n == 0 or not self.faces_path.exists():
+            size = self.get_meta("crop_size", 64)
+            return np.zeros((0, size, size, 3), np.uint8)
+        arr = load_npy(self.faces_path, mmap=mmap)
+        if arr.shape[0] < n:
+            raise WorkspaceError(
+                f"workspace {self.name!r} is damaged: {FACES_FILE} has {arr.shape[0]} crops, "
+                f"the database lists {n}"
+            )
+        return arr[:n]
+
+    def active_face_ids(self, split: str | None = None) -> np.ndarray:
+        """Ids of crops not deleted by the user, optionally of one split ('train' or 'val')."""
+        q = "SELECT id FROM faces WHERE deleted = 0"
+        args: tuple = ()
+        if split:
+            q += " AND split = ?"
+            args = (split,)
+        with self.connect() as c:
+            return np.array([r[0] for r in c.execute(q + " ORDER BY id", args)], dtype=np.int64)
+
+    def summary(self) -> dict[str, int]:
+        with self.connect() as c:
+            one = lambda q: int(c.execute(q).fetchone()[0])  # noqa: E731
+            return {
+                "sources": one("SELECT COUNT(*) FROM sources"),
+                "faces": one("SELECT COUNT(*) FROM faces WHERE deleted = 0"),
+                "labelled": one("SELECT COUNT(DISTINCT face_id) FROM labels"),
+                "runs": one("SELECT COUNT(*) FROM runs"),
+            }
+
+
+def _path_for(name: str, home: str | Path | None) -> Path:
+    root = workspaces_root(home)
+    path = (root / validate_name(name)).resolve()
+    if path.parent != root.resolve():  # belt and braces: the regex already forbids this
+        raise WorkspaceError(f"workspace name {name!r} escapes the workspace folder")
+    return path
+
+
+def create(name: str, home: str | Path | None = None) -> Workspace:
+    path = _path_for(name, home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        raise WorkspaceError(f"a workspace named {name!r} already exists") from None
+    try:
+        db.init(path / DB_FILE)
+        (path / "runs").mkdir()
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    return Workspace(path)
+
+
+def open_workspace(name: str, home: str | Path | None = None) -> Workspace:
+    path = _path_for(name, home)
+    if not (path / DB_FILE).exists():
+        raise WorkspaceError(f"no workspace named {name!r} (create it first)")
+    db.init(path / DB_FILE)  # migrates an older schema
+    remove_stale_temps(path)
+    return Workspace(path)
+
+
+def open_or_create(name: str, home: str | Path | None = None) -> Workspace:
+    try:
+        return open_workspace(name, home)
+    except WorkspaceError:
+        try:
+            return create(name, home)
+        except WorkspaceError:  # created by someone else in between
+            return open_workspace(name, home)
+
+
+def list_workspaces(home: str | Path | None = None) -> list[str]:
+    root = workspaces_root(home)
+    if not root.is_dir():
+        return []
+    return sorted(
+        p.name for p in root.iterdir() if NAME_RE.fullmatch(p.name) and (p / DB_FILE).exists()
+    )
+
+
+def rename(old: str, new: str, home: str | Path | None = None) -> Workspace:
+    src = _path_for(old, home)
+    dst = _path_for(new, home)
+    if not (src / DB_FILE).exists():
+        raise WorkspaceError(f"no workspace named {old!r}")
+    if dst.exists():
+        raise WorkspaceError(f"a workspace named {new!r} already exists")
+    os.rename(src, dst)
+    return Workspace(dst)
+
+
+def delete(name: str, home: str | Path | None = None) -> None:
+    """Remove every file of the workspace (crops, database, runs). There is no undo."""
+    path = _path_for(name, home)
+    if not path.exists():
+        raise WorkspaceError(f"no workspace named {name!r}")
+    # Rename first so a half-finished delete never looks like a usable workspace.
+    trash = path.with_name(f".deleting-{path.name}-{os.getpid()}")
+    os.rename(path, trash)
+    shutil.rmtree(trash)
