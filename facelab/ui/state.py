@@ -25,8 +25,25 @@ def current_workspace() -> ws.Workspace | None:
         return None
 
 
+def use_app_navigation() -> None:
+    """Make a deep link opened first on a fresh server run through streamlit_app.py.
+
+    Streamlit treats a `pages/` folder as legacy auto-discovered pages until the main script
+    has called st.navigation once, so opening e.g. /train first would run the page alone,
+    without the workspace picker. Switch that mode off and rerun through the main script.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a Streamlit without this mode
+        return
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def require_workspace() -> ws.Workspace:
     """The current workspace; stops the page with a hint when there is none."""
+    use_app_navigation()
     w = current_workspace()
     if w is None:
         st.info("Choose or create a workspace in the sidebar to begin.")

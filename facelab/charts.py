@@ -1,0 +1,68 @@
+"""Altair chart specs the pages draw (no streamlit here, so they can be tested and benchmarked)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import altair as alt
+import pandas as pd
+
+LOSS_KEYS = {"train_loss": "train", "val_loss": "held-out"}
+
+
+def loss_curves(epochs: Sequence[dict], run_label: str = "run") -> alt.Chart:
+    """Train and held-out loss per epoch (one line each)."""
+    rows = [
+        {"epoch": e["epoch"], "loss": e[k], "split": name, "run": run_label}
+        for e in epochs for k, name in LOSS_KEYS.items() if e.get(k) is not None
+    ]
+    return (
+        alt.Chart(pd.DataFrame(rows, columns=["epoch", "loss", "split", "run"]))
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("loss:Q", scale=alt.Scale(zero=False), title="loss per image"),
+            color=alt.Color("split:N", title=None),
+            tooltip=["epoch:Q", "split:N", alt.Tooltip("loss:Q", format=".2f")],
+        )
+        .properties(height=220, title="Loss")
+    )
+
+
+def metric_curves(runs: dict[str, Sequence[dict]], key: str, title: str) -> alt.Chart:
+    """One line per run of an epoch metric (e.g. held-out PSNR), to compare runs."""
+    rows = [
+        {"epoch": e["epoch"], "value": e[key], "run": run}
+        for run, epochs in runs.items() for e in epochs if e.get(key) is not None
+    ]
+    return (
+        alt.Chart(pd.DataFrame(rows, columns=["epoch", "value", "run"]))
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("value:Q", scale=alt.Scale(zero=False), title=title),
+            color=alt.Color("run:N"),
+            tooltip=["run:N", "epoch:Q", alt.Tooltip("value:Q", format=".3f")],
+        )
+        .properties(height=220, title=title)
+    )
+
+
+def kl_per_dim(kl: Sequence[float], active_threshold: float) -> alt.Chart:
+    """Mean KL of each latent dimension, sorted, with inactive ones greyed: how many are used."""
+    rows = sorted(
+        ({"dim": i, "kl": float(v), "active": v > active_threshold} for i, v in enumerate(kl)),
+        key=lambda r: -r["kl"],
+    )
+    return (
+        alt.Chart(pd.DataFrame(rows))
+        .mark_bar()
+        .encode(
+            x=alt.X("dim:N", sort=None, title="latent dimension (sorted by KL)"),
+            y=alt.Y("kl:Q", title="KL (nats)"),
+            color=alt.Color("active:N", scale=alt.Scale(domain=[True, False], range=["#4c78a8", "#bbbbbb"]),
+                            title="active"),
+            tooltip=["dim:N", alt.Tooltip("kl:Q", format=".3f")],
+        )
+        .properties(height=180, title="KL per latent dimension (last epoch)")
+    )

@@ -1,0 +1,56 @@
+"""Heavy objects the pages share, loaded once per server (st.cache_resource / st.cache_data).
+
+Keys include the model file's mtime, so a retrained or replaced run is never served stale.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from facelab.models import Codec, load_codec
+from facelab.workspace import Workspace
+
+
+def _stamp(run_dir: Path) -> float:
+    files = [run_dir / "model.pt", run_dir / "pca.npz"]
+    return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the model…")
+def _codec(run_dir: str, stamp: float) -> Codec:
+    return load_codec(Path(run_dir))
+
+
+def codec(w: Workspace, run_id: str) -> Codec:
+    run_dir = w.run_dir(run_id)
+    return _codec(str(run_dir), _stamp(run_dir))
+
+
+def model_stamp(w: Workspace, run_id: str) -> float:
+    return _stamp(w.run_dir(run_id))
+
+
+@st.cache_data(max_entries=16, show_spinner="Computing the evaluation grids…")
+def evaluation_grids(ws_path: str, run_id: str, stamp: float, seed: int) -> dict[str, np.ndarray]:
+    """Reconstructions, prior samples, the three-point triangle and traversals of one run."""
+    from facelab import evaluate
+    from facelab.train import load_images, split_ids
+
+    w = Workspace(Path(ws_path))
+    c = _codec(str(w.run_dir(run_id)), stamp)
+    val = load_images(w, split_ids(w).val_ids, c.config.image_size)
+    figs = evaluate.heldout_figures(c, val)
+    mu = figs["mu"]
+    scale = None if c.config.kind in ("betavae", "vae") else mu.std(0)
+    trav, dims = evaluate.traversals(c, mu[0], figs["kl_per_dim"], scale=scale)
+    return {
+        "reconstructions": evaluate.reconstructions(c, val, n=16),
+        "samples": evaluate.prior_samples(c, 32, seed, mu),
+        "triangle": evaluate.three_point(c, seed=seed, reference_mu=mu),
+        "traversals": trav,
+        "traversal_dims": np.array(dims),
+        "psnr": np.array(figs["psnr"]),
+    }

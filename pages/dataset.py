@@ -1,0 +1,86 @@
+"""Dataset: upload a video, build face crops from it, look through them, reject bad ones."""
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from facelab import dataset
+from facelab.ui import state
+from facelab.ui.build import build_from_upload, report_interrupted_build
+from facelab.ui.grid import pager, thumbnail_grid
+
+VIDEO_TYPES = ["mp4", "mov", "avi", "webm", "mkv", "m4v", "mpg", "mpeg"]
+PER_PAGE = 48
+
+st.title("Dataset")
+w = state.require_workspace()
+state.show_flash()
+report_interrupted_build()
+crop_size = w.get_meta("crop_size")
+
+with st.container(border=True):
+    st.subheader("Add a video of your face")
+    upload = st.file_uploader(
+        "Video file", type=VIDEO_TYPES, key="fl_upload",
+        help="Only the face crops are kept; the video itself is not stored.",
+    )
+    with st.expander("Settings"):
+        c1, c2, c3 = st.columns(3)
+        defaults = dataset.BuildSettings()
+        fps = c1.slider("Frames per second to sample", 1.0, 30.0, float(defaults.fps), 1.0)
+        sizes = [32, 64, 128]
+        size = c2.selectbox(
+            "Crop size (px)", sizes, index=sizes.index(crop_size or defaults.size),
+            disabled=crop_size is not None,
+            help="Fixed by the first video of a workspace." if crop_size else None,
+        )
+        margin = c3.slider(
+            "Margin around the face", -0.3, 0.5, float(defaults.margin), 0.05,
+            help="0 = the detector's box; negative crops tighter (less hair and background).",
+        )
+        align = st.checkbox("Level the eyes (roll alignment)", value=defaults.align)
+    settings = dataset.BuildSettings(fps=fps, size=size, margin=margin, align=align)
+    if st.button("Build dataset", type="primary", disabled=upload is None):
+        build_from_upload(w, upload, settings)
+
+counts = dataset.skip_counts(w)
+faces = dataset.faces_table(w)
+if not faces:
+    st.info("No faces yet: upload a video of your face above to build the dataset.")
+    st.stop()
+
+st.subheader("Your dataset")
+labels = {
+    "kept": "Faces kept", "no_face": "No face", "ambiguous": "Several faces",
+    "blurred": "Blurred", "duplicate": "Near-duplicate",
+}
+for col, (k, label) in zip(st.columns(len(labels)), labels.items()):
+    col.metric(label, counts.get(k, 0))
+
+table = pd.DataFrame(faces)
+st.altair_chart(
+    alt.Chart(table)
+    .mark_bar()
+    .encode(
+        x=alt.X("t_seconds:Q", bin=alt.Bin(maxbins=60), title="time in video (s)"),
+        y=alt.Y("count():Q", title="faces kept"),
+        color=alt.Color("source:N", title="video"),
+        tooltip=["source:N", "count():Q"],
+    )
+    .properties(height=160),
+    width="stretch",
+)
+
+st.subheader("Contact sheet")
+st.caption("Tick the crops that are not a good view of your face, then delete them.")
+start, stop = pager(len(table), PER_PAGE, state.SHEET_PAGE)
+page = table.iloc[start:stop]
+crops = w.faces()[page["id"].to_numpy()]
+captions = [f"{r.source} · {r.t_seconds:.2f} s" for r in page.itertuples()]
+picked = thumbnail_grid(crops, page["id"].tolist(), captions, pick_label="reject", key="fl_reject")
+if st.button(f"Delete {len(picked)} ticked crop(s)", disabled=not picked, type="primary"):
+    n = dataset.delete_faces(w, picked)
+    for i in picked:
+        st.session_state.pop(f"fl_reject_{i}", None)
+    state.flash(f"Deleted {n} crop(s): their pixels are erased from disk.")
+    st.rerun()

@@ -1,0 +1,38 @@
+"""In real Chromium: start training from the Train page and watch the loss chart grow."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from conftest import shared_file, wait_for_app
+from facelab import dataset
+from facelab import workspace as ws
+
+pytestmark = pytest.mark.browser
+
+
+def loss_points(page) -> int:
+    chart = page.locator("[data-testid='stVegaLiteChart']").first
+    return chart.locator("g.mark-symbol path").count()
+
+
+def test_start_training_and_see_loss_chart_update(page, app_url: str, home) -> None:
+    w = ws.create("me")
+    dataset.build(w, shared_file("WolfgangLanger_Pexels.mp4"))
+    page.goto(f"{app_url}/train")
+    wait_for_app(page)
+    page.get_by_label("Epochs").fill("40")
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text(re.compile(r"running · epoch [1-9]")).wait_for(timeout=60_000)
+    page.locator("[data-testid='stVegaLiteChart']").first.wait_for()
+    first = loss_points(page)
+    deadline = time.monotonic() + 90
+    while loss_points(page) <= first:
+        assert time.monotonic() < deadline, "the loss chart did not update"
+        page.wait_for_timeout(500)
+    assert loss_points(page) > first >= 2
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_text(re.compile(r"cancelled · epoch")).wait_for(timeout=30_000)
