@@ -11,6 +11,8 @@ st.set_page_config(page_title="facelab", page_icon=str(Path(__file__).parent / "
 pages = [
     st.Page("pages/dataset.py", title="Dataset", icon=":material/video_library:", default=True),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/explore.py", title="Explore", icon=":material/scatter_plot:"),
+    st.Page("pages/label.py", title="Label", icon=":material/label:"),
 ]
 workspace_picker()
 st.navigation(pages).run()

@@ -122,7 +122,7 @@ def page(browser, request):
 
 def wait_for_app(page, timeout_ms: int = 30_000) -> None:
     """Wait until Streamlit has finished running the page script."""
-    page.wait_for_selector("[data-testid='stApp']", timeout=timeout_ms)
+    page.wait_for_selector("[data-testid='stMain'] [data-testid='stElementContainer']", timeout=timeout_ms)
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms
     )

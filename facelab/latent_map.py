@@ -1,0 +1,113 @@
+"""The 2D latent map: one row per frame (position, time, cluster, labels, thumbnail) and its chart.
+
+Every point carries a `frame_id` field: a chart selection returns field values, not row numbers,
+so clicks and box selections come back as face ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+COLOUR_TYPES = {"cluster": "N", "label": "N", "time": "Q", "source": "N"}
+UNLABELLED = "(none)"
+
+
+def map_table(
+    ids: np.ndarray,
+    xy: np.ndarray,
+    faces: Sequence[Mapping],
+    *,
+    clusters: Mapping[int, int] | None = None,
+    cluster_names: Mapping[int, str] | None = None,
+    labels_of: Mapping[int, set[str]] | None = None,
+    thumbnails: Mapping[int, str] | None = None,
+) -> pd.DataFrame:
+    """One row per mapped frame. `faces` are `facelab.dataset.faces_table` rows."""
+    info = {int(f["id"]): f for f in faces}
+    rows = []
+    for fid, (x, y) in zip(ids.tolist(), xy.tolist()):
+        f = info.get(fid)
+        if f is None:  # deleted since the map was made
+            continue
+        c = None if clusters is None else clusters.get(fid)
+        tags = sorted((labels_of or {}).get(fid, ()))
+        rows.append({
+            "frame_id": fid, "x": x, "y": y, "time": round(float(f["t_seconds"]), 2),
+            "source": f.get("source", ""),
+            "cluster": "" if c is None else (cluster_names or {}).get(c) or f"cluster {c}",
+            "label": ", ".join(tags) if tags else UNLABELLED,
+            "image": (thumbnails or {}).get(fid, ""),
+        })
+    return pd.DataFrame(rows, columns=["frame_id", "x", "y", "time", "source", "cluster", "label", "image"])
+
+
+def map_chart(
+    table: pd.DataFrame,
+    colour: str = "cluster",
+    *,
+    multi_pick: bool = False,
+    box: bool = True,
+    marked: pd.DataFrame | None = None,
+    height: int = 520,
+) -> alt.Chart:
+    """Scatter of the frames; click picks (with `multi_pick`, each click adds a point), drag boxes.
+
+    `marked` (rows with x, y and a `note`) are drawn on top as large rings, e.g. a shifted face
+    or the live webcam face; they carry no frame_id and cannot be picked.
+    """
+    pick = alt.selection_point(name="pick", fields=["frame_id"], toggle="true" if multi_pick else "event.shiftKey")
+    params = [pick]
+    if box:
+        params.append(alt.selection_interval(name="box", encodings=["x", "y"]))
+    kind = COLOUR_TYPES.get(colour, "Q")
+    scale = alt.Scale(scheme="viridis") if kind == "Q" else alt.Undefined
+    tooltip = [alt.Tooltip("image:N", title="image"), alt.Tooltip("time:Q", title="time (s)", format=".2f"),
+               alt.Tooltip("cluster:N"), alt.Tooltip("label:N"), alt.Tooltip("frame_id:Q", title="frame")]
+    points = (
+        alt.Chart(table)
+        .mark_circle(size=40, opacity=0.75)
+        .encode(
+            x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None),
+            color=alt.Color(f"{colour}:{kind}", scale=scale, title=colour),
+            size=alt.condition(pick, alt.value(90), alt.value(40), empty=False),
+            stroke=alt.condition(pick, alt.value("black"), alt.value(None), empty=False),
+            tooltip=tooltip,
+        )
+        .add_params(*params)
+    )
+    chart = points
+    if marked is not None and len(marked):
+        rings = (
+            alt.Chart(marked)
+            .mark_point(size=400, shape="circle", strokeWidth=3, color="#d62728", filled=False)
+            .encode(x="x:Q", y="y:Q", tooltip=["note:N"])
+        )
+        chart = alt.layer(points, rings)
+    return chart.properties(height=height)
+
+
+def selected_ids(event, table: pd.DataFrame) -> tuple[list[int], list[int]]:
+    """(picked frame ids in click order, frame ids inside the box) from an st.altair_chart event."""
+    selection = (event or {}).get("selection", {}) if isinstance(event, Mapping) else getattr(event, "selection", {})
+    picked = [int(p["frame_id"]) for p in selection.get("pick", []) or [] if "frame_id" in p]
+    boxed: list[int] = []
+    bounds = selection.get("box") or {}
+    if "x" in bounds and "y" in bounds:
+        (x0, x1), (y0, y1) = sorted(bounds["x"]), sorted(bounds["y"])
+        inside = table["x"].between(x0, x1) & table["y"].between(y0, y1)
+        boxed = table.loc[inside, "frame_id"].astype(int).tolist()
+    return picked, boxed
+
+
+def nearest(mu: np.ndarray, ids: np.ndarray, face_id: int, k: int = 8) -> np.ndarray:
+    """The k face ids nearest to `face_id` in latent space (Euclidean on μ), itself excluded."""
+    ids = np.asarray(ids)
+    row = int(np.flatnonzero(ids == face_id)[0])
+    d = ((mu - mu[row]) ** 2).sum(1)
+    d[row] = np.inf
+    order = np.argsort(d, kind="stable")[:k]
+    return ids[order]

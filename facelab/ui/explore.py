@@ -1,0 +1,38 @@
+"""Cached pieces of the Explore page: thumbnails, the k sweep, the map table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from facelab import clusters as cl
+from facelab import dataset, labels
+from facelab.latent_map import map_table
+from facelab.thumbs import data_uris
+from facelab.workspace import Workspace
+
+
+@st.cache_data(max_entries=4, show_spinner="Making thumbnails…")
+def thumbnails(ws_path: str, latents_key: str, ids: tuple[int, ...]) -> dict[int, str]:
+    faces = Workspace(Path(ws_path)).faces()
+    return dict(zip(ids, data_uris(faces[np.asarray(ids, dtype=np.int64)])))
+
+
+@st.cache_data(max_entries=8, show_spinner="Trying k = 2…12 (K-means inertia, mixture BIC, silhouette)…")
+def k_sweep(latents_key: str, mu: np.ndarray) -> pd.DataFrame:
+    rows = cl.sweep(mu)
+    return pd.DataFrame([r.__dict__ for r in rows])
+
+
+def table_for(w: Workspace, run_id: str, proj, rc: cl.RunClusters | None, method: str, k: int) -> pd.DataFrame:
+    """The map's rows: position, time, cluster (by name), labels and a hover thumbnail."""
+    names = cl.cluster_names(w, run_id, method, k) if rc is not None else {}
+    assign = dict(zip(rc.ids.tolist(), rc.clustering.labels.tolist())) if rc is not None else None
+    ids = tuple(int(i) for i in proj.ids)
+    return map_table(
+        proj.ids, proj.xy, dataset.faces_table(w), clusters=assign, cluster_names=names,
+        labels_of=labels.labels_of(w), thumbnails=thumbnails(str(w.path), proj.latents_key, ids),
+    )

@@ -1,0 +1,37 @@
+"""Choosing the trained run that the Explore, Label and Shift pages look at, and its latents."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from facelab import jobs
+from facelab.latent import Latents, encode_run, load_latents
+from facelab.ui import state
+from facelab.workspace import Workspace
+
+
+def pick_run(w: Workspace) -> str:
+    """A selectbox of the finished runs (bound to state.RUN); stops the page if there is none."""
+    done = [r for r in jobs.list_runs(w) if r.state == "done"]
+    if not done:
+        st.info("No trained model yet: train one on the **Train** page first.")
+        st.stop()
+    names = {r.run_id: f"{r.name} · PSNR {r.metrics.get('val_psnr', float('nan')):.1f} dB" for r in done}
+    if st.session_state.get(state.RUN) not in names:
+        st.session_state[state.RUN] = done[0].run_id
+    return st.selectbox("Model", list(names), format_func=names.get, key=state.RUN)
+
+
+def require_latents(w: Workspace, run_id: str) -> Latents:
+    """The run's latents; if they are missing or stale, a button computes them (with progress)."""
+    lat = load_latents(w, run_id)
+    if lat is not None:
+        return lat
+    st.info("This model has not encoded the current crops yet.")
+    if not st.button("Compute latents", type="primary", key="fl_encode"):
+        st.stop()
+    bar = st.progress(0.0, text="Encoding faces…")
+    lat = encode_run(w, run_id, progress=lambda done, total: bar.progress(
+        done / max(1, total), text=f"Encoding faces… {done}/{total}"))
+    bar.empty()
+    return lat

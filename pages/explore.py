@@ -1,0 +1,143 @@
+"""Explore: the latent map of every frame, clusters, and what the model sees in each face."""
+
+import altair as alt
+import numpy as np
+import streamlit as st
+
+from facelab import clusters as cl
+from facelab import labels
+from facelab import projection as pj
+from facelab.latent import active_latents
+from facelab.latent_map import map_chart, nearest, selected_ids
+from facelab.ui import state
+from facelab.ui.cache import codec
+from facelab.ui.explore import k_sweep, table_for
+from facelab.ui.runs import pick_run, require_latents
+
+st.title("Explore")
+w = state.require_workspace()
+state.show_flash()
+run_id = pick_run(w)
+lat = require_latents(w, run_id)
+ids, mu = active_latents(w, lat)
+if len(ids) < 3:
+    st.warning("A map needs at least 3 faces.")
+    st.stop()
+
+c1, c2, c3, c4 = st.columns([2, 2, 2, 3])
+method = c1.radio("Map", list(pj.METHODS), horizontal=True, key="fl_map_method",
+                  format_func={"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}.get)
+colour_options = ["cluster", "label", "time", "source"] + [f"z{i}" for i in range(mu.shape[1])]
+colour = c2.selectbox("Colour by", colour_options, key="fl_map_colour")
+cluster_method = c3.radio("Clusters", list(cl.METHODS), horizontal=True, key="fl_cluster_method",
+                          format_func={"kmeans": "K-means", "gmm": "Gaussian mixture"}.get)
+k_max = min(12, len(ids) - 1)
+k = c4.slider("Number of clusters k", 2, k_max, min(6, k_max), key="fl_k")
+st.session_state["fl_last_clustering"] = (cluster_method, k)  # the Label page filters by it
+
+if st.toggle("Help me choose k (elbow, BIC and silhouette for k = 2…12)", key="fl_k_help"):
+    sweep = k_sweep(lat.key, mu)
+    best_bic, elbow = cl.suggest_k([cl.SweepRow(**r) for r in sweep.to_dict("records")], "bic"), \
+        cl.knee(sweep["k"].tolist(), sweep["inertia"].tolist())
+    st.caption(f"Lowest BIC at **k = {best_bic}**; the inertia curve bends at **k = {elbow}**.")
+    base = alt.Chart(sweep).encode(x=alt.X("k:O"))
+    l, m, r = st.columns(3)
+    l.altair_chart(base.mark_line(point=True).encode(y=alt.Y("inertia:Q", scale=alt.Scale(zero=False)))
+                   .properties(title="Elbow (K-means inertia)", height=180), width="stretch")
+    m.altair_chart(base.mark_line(point=True).encode(y=alt.Y("bic:Q", scale=alt.Scale(zero=False)))
+                   .properties(title="BIC (Gaussian mixture)", height=180), width="stretch")
+    r.altair_chart(base.mark_bar().encode(y="silhouette:Q").properties(title="Silhouette", height=180),
+                   width="stretch")
+
+settings = pj.ProjectionSettings(method=method)
+if method == "umap" and not pj.umap_available():
+    st.warning(pj.UMAP_HINT)
+    st.stop()
+if settings.is_slow:
+    status = pj.projection_state(w, run_id, settings)
+    if status.state != "ready":
+        if status.state == "failed":
+            st.error(status.message)
+            if st.button("Try again"):
+                pj.start_projection(w, run_id, settings)
+                st.rerun()
+            st.stop()
+        if status.state == "missing":
+            pj.start_projection(w, run_id, settings)
+
+        @st.fragment(run_every=1.5)
+        def wait_for_map() -> None:
+            s = pj.projection_state(w, run_id, settings)
+            if s.state != "running":
+                st.rerun(scope="app")
+            st.info(f"Computing the {method} map in the background… (PCA is instant meanwhile)")
+
+        wait_for_map()
+        st.stop()
+
+proj = pj.get_projection(w, run_id, settings)
+rc = cl.cluster_run(w, run_id, cluster_method, k)
+table = table_for(w, run_id, proj, rc, cluster_method, k)
+if colour.startswith("z"):
+    dim = int(colour[1:])
+    table[colour] = lat.mu[table["frame_id"].to_numpy(), dim]
+
+st.caption("Hover a point to see the face; click one to inspect it; drag a box to select many.")
+with st.container(key="fl_map_box"):
+    event = st.altair_chart(map_chart(table, colour), on_select="rerun", selection_mode=["pick", "box"],
+                            key="fl_map", width="stretch")
+picked, boxed = selected_ids(event, table)
+
+if picked:
+    fid = picked[-1]
+    row = table.loc[table["frame_id"] == fid].iloc[0]
+    st.subheader(f"Frame {fid} · {row['time']:.2f} s · {row['cluster']}")
+    model = codec(w, run_id)
+    faces = w.faces()
+    left, right = st.columns([1, 2])
+    with left:
+        a, b = st.columns(2)
+        a.image(faces[fid], caption="original", width="stretch")
+        b.image(model.decode(lat.mu[fid][None])[0], caption="reconstruction", width="stretch")
+    with right:
+        near = nearest(mu, ids, fid, 8)
+        st.caption("8 nearest neighbours in latent space")
+        cols = st.columns(8)
+        for col, n in zip(cols, near.tolist()):
+            col.image(faces[n], caption=f"{n}", width="stretch")
+
+if boxed:
+    st.subheader(f"{len(boxed)} frames in the box")
+    faces = w.faces()
+    st.image([faces[i] for i in boxed[:24]], width=64)
+    labels.ensure_default_labels(w)
+    l, r = st.columns([2, 1], vertical_alignment="bottom")
+    label = l.selectbox("Label them as", labels.label_names(w), key="fl_box_label")
+    if r.button(f"Label {len(boxed)} frames", type="primary", key="fl_box_apply"):
+        st.session_state["fl_undo"] = labels.set_labels(w, boxed, label)
+        state.flash(f"Labelled {len(boxed)} frames as {label}.")
+        st.rerun()
+
+st.subheader("Clusters")
+names = cl.cluster_names(w, run_id, cluster_method, k)
+model = codec(w, run_id)
+centres = model.decode(rc.clustering.centres)
+medoid_ids = rc.medoid_face_ids()
+sizes = rc.clustering.sizes
+faces = w.faces()
+for c in np.argsort(-sizes):
+    c = int(c)
+    with st.container(border=True):
+        cols = st.columns([1, 1, 6, 2], vertical_alignment="center")
+        if medoid_ids[c] >= 0:
+            cols[0].image(faces[medoid_ids[c]], caption="medoid", width="stretch")
+        cols[1].image(centres[c], caption="decoded centre", width="stretch")
+        members = rc.members(c)
+        cols[2].image([faces[i] for i in members[:: max(1, len(members) // 10)][:10]], width=56,
+                      caption=None)
+        with cols[3]:
+            new = st.text_input(f"Name of cluster {c} ({sizes[c]} frames)", value=names.get(c, ""),
+                                key=f"fl_cname_{run_id}_{cluster_method}_{k}_{c}", max_chars=cl.MAX_NAME_LEN)
+            if new != names.get(c, ""):
+                cl.set_cluster_name(w, run_id, cluster_method, k, c, new)
+                st.rerun()

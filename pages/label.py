@@ -1,0 +1,134 @@
+"""Label: tick frames with a label (smile first, or any you name), undo, import/export, insight."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from facelab import clusters as cl
+from facelab import dataset, jobs, labels, probe
+from facelab.latent import active_latents, load_latents
+from facelab.ui import state
+from facelab.ui.grid import pager
+
+PER_PAGE = 48
+COLUMNS = 8
+
+st.title("Label")
+w = state.require_workspace()
+state.show_flash()
+faces_info = dataset.faces_table(w)
+if not faces_info:
+    st.info("This workspace has no faces yet: build a dataset on the **Dataset** page first.")
+    st.stop()
+
+names = labels.label_names(w)
+counts = labels.counts(w)
+left, right = st.columns([3, 2], vertical_alignment="bottom")
+label = left.selectbox("Label to apply", names, key="fl_label_current",
+                       format_func=lambda n: f"{n} ({counts.get(n, 0)})")
+with right.popover("New label"):
+    new = st.text_input("Name", key="fl_label_new", max_chars=labels.MAX_LABEL_LEN)
+    if st.button("Add label", key="fl_label_add"):
+        try:
+            labels.add_label_name(w, new)
+        except labels.LabelError as e:
+            st.error(str(e))
+        else:
+            state.flash(f"Added the label {new.strip().lower()}.")
+            st.rerun()
+
+# A trained run (optional) adds cluster filters, uncertainty order and the probe's insight.
+done = [r for r in jobs.list_runs(w) if r.state == "done"]
+run_id = st.session_state.get(state.RUN) if st.session_state.get(state.RUN) in {r.run_id for r in done} else (
+    done[0].run_id if done else None)
+lat = load_latents(w, run_id) if run_id else None
+tags = labels.labels_of(w)
+
+c1, c2, c3 = st.columns(3)
+show = c1.selectbox("Show", ["all frames", "unlabelled", f"with '{label}'", f"without '{label}'", "by cluster"],
+                    key="fl_label_filter")
+order = c2.selectbox("Order", ["time", "model uncertainty (label these next)"], key="fl_label_order",
+                     disabled=lat is None, help=None if lat else "Needs a trained model with latents (Explore page).")
+ids = np.array([f["id"] for f in faces_info], dtype=np.int64)
+if show == "unlabelled":
+    ids = ids[[not tags.get(int(i)) for i in ids]]
+elif show.startswith("with "):
+    ids = ids[[label in tags.get(int(i), ()) for i in ids]]
+elif show.startswith("without "):
+    ids = ids[[label not in tags.get(int(i), ()) for i in ids]]
+elif show == "by cluster":
+    if lat is None:
+        st.info("Clusters need a trained model with latents: open the Explore page first.")
+        st.stop()
+    method, k = st.session_state.get("fl_last_clustering", ("kmeans", 6))
+    rc = cl.cluster_run(w, run_id, method, k)
+    cnames = cl.cluster_names(w, run_id, method, k)
+    cluster = c3.selectbox(f"Cluster ({method}, k = {k})", range(k), key="fl_label_cluster",
+                           format_func=lambda c: f"{cnames.get(c, f'cluster {c}')} ({int(rc.clustering.sizes[c])})")
+    ids = np.intersect1d(ids, rc.members(cluster))
+if order.startswith("model") and lat is not None and len(ids):
+    act_ids, mu = active_latents(w, lat)
+    try:
+        u = probe.uncertainty(mu, act_ids, tags)
+    except probe.ProbeError as e:
+        st.caption(str(e))
+    else:
+        score = dict(zip(act_ids.tolist(), u.tolist()))
+        ids = np.array(sorted(ids.tolist(), key=lambda i: -score.get(i, 0.0)), dtype=np.int64)
+
+if not len(ids):
+    st.info("No frame matches this filter.")
+else:
+    t_of = {f["id"]: f["t_seconds"] for f in faces_info}
+    start, stop = pager(len(ids), PER_PAGE, "fl_label_page")
+    page_ids = ids[start:stop].tolist()
+    crops = w.faces()[page_ids]
+
+    def toggle(face_id: int, key: str) -> None:
+        st.session_state["fl_undo"] = labels.set_labels(w, [face_id], label, on=st.session_state[key])
+
+    st.caption(f"Click a box to give or take **{label}**.")
+    for row in range(0, len(page_ids), COLUMNS):
+        for col, i in zip(st.columns(COLUMNS), range(row, min(len(page_ids), row + COLUMNS))):
+            fid = page_ids[i]
+            key = f"fl_lab_{label}_{fid}"
+            st.session_state[key] = label in tags.get(fid, ())  # the database is the truth
+            col.image(crops[i], caption=f"{t_of[fid]:.2f} s", width="stretch")
+            col.checkbox(label, key=key, on_change=toggle, args=(fid, key))
+
+undo_record = st.session_state.get("fl_undo")
+if st.button("Undo last action", disabled=not undo_record, key="fl_undo_btn"):
+    st.session_state["fl_undo"] = None
+    labels.undo(w, undo_record)
+    state.flash(f"Undid: {'set' if undo_record.on else 'cleared'} {undo_record.label} on "
+                f"{len(undo_record.face_ids)} frame(s).")
+    st.rerun()
+
+st.subheader("Label counts")
+st.dataframe(pd.DataFrame([{"label": n, "frames": counts.get(n, 0)} for n in names]), hide_index=True)
+
+if lat is not None:
+    st.subheader("Are labelled faces close in the latent space?")
+    insights = probe.run_insights(w, run_id)
+    if insights:
+        st.dataframe(pd.DataFrame([{
+            "label": i.label, "frames": i.positives, "probe ROC-AUC": i.auc,
+            "within / overall distance": i.spread, "note": i.note,
+        } for i in insights]), hide_index=True)
+        st.caption("ROC-AUC near 1: a straight line in latent space separates the label; "
+                   "a distance ratio below 1: its frames sit closer together than frames in general.")
+    else:
+        st.caption("Label some frames to see how well the model's latent space separates them.")
+
+with st.expander("Import / export labels (CSV)"):
+    st.download_button("Export labels.csv", labels.export_csv(w), file_name=f"{w.name}-labels.csv",
+                       mime="text/csv")
+    upload = st.file_uploader("Import a CSV with face_id,label columns", type=["csv"], key="fl_label_csv")
+    if upload is not None and st.button("Import", key="fl_label_import"):
+        try:
+            n = labels.import_csv(w, upload.getvalue().decode("utf-8", errors="replace"))
+        except labels.LabelError as e:
+            st.error(f"Nothing imported: {e}")
+        else:
+            state.flash(f"Imported {n} new labels.")
+            st.rerun()
