@@ -13,6 +13,7 @@ pages = [
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/explore.py", title="Explore", icon=":material/scatter_plot:"),
     st.Page("pages/label.py", title="Label", icon=":material/label:"),
+    st.Page("pages/shift.py", title="Shift", icon=":material/tune:"),
 ]
 workspace_picker()
 st.navigation(pages).run()

@@ -56,13 +56,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE TABLE runs(
         id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
         kind TEXT NOT NULL,
         config TEXT NOT NULL,
-        status TEXT NOT NULL,
         created_at TEXT NOT NULL,
         updated_at TEXT NOT NULL,
-        summary TEXT,
-        error TEXT
+        summary TEXT
     );
     CREATE TABLE epochs(
         run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
@@ -71,13 +70,13 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY(run_id, epoch)
     );
     CREATE TABLE jobs(
-        id INTEGER PRIMARY KEY,
-        run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-        state TEXT NOT NULL,
+        run_id TEXT PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+        state TEXT NOT NULL CHECK(state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
         pid INTEGER,
         heartbeat REAL,
         progress TEXT,
-        created_at TEXT NOT NULL,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        queued_at TEXT NOT NULL,
         started_at TEXT,
         ended_at TEXT,
         error TEXT

@@ -1,0 +1,196 @@
+"""How fast is the Explore backend on 15,000 crops: encode, maps, clusters, and chart size?
+
+In one run, on N crops (default 15,000; 64×64 frames cut from the Pexels clip in
+../shared/data, jittered, so thumbnails compress like real faces):
+
+  baseline        fp32 torch.mm 2048² (GFLOP/s): how busy the machine is right now
+  encode          `facelab.latent.encode_run` with a random-weight BetaVAE (latent 32) into a
+                  fresh workspace (includes writing the cache); target ≤ 10 s
+  pca / tsne / umap   `facelab.projection.project` on the μ
+  kmeans / gmm    `facelab.clusters.fit` (k = 6), and a k = 2..12 `sweep`
+  pca + kmeans    the page's first map; target ≤ 2 s
+  chart           bytes of an Altair spec (frame_id, x, y, cluster, t) of N points, and the
+                  estimated bytes once each point carries its thumbnail as a data URI
+
+    .venv/bin/python benchmarks/explore_speed.py                 # everything, 15k crops
+    .venv/bin/python benchmarks/explore_speed.py --skip-slow     # no t-SNE / UMAP
+    .venv/bin/python benchmarks/explore_speed.py --n 3000
+
+Timings on a shared machine are noisy (the load average is printed with them): compare the
+ratios to the targets, measured within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+SOURCE = Path(os.environ.get("FACELAB_SHARED_DATA", REPO.parent / "shared" / "data")) / "WolfgangLanger_Pexels.mp4"
+
+
+def timed(label: str, fn, results: dict, target: float | None = None):
+    t = time.perf_counter()
+    out = fn()
+    dt = time.perf_counter() - t
+    results[label] = dt
+    extra = f"   target ≤ {target:g} s: {'ok' if dt <= target else 'MISSED'} ({dt / target:.2f}× target)" if target else ""
+    print(f"{label:<22} {dt:8.2f} s{extra}", flush=True)
+    return out
+
+
+def baseline_gflops() -> float:
+    import torch
+
+    a = torch.randn(2048, 2048)
+    b = torch.randn(2048, 2048)
+    a @ b
+    t = time.perf_counter()
+    reps = 5
+    for _ in range(reps):
+        a @ b
+    return reps * 2 * 2048**3 / (time.perf_counter() - t) / 1e9
+
+
+def real_crops(n: int, size: int = 64) -> np.ndarray:
+    """N crops: centre squares of the Pexels clip's frames, shifted and flipped to vary them."""
+    import cv2
+
+    frames = []
+    cap = cv2.VideoCapture(str(SOURCE))
+    while len(frames) < 200:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        h, w = bgr.shape[:2]
+        s = min(h, w)
+        sq = bgr[(h - s) // 2 : (h + s) // 2, (w - s) // 2 : (w + s) // 2]
+        frames.append(cv2.cvtColor(cv2.resize(sq, (size + 8, size + 8), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
+    cap.release()
+    rng = np.random.default_rng(0)
+    if not frames:  # no clip: smooth random images (compress about like faces)
+        print(f"({SOURCE} not found: using smooth random crops)")
+        small = rng.integers(0, 256, size=(200, 9, 9, 3), dtype=np.uint8)
+        frames = [cv2.resize(f, (size + 8, size + 8), interpolation=cv2.INTER_CUBIC) for f in small]
+    base = np.stack(frames)
+    out = np.empty((n, size, size, 3), np.uint8)
+    for i in range(n):
+        f = base[rng.integers(len(base))]
+        dy, dx = rng.integers(0, 9, 2)
+        c = f[dy : dy + size, dx : dx + size]
+        out[i] = c[:, ::-1] if rng.random() < 0.5 else c
+    return out
+
+
+def fake_workspace(crops: np.ndarray):
+    """A temporary workspace holding `crops` and run 'bench' with random BetaVAE weights."""
+    from facelab import models
+    from facelab import workspace as ws_mod
+    from facelab.db import now_iso
+    from facelab.storage import save_npy_atomic
+
+    home = Path(tempfile.mkdtemp(prefix="facelab-bench-"))
+    w = ws_mod.create("bench", home)
+    save_npy_atomic(w.faces_path, crops)
+    with w.connect(write=True) as c:
+        src = c.execute(
+            "INSERT INTO sources(name, settings, counts, created_at) VALUES('bench', '{}', '{}', ?)", (now_iso(),)
+        ).lastrowid
+        c.executemany(
+            "INSERT INTO faces(id, source_id, frame_index, t_seconds, x, y, w, h) VALUES(?, ?, ?, ?, 0, 0, 64, 64)",
+            [(i, src, i, i / 8.0) for i in range(len(crops))],
+        )
+    config = models.ModelConfig(latent_dim=32, image_size=64)
+    models.save_model(w.run_dir("bench"), models.build_model(config), config)
+    return w, home
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=15000)
+    ap.add_argument("--skip-slow", action="store_true", help="skip t-SNE and UMAP")
+    args = ap.parse_args()
+
+    import shutil
+
+    t = time.perf_counter()
+    import sklearn.cluster  # noqa: F401  (imported once per app process; not part of a map's time)
+    import sklearn.decomposition  # noqa: F401
+    import sklearn.mixture  # noqa: F401
+
+    from facelab import clusters as cl
+    from facelab import projection as pj
+    from facelab.latent import encode_run
+
+    import_s = time.perf_counter() - t
+
+    print(f"{args.n} crops · {os.cpu_count()} cores · load average {os.getloadavg()[0]:.1f} · "
+          f"idle threads used for maps/clusters: {pj.idle_threads()}")
+    print(f"{'imports (sklearn)':<22} {import_s:8.2f} s (once per process)")
+    gf = baseline_gflops()
+    print(f"{'baseline torch.mm':<22} {gf:8.1f} GFLOP/s (TESTING.md: about 187 on an idle machine)")
+    r: dict[str, float] = {}
+    crops = real_crops(args.n)
+    try:
+        import facelab.models  # noqa: F401
+
+        w, home = fake_workspace(crops)
+        try:
+            lat = timed("encode (encode_run)", lambda: encode_run(w, "bench"), r, 10.0)
+            print(f"{'':<22} {args.n / r['encode (encode_run)']:8.0f} crops/s")
+            mu = lat.mu
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
+    except ModuleNotFoundError:
+        print("facelab.models is missing: encode not timed; using random latents")
+        mu = np.random.default_rng(0).normal(size=(args.n, 32)).astype(np.float32)
+
+    xy = timed("pca", lambda: pj.project(mu, "pca"), r)
+    km = timed("kmeans k=6", lambda: cl.fit(mu, "kmeans", 6), r)
+    print(f"{'pca + kmeans':<22} {r['pca'] + r['kmeans k=6']:8.2f} s   target ≤ 2 s: "
+          f"{'ok' if r['pca'] + r['kmeans k=6'] <= 2 else 'MISSED'}")
+    timed("gmm k=6 (diag)", lambda: cl.fit(mu, "gmm", 6), r)
+    timed("sweep k=2..12", lambda: cl.sweep(mu), r)
+    if not args.skip_slow:
+        timed("tsne", lambda: pj.project(mu, "tsne"), r)
+        if pj.umap_available():
+            timed("umap (incl. JIT)", lambda: pj.project(mu, "umap"), r)
+        else:
+            print(pj.UMAP_HINT)
+
+    import altair as alt
+    import pandas as pd
+
+    df = pd.DataFrame({
+        "frame_id": np.arange(args.n), "x": xy[:, 0], "y": xy[:, 1],
+        "cluster": km.labels.astype(str), "t": np.arange(args.n) / 8.0,
+    })
+    chart = alt.Chart(df).mark_circle(size=12).encode(
+        x="x:Q", y="y:Q", color="cluster:N", tooltip=["frame_id:Q", "t:Q"]
+    )
+    # Altair refuses > 5,000 rows inline by default: a page drawing every frame must lift that.
+    with alt.data_transformers.disable_max_rows():
+        spec = timed("altair to_json", chart.to_json, r)
+    import cv2
+
+    sample = crops[:: max(1, args.n // 200)]
+    jpg = np.mean([len(cv2.imencode(".jpg", c[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 80])[1]) for c in sample])
+    png = np.mean([len(cv2.imencode(".png", c[:, :, ::-1])[1]) for c in sample])
+    uri = lambda b: len("data:image/jpeg;base64,") + 4 * int(np.ceil(b / 3))  # noqa: E731
+    print(f"{'chart spec':<22} {len(spec) / 1e6:8.2f} MB ({len(spec) / args.n:.0f} B/point)")
+    print(f"{'thumbnail data URI':<22} {uri(jpg):8.0f} B JPEG q80, {uri(png):.0f} B PNG (64×64)")
+    print(f"{'spec with thumbnails':<22} {(len(spec) + args.n * uri(jpg)) / 1e6:8.2f} MB (JPEG), "
+          f"{(len(spec) + args.n * uri(png)) / 1e6:.2f} MB (PNG)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,372 @@
+"""`facelab interpolate`, `facelab shift`, `facelab shift-eval`: latent edits from the shell.
+
+    facelab interpolate -w W RUN A B --steps 10 --out strip.gif     (A, B: face ids)
+    facelab shift -w W RUN photo.jpg --direction smile --alpha 2 --out out.png
+    facelab shift-eval -w W RUN smile --alpha 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from facelab import animate, edit
+from facelab import workspace as ws
+from facelab.cli import CliError
+from facelab.directions import NEGATIVES, DirectionError
+
+
+
+NEGATIVES_HELP = ("which faces count as 'not LABEL': labelled (faces with other labels only), all "
+                  "(every face without it), auto (labelled when there are 5 of them, else all)")
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors of the modules used here whose messages are meant for the user."""
+    from facelab.labels import LabelError
+    from facelab.latent import LatentsMissing
+    from facelab.models import ModelError
+
+    return (edit.EditError, animate.AnimateError, DirectionError, LabelError, LatentsMissing, ModelError)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("interpolate", help="decode the way from one face to another (.png strip or .gif)",
+                       description="Interpolate between the codes of two faces of a workspace and "
+                                   "write the decoded frames as a PNG strip (the real faces at its "
+                                   "ends) or a looping GIF that goes there and back.")
+    _common(p)
+    p.add_argument("a", type=int, help="face id to start from")
+    p.add_argument("b", type=int, help="face id to end at")
+    p.add_argument("--steps", type=int, default=10, help="frames, both ends included (default 10)")
+    p.add_argument("--method", choices=edit.METHODS, default="linear", help="linear or slerp (spherical)")
+    p.add_argument("--out", type=Path, required=True, help="output file: .png or .gif")
+    _picture_options(p)
+    p.add_argument("--duration", type=int, default=120, help="GIF frame duration in ms (default 120)")
+    p.add_argument("--no-ends", action="store_true", help="PNG: leave out the two real faces")
+    p.set_defaults(func=_interpolate)
+
+    p = sub.add_parser("shift", help="shift the face in a photo along stored directions",
+                       description="Find the face in a photo, crop it as video frames are cropped, "
+                                   "encode it, move its code along directions stored for the run "
+                                   "(alpha in spreads of the data) and write the decoded face.")
+    _common(p)
+    p.add_argument("image", type=Path, help="a photo (.jpg, .png, ...) with one face")
+    p.add_argument("--direction", "-d", action="append", default=[],
+                   help="stored direction name; repeat for several")
+    p.add_argument("--alpha", "-a", type=float, action="append", default=[],
+                   help="step along each --direction in spreads (default 2; one value applies to all)")
+    p.add_argument("--toward", help="stored centre (a cluster's or label's) to move toward")
+    p.add_argument("--strength", type=float, default=0.5, help="for --toward: 0 (stay) to 1 (the centre)")
+    p.add_argument("--face", type=int, help="which face when the photo has several (1 = largest)")
+    p.add_argument("--out", type=Path, required=True, help="output .png")
+    p.add_argument("--compare", action="store_true",
+                   help="write [photo crop | reconstruction | shifted] instead of the shifted face only")
+    _picture_options(p)
+    p.set_defaults(func=_shift)
+
+    p = sub.add_parser("shift-eval", help="measure what a label direction changes on held-out faces",
+                       description="Fit a label direction and a linear probe on the training faces, "
+                                   "shift the held-out ('val') faces by alpha spreads and report the "
+                                   "probe's P(label) before and after, how much else moved in latent "
+                                   "space, and the pixel change inside vs outside the mouth region.")
+    _common(p)
+    p.add_argument("label")
+    p.add_argument("--alpha", type=float, default=2.0, help="step in spreads of the data (default 2)")
+    p.add_argument("--direction", help="evaluate this stored direction instead of fitting one")
+    p.add_argument("--method", choices=("mean_diff", "logistic", "svm"), default="logistic",
+                   help="how to fit the direction from labels (default logistic)")
+    p.add_argument("--negatives", choices=NEGATIVES, default="auto", help=NEGATIVES_HELP)
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=_shift_eval)
+
+
+    p = sub.add_parser("direction", help="list, fit or delete a run's stored directions",
+                       description="Directions live per run; `shift` and the app's sliders use them.")
+    actions = p.add_subparsers(dest="action", required=True)
+    a = actions.add_parser("list", help="the run's directions and centres")
+    _common(a)
+    a.set_defaults(func=_direction_list)
+    a = actions.add_parser("fit", help="fit a label's direction on the training faces and store it")
+    _common(a)
+    a.add_argument("label")
+    a.add_argument("--name", help="store it under this name (default: the label)")
+    a.add_argument("--method", choices=("mean_diff", "logistic", "svm"), default="logistic")
+    a.add_argument("--negatives", choices=NEGATIVES, default="auto", help=NEGATIVES_HELP)
+    a.add_argument("--without", action="append", default=[],
+                   help="stored direction to remove from it (Gram-Schmidt), e.g. smile --without mouth_open")
+    a.set_defaults(func=_direction_fit)
+    a = actions.add_parser("centre", help="store the mean code of a label's faces, to move toward")
+    _common(a)
+    a.add_argument("label")
+    a.add_argument("--name", help="store it under this name (default: the label)")
+    a.set_defaults(func=_direction_centre)
+    a = actions.add_parser("delete")
+    _common(a)
+    a.add_argument("name")
+    a.set_defaults(func=_direction_delete)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workspace", "-w", required=True, help="workspace name")
+    p.add_argument("run", help="run id")
+
+
+def _picture_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scale", type=int, default=animate.DEFAULT_SCALE, help="upscale factor (default 4)")
+    p.add_argument("--resample", choices=("nearest", "bicubic"), default="nearest")
+
+
+# --- shared steps -------------------------------------------------------------------------
+class _Run:
+    """A workspace's trained run: its codec and the codes of its active faces."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from facelab.latent import active_latents, load_latents
+        from facelab.models import load_codec
+
+        self.ws = ws.open_workspace(args.workspace, args.home)
+        self.run_id = args.run
+        run_dir = self.ws.run_dir(args.run)
+        if not run_dir.is_dir():
+            raise CliError(f"no run {args.run!r} in workspace {self.ws.name!r}")
+        self.codec = load_codec(run_dir)
+        self._load_latents = lambda: active_latents(
+            self.ws, load_latents(self.ws, args.run, compute=True, codec=self.codec)
+        )
+        self._ids: np.ndarray | None = None
+        self._mu: np.ndarray | None = None
+
+    def latents(self) -> tuple[np.ndarray, np.ndarray]:
+        """(active face ids, their μ), encoded once and cached beside the run."""
+        if self._ids is None:
+            self._ids, self._mu = self._load_latents()
+            if len(self._ids) == 0:
+                raise CliError(f"workspace {self.ws.name!r} has no faces")
+        return self._ids, self._mu
+
+    def bounds(self) -> edit.LatentBounds:
+        return edit.LatentBounds.from_latents(self.latents()[1])
+
+    def crops(self, ids: list[int]) -> np.ndarray:
+        faces = self.ws.faces()
+        active = set(self.ws.active_face_ids().tolist())
+        for i in ids:
+            if i not in active:
+                raise CliError(f"no face {i} in workspace {self.ws.name!r} "
+                               f"(ids run from 0 to {len(faces) - 1}; deleted faces cannot be used)")
+        return np.ascontiguousarray(faces[ids])
+
+
+def _run_cmd(fn):
+    """Turn the user errors of the modules below into CliError (one line, exit 2)."""
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except (CliError, ws.WorkspaceError):
+            raise
+        except _user_errors() as e:
+            raise CliError(str(e)) from None
+    return wrapper
+
+
+# --- commands -----------------------------------------------------------------------------
+@_run_cmd
+def _interpolate(args: argparse.Namespace) -> int:
+    if args.out.suffix.lower() not in (".png", ".gif"):
+        raise CliError(f"--out must end in .png or .gif, not {args.out.name!r}")
+    run = _Run(args)
+    crops = run.crops([args.a, args.b])
+    mu, _ = run.codec.encode(crops)
+    frames = edit.interpolation_strip(run.codec, mu[0], mu[1], args.steps, args.method)
+    ends = None if args.no_ends else (crops[0], crops[1])
+    if ends is not None and crops.shape[1] != frames.shape[1]:
+        from facelab.models import resize_images
+
+        resized = resize_images(crops, frames.shape[1])
+        ends = (resized[0], resized[1])
+    path = animate.save_strip(args.out, frames, ends=ends, duration_ms=args.duration,
+                              scale=args.scale, resample=args.resample)
+    kind = "GIF, there and back" if path.suffix.lower() == ".gif" else "PNG strip"
+    print(f"wrote {path} ({kind}: {args.steps} steps, {args.method}, faces {args.a} -> {args.b})")
+    return 0
+
+
+@_run_cmd
+def _shift(args: argparse.Namespace) -> int:
+    from facelab.directions import load_directions
+
+    if args.out.suffix.lower() != ".png":
+        raise CliError(f"--out must end in .png, not {args.out.name!r}")
+    if not args.direction and not args.toward:
+        raise CliError("say how to shift: --direction NAME (and --alpha) and/or --toward CENTRE")
+    alphas = args.alpha or [2.0]
+    if len(alphas) == 1:
+        alphas = alphas * max(1, len(args.direction))
+    if len(alphas) != len(args.direction) and args.direction:
+        raise CliError(f"{len(args.direction)} --direction but {len(args.alpha)} --alpha: give one alpha "
+                       "for all, or one per direction")
+    run = _Run(args)
+    stored = load_directions(run.ws, args.run)
+    have = ", ".join(stored) or "none yet"
+
+    def get(name: str):
+        if name not in stored:
+            raise CliError(f"run {args.run!r} has no direction {name!r} (it has: {have}); "
+                           "make one with `facelab direction fit`")
+        return stored[name]
+
+    pairs = [(get(n), a) for n, a in zip(args.direction, alphas)]
+    crop = _photo_crop(run, args.image, args.face)
+    mu, _ = run.codec.encode(crop[None])
+    bounds = run.bounds()
+    z = mu
+    if args.toward:
+        centre = get(args.toward)
+        if centre.kind != "centre":
+            raise CliError(f"{args.toward!r} is a direction, not a centre: use --direction")
+        z = edit.toward(z, centre.vector, args.strength, bounds)
+    if pairs:
+        z = edit.shift(z, pairs, bounds)
+    shifted = run.codec.decode(z)
+    if args.compare:
+        size = shifted.shape[1]
+        from facelab.models import resize_images
+
+        panels = np.concatenate([resize_images(crop[None], size), run.codec.decode(mu), shifted])
+        image = animate.strip_image(panels, scale=args.scale, resample=args.resample)
+    else:
+        image = animate.upscale(shifted, args.scale, args.resample)[0]
+    from facelab.storage import write_bytes_atomic
+
+    write_bytes_atomic(args.out, animate.png_bytes(image))
+    what = ", ".join(f"{p.name} {a:+g}" for p, a in pairs)
+    if args.toward:
+        what = ", ".join(filter(None, [f"toward {args.toward} s={args.strength:g}", what]))
+    print(f"wrote {args.out} ({what})")
+    return 0
+
+
+def _photo_crop(run: _Run, image: Path, face: int | None) -> np.ndarray:
+    """The photo's face cropped with the workspace's own build settings (RGB, crop size)."""
+    from facelab.live import build_settings_of
+    from facelab.photo import PhotoError, choose_face, crop_photo_face, photo_detector, read_image
+
+    try:
+        frame = read_image(image)
+        detector = photo_detector()
+        boxes = detector.detect(frame)
+        box = choose_face(boxes, build_settings_of(run.ws).ambiguous_ratio, face, image.name, "--face")
+    except PhotoError as e:
+        raise CliError(str(e)) from None
+    return crop_photo_face(run.ws, frame, box, run.codec.config.image_size, detector)
+
+
+@_run_cmd
+def _shift_eval(args: argparse.Namespace) -> int:
+    from facelab.directions import (
+        LabelDirection, LinearProbe, check_examples, labelled_latents, load_direction,
+    )
+    from facelab.labels import validate_label_name
+
+    label = validate_label_name(args.label)
+    run = _Run(args)
+    ids, mu = run.latents()
+    val = np.isin(ids, run.ws.active_face_ids("val"))
+    if not val.any():
+        raise CliError(f"workspace {run.ws.name!r} has no held-out ('val') faces to evaluate on")
+    z_train, y, negatives_from = labelled_latents(run.ws, args.run, label, args.negatives, "train", run.codec)
+    check_examples(y, label, negatives=negatives_from)
+    probe = LinearProbe().fit(z_train, y)
+    if args.direction:
+        direction = load_direction(run.ws, args.run, args.direction)
+        if direction.kind == "centre":
+            raise CliError(f"{args.direction!r} is a centre, not a direction")
+        source = f"stored direction {direction.name!r} ({direction.kind})"
+    else:
+        fitted = LabelDirection(method=args.method, label=label).fit(z_train, y)
+        direction = fitted.to_direction()
+        source = (f"{args.method} direction fitted on {fitted.n_positive_} + {fitted.n_negative_} "
+                  f"training faces (negatives: {negatives_from})")
+    q = edit.shift_quality(run.codec, mu[val], direction, probe, args.alpha, run.bounds())
+    if args.json:
+        print(json.dumps({**asdict(q), "focus": q.focus, "label": label, "direction": source}))
+        return 0
+    print(f"{label!r}: {source}; {q.n} held-out faces shifted by alpha {q.alpha:+g} spreads")
+    print(f"  probe P({label}) on codes          {q.probe_before:.3f} -> {q.probe_after:.3f}")
+    print(f"  probe P({label}) on decoded faces  {q.image_probe_before:.3f} -> {q.image_probe_after:.3f}")
+    print(f"  latent move along the direction   {q.latent_along:.3f}")
+    print(f"  latent move across it (else)      {q.latent_orthogonal:.3f}")
+    print(f"  pixel change in the mouth region  {q.pixel_inside:.2f}")
+    print(f"  pixel change elsewhere            {q.pixel_outside:.2f}  (ratio {q.focus:.2f})")
+    return 0
+
+
+@_run_cmd
+def _direction_list(args: argparse.Namespace) -> int:
+    from facelab.directions import load_directions
+
+    run = _Run(args)
+    found = load_directions(run.ws, args.run)
+    if not found:
+        print(f"run {args.run} has no directions yet (see `facelab direction fit`)")
+        return 0
+    print(f"{'name':<24} {'kind':<12} {'spread':>7}  made from")
+    for d in found.values():
+        spec = ", ".join(f"{k}={v}" for k, v in sorted(d.spec.items()))
+        print(f"{d.name:<24} {d.kind:<12} {d.spread:>7.3f}  {spec}")
+    return 0
+
+
+@_run_cmd
+def _direction_fit(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from facelab.directions import ConditionalDirection, fit_label_direction, load_direction, save_direction
+    from facelab.labels import validate_label_name
+
+    label = validate_label_name(args.label)
+    run = _Run(args)
+    d = fit_label_direction(run.ws, args.run, label, args.method, args.negatives, codec=run.codec)
+    if args.without:
+        removed = [load_direction(run.ws, args.run, n) for n in args.without]
+        cond = ConditionalDirection(d, removed).fit(run.latents()[1])
+        d = cond.to_direction(d.name, label=label, method=args.method, **{
+            k: d.spec[k] for k in ("positives", "negatives") if k in d.spec})
+    d = save_direction(run.ws, args.run, replace(d, name=args.name or label))
+    print(f"stored {d.kind} direction {d.name!r} for run {args.run} "
+          f"({d.spec.get('positives', '?')} faces with {label!r}, {d.spec.get('negatives', '?')} without; "
+          f"spread {d.spread:.3f})")
+    return 0
+
+
+@_run_cmd
+def _direction_centre(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from facelab.directions import CentreTarget, save_direction
+    from facelab.labels import labels_of, validate_label_name
+
+    label = validate_label_name(args.label)
+    run = _Run(args)
+    ids, mu = run.latents()
+    tagged = labels_of(run.ws)
+    members = np.array([label in tagged.get(int(i), ()) for i in ids], dtype=bool)
+    d = CentreTarget(label=label).fit(mu, members).to_direction(args.name or label)
+    d = save_direction(run.ws, args.run, replace(d, spec={**d.spec, "source": "label"}))
+    print(f"stored the centre of {d.spec['members']} faces labelled {label!r} as {d.name!r}")
+    return 0
+
+
+@_run_cmd
+def _direction_delete(args: argparse.Namespace) -> int:
+    from facelab.directions import delete_direction
+
+    w = ws.open_workspace(args.workspace, args.home)
+    delete_direction(w, args.run, args.name)
+    print(f"deleted direction {args.name!r} of run {args.run}")
+    return 0

@@ -1,0 +1,173 @@
+"""`facelab train`, `facelab runs`, `facelab eval`.
+
+`facelab train --workspace W --run R` is also the command the background job runner starts,
+so a run behaves the same from a shell and from the app.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from facelab import db
+from facelab.cli import CliError
+from facelab.workspace import DB_FILE, Workspace, WorkspaceError, open_workspace
+
+MODEL_OPTIONS = {  # flag: (ModelConfig field, type)
+    "kind": ("kind", str), "beta": ("beta", float), "latent": ("latent_dim", int),
+    "epochs": ("epochs", int), "batch": ("batch_size", int), "lr": ("lr", float),
+    "recon": ("recon", str), "seed": ("seed", int), "image_size": ("image_size", int),
+    "warmup": ("kl_warmup_epochs", int), "compile": ("compile", bool),
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model (in the foreground; a line per epoch)")
+    _workspace_arg(p)
+    p.add_argument("--run", help="id of an existing run to train or resume (default: a new run)")
+    p.add_argument("--name", help="display name of a new run")
+    g = p.add_argument_group("model options (for a new run)")
+    g.add_argument("--kind", choices=["betavae", "vae", "ae", "pca"])
+    g.add_argument("--beta", type=float)
+    g.add_argument("--latent", type=int, help="latent size")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch", type=int, help="batch size")
+    g.add_argument("--lr", type=float, help="learning rate")
+    g.add_argument("--recon", choices=["bce", "mse"])
+    g.add_argument("--seed", type=int)
+    g.add_argument("--image-size", dest="image_size", type=int, choices=[32, 64, 128])
+    g.add_argument("--warmup", type=int, help="KL warm-up epochs")
+    g.add_argument("--compile", action="store_true", default=None, help="use torch.compile")
+    p.add_argument("--background", action="store_true",
+                   help="start it as a background job and return (see `facelab runs`)")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("runs", help="list a workspace's runs")
+    _workspace_arg(p)
+    p.set_defaults(func=_runs)
+
+    p = sub.add_parser("eval", help="held-out figures and PNG grids of a trained run")
+    _workspace_arg(p)
+    p.add_argument("run")
+    p.add_argument("--out", help="folder for the PNG grids (default: runs/<run>/eval)")
+    p.set_defaults(func=_eval)
+
+
+def _workspace_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workspace", "-w", required=True, help="workspace name, or path to its folder")
+
+
+def resolve_workspace(value: str, home: str | None) -> Workspace:
+    """A workspace by name (under the home folder) or by the path of its folder."""
+    if "/" in value or value.startswith("."):
+        path = Path(value).expanduser().resolve()
+        if not (path / DB_FILE).exists():
+            raise WorkspaceError(f"{value} is not a facelab workspace (no {DB_FILE} in it)")
+        db.init(path / DB_FILE)
+        return Workspace(path)
+    return open_workspace(value, home)
+
+
+def _config_from_args(args: argparse.Namespace):
+    from facelab.models import ModelConfig
+
+    given = {field: typ(getattr(args, flag)) for flag, (field, typ) in MODEL_OPTIONS.items()
+             if getattr(args, flag) is not None}
+    return ModelConfig(**given), given
+
+
+def _train(args: argparse.Namespace) -> int:
+    from facelab import jobs
+    from facelab.models import ModelError
+
+    w = resolve_workspace(args.workspace, args.home)
+    try:
+        config, given = _config_from_args(args)
+    except ModelError as e:
+        raise CliError(str(e)) from None
+    run_id = args.run
+    if run_id is None:
+        run_id = jobs.create_run(w, config, args.name)
+        print(f"run {run_id}: {config.to_json()}", flush=True)
+    else:
+        if given:
+            raise CliError(f"run {run_id!r} already has its settings; leave out "
+                           + ", ".join("--" + f.replace("_", "-") for f in given))
+        jobs.status(w, run_id)  # a clear error for an unknown run
+    if args.background:
+        jobs.start(w, run_id)
+        st = jobs.status(w, run_id)
+        print(f"run {run_id}: {st.state}" + (f" (pid {st.pid})" if st.pid else ""))
+        return 0
+    summary = jobs.run_job(w, run_id, echo=_echo)
+    state = summary.get("state")
+    if state == "failed":
+        raise CliError(f"run {run_id} failed: {summary.get('error')}")
+    if state == "cancelled":
+        print(f"run {run_id}: cancelled; `facelab train --workspace {args.workspace} --run {run_id}` resumes it")
+        return 1
+    if summary.get("split_note"):
+        print(f"note: {summary['split_note']}")
+    print(f"run {run_id}: done")
+    return 0
+
+
+def _fmt(v, spec: str) -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def _echo(p: dict) -> None:
+    phase = p.get("phase")
+    if phase == "start" and p.get("note"):
+        print(p["note"], flush=True)
+    if phase in ("epoch", "done") and p.get("metrics") and (phase == "epoch" or p.get("epochs") == 1):
+        m = p["metrics"]
+        d = len(m.get("kl_per_dim") or [])
+        print(
+            f"epoch {m['epoch']}/{p['epochs']}  loss {_fmt(m.get('train_loss'), '.1f')}  "
+            f"val {_fmt(m.get('val_loss'), '.1f')}  PSNR {m['val_psnr']:.2f} dB  SSIM {m['val_ssim']:.3f}  "
+            f"active {m['active_units']}/{d}  {m['seconds']:.1f} s",
+            flush=True,
+        )
+    if phase == "cancelled":
+        print(f"stopped at epoch {p['epoch'] + 1}, step {p['step']}; checkpoint saved", flush=True)
+
+
+def _runs(args: argparse.Namespace) -> int:
+    from facelab import jobs
+
+    w = resolve_workspace(args.workspace, args.home)
+    runs = jobs.list_runs(w)
+    if not runs:
+        print(f"no runs in workspace {w.name}")
+        return 0
+    print(f"{'run':<34} {'name':<20} {'state':<10} {'epoch':>9} {'val PSNR':>9} {'active':>7}")
+    for r in runs:
+        psnr = r.metrics.get("val_psnr")
+        print(f"{r.run_id:<34} {r.name[:20]:<20} {r.state:<10} {f'{r.epoch}/{r.epochs}':>9} "
+              f"{_fmt(psnr, '.2f'):>9} {_fmt(r.metrics.get('active_units'), 'd'):>7}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from facelab.evaluate import evaluate_run
+    from facelab.models import ModelError
+    from facelab.train import TrainError
+
+    w = resolve_workspace(args.workspace, args.home)
+    out = Path(args.out) if args.out else w.run_dir(args.run) / "eval"
+    try:
+        r = evaluate_run(w, args.run, out)
+    except (ModelError, TrainError) as e:
+        raise CliError(str(e)) from None
+    print(f"{'figure':<16} value")
+    print(f"{'kind':<16} {r['kind']}")
+    print(f"{'held-out faces':<16} {r['n']}")
+    print(f"{'PSNR':<16} {r['psnr']:.2f} dB")
+    print(f"{'SSIM':<16} {r['ssim']:.3f}")
+    print(f"{'active units':<16} {r['active_units']}/{r['latent_dim']}")
+    if r["split_note"]:
+        print(f"note: {r['split_note']}")
+    for name, path in r["files"].items():
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,452 @@
+"""Build a workspace's dataset of face crops from a video, and read or prune it.
+
+A build samples frames (`facelab.video`), finds one face per frame and crops it
+(`facelab.faces`), and appends the crops to the workspace: `faces.npy` (row i <-> faces.id i)
+plus one `faces` row per crop, one `sources` row per video and one `skipped` row per sampled
+frame that gave no crop, with its reason ('no_face', 'ambiguous', 'blurred', 'duplicate').
+
+All or nothing: a build is staged in memory and committed at the very end, in one transaction
+that holds the database's write lock (so two builds never interleave): the rows are inserted,
+the new faces.npy (old rows + new rows) is written to a temp file and renamed over the old one,
+and only then does the transaction commit. A failed array write (full disk: OSError) rolls the
+transaction back and leaves the old file in place; a failure after the rename leaves rows past
+the database's count in faces.npy, which `Workspace.faces()` ignores and the next build
+overwrites. A build that is cancelled, or whose progress callback raises
+(e.g. Streamlit stopping a script for a rerun), stops before the commit and keeps nothing.
+
+Speed: the calling thread decodes; chunks of consecutive frames (one full-frame detection, then
+tracking) go to a pool of threads (OpenCV releases the GIL). A chunk depends only on its own
+frames, and results are taken in chunk order, so the output never depends on thread timing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facelab.db import now_iso
+from facelab.faces import (
+    DEFAULT_MARGIN,
+    DEFAULT_SHIFT,
+    Box,
+    FaceDetector,
+    crop_face,
+    crop_sharpness,
+    difference,
+    same_place,
+    to_gray,
+)
+from facelab.storage import load_npy, save_npy_atomic
+from facelab.video import VideoInfo, probe, sample_frames, sampled_count
+from facelab.workspace import Workspace, WorkspaceError
+
+CROP_SIZES = (32, 64, 128)
+REASONS = ("no_face", "ambiguous", "blurred", "duplicate")
+PROGRESS_EVERY_S = 0.1  # at most ~10 progress calls a second
+
+
+class BuildError(WorkspaceError):
+    """A build refused or failed; the message is for the user. The workspace is unchanged."""
+
+
+class BuildCancelled(Exception):
+    """The build was cancelled by its `cancel` callback; nothing was stored."""
+
+
+@dataclass
+class BuildSettings:
+    """How a video becomes crops. Stored as JSON with each source."""
+
+    fps: float = 8.0  # frames sampled per second of video
+    size: int = 64  # crop side in pixels: 32, 64 or 128 (one size per workspace)
+    margin: float = DEFAULT_MARGIN  # grows (or, negative, trims) the face box's side, per side
+    shift: float = DEFAULT_SHIFT  # moves the crop's centre down, as a share of the box height
+    align: bool = False  # rotate so the eyes are level (Haar eye search)
+    ambiguous_ratio: float = 0.5  # 2nd face area / largest >= this -> frame skipped as 'ambiguous'
+    blur_threshold: float = 40.0  # variance of the Laplacian of the 64x64 crop below this -> 'blurred'
+    duplicate_threshold: float = 0.6  # mean abs grey difference to the last kept crop below this -> 'duplicate'
+    # detection and tracking
+    detect_short_side: int = 120  # full-frame search on a grey frame about this high (short side)
+    min_face: float = 0.2  # smallest face searched, as a share of the frame's short side
+    redetect_s: float = 1.0  # a full-frame search at least this often (new or second faces)
+    workers: int = 2  # detection threads (0 or 1: all in the calling thread)
+
+    def check(self) -> None:
+        """Raise `BuildError` for a value that makes no sense, naming it."""
+        problems = []
+        if not (0 < self.fps <= 120):
+            problems.append(f"fps must be in (0, 120], not {self.fps}")
+        if self.size not in CROP_SIZES:
+            problems.append(f"size must be one of {', '.join(map(str, CROP_SIZES))}, not {self.size}")
+        if not (-0.3 <= self.margin <= 1.0):
+            problems.append(f"margin must be between -0.3 and 1.0, not {self.margin}")
+        if not (-0.3 <= self.shift <= 0.3):
+            problems.append(f"shift must be between -0.3 and 0.3, not {self.shift}")
+        if not (0 < self.ambiguous_ratio <= 1):
+            problems.append(f"ambiguous_ratio must be in (0, 1], not {self.ambiguous_ratio}")
+        if self.blur_threshold < 0 or self.duplicate_threshold < 0:
+            problems.append("blur and duplicate thresholds must be >= 0")
+        if not (0 < self.min_face < 1) or self.detect_short_side < 48 or self.redetect_s <= 0:
+            problems.append("detection settings out of range")
+        if problems:
+            raise BuildError("bad build settings: " + "; ".join(problems))
+
+    def detector(self) -> FaceDetector:
+        return FaceDetector(short_side=self.detect_short_side, min_face=self.min_face)
+
+
+@dataclass
+class BuildProgress:
+    done: int  # sampled frames processed
+    total: int  # sampled frames expected (from the video's header; grows if it was short)
+    kept: int
+    elapsed_s: float
+    eta_s: float | None  # None until there is a rate to go by
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 0.0
+
+
+@dataclass
+class BuildReport:
+    source_id: int | None  # None when nothing was added (no usable face)
+    sampled: int
+    kept: int
+    no_face: int
+    ambiguous: int
+    blurred: int
+    duplicate: int
+    seconds: float
+    name: str = ""
+
+    def counts(self) -> dict[str, int]:
+        """Frames per outcome, for tables and charts: sampled, kept and each skip reason."""
+        return {"sampled": self.sampled, "kept": self.kept,
+                **{r: getattr(self, r) for r in REASONS}}
+
+    def message(self) -> str:
+        """One line for the user saying what the build did."""
+        why = ", ".join(f"{r} {getattr(self, r)}" for r in REASONS if getattr(self, r))
+        if self.kept == 0:
+            what = "no face found" if self.no_face == self.sampled else "no usable face found"
+            return (f"{what} in {self.sampled} sampled frames of {self.name}"
+                    f"{f' ({why})' if why else ''}: nothing was added")
+        return (f"{self.name}: kept {self.kept} of {self.sampled} sampled frames"
+                f"{f' (skipped: {why})' if why else ''} in {self.seconds:.1f} s")
+
+
+def split_for(t_seconds: float, block_s: float = 2.0, every: int = 10) -> str:
+    """'val' for every `every`-th block of `block_s` seconds, else 'train'.
+
+    Held out by time blocks, not by random frames: neighbouring frames are near copies, so a
+    random split would let validation frames leak into training.
+    """
+    return "val" if int(t_seconds // block_s) % every == every - 1 else "train"
+
+
+@dataclass
+class _Frame:
+    """What a worker found in one sampled frame."""
+
+    index: int
+    t: float
+    reason: str | None  # None: a crop to keep (unless the duplicate check says otherwise)
+    box: Box | None = None
+    crop: np.ndarray | None = None
+    sharpness: float = 0.0
+
+
+def _process_chunk(frames: list[tuple[int, float, np.ndarray]], settings: BuildSettings,
+                   detector: FaceDetector) -> list[_Frame]:
+    """Detect and crop a run of consecutive sampled frames.
+
+    The first frame gets a full-frame search; the next ones track the face near its last box;
+    whenever tracking loses it, a full search runs again. Depends on nothing outside the chunk,
+    so chunks can run in any order on any thread and give the same result.
+    """
+    out: list[_Frame] = []
+    last: Box | None = None  # the tracking anchor: where the window is centred and sized
+    for index, t, frame in frames:
+        gray = to_gray(frame)  # once per frame, for both searches
+        box = detector.track(gray, last) if last is not None else None
+        if box is not None and not same_place(box, last):
+            last = box  # the face moved: follow it
+        if box is None:
+            boxes = detector.detect(gray)
+            if not boxes:
+                out.append(_Frame(index, t, "no_face"))
+                last = None
+                continue
+            if len(boxes) > 1 and boxes[1].area >= settings.ambiguous_ratio * boxes[0].area:
+                out.append(_Frame(index, t, "ambiguous", boxes[0]))
+                last = None
+                continue
+            box = boxes[0]
+            last = box
+        crop = crop_face(frame, box, settings.size, settings.margin, settings.align, settings.shift,
+                         detector=detector)
+        sharp = crop_sharpness(crop)
+        reason = "blurred" if sharp < settings.blur_threshold else None
+        out.append(_Frame(index, t, reason, box, crop, sharp))
+    return out
+
+
+def _chunks(frames: Iterable[tuple[int, float, np.ndarray]], n: int) -> Iterable[list]:
+    chunk: list = []
+    for f in frames:
+        chunk.append(f)
+        if len(chunk) == n:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _sha256(path: Path, out: dict) -> None:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    out["sha256"] = h.hexdigest()
+
+
+def build(
+    workspace: Workspace,
+    video: Path,
+    settings: BuildSettings = BuildSettings(),
+    *,
+    name: str | None = None,
+    progress: Callable[[BuildProgress], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> BuildReport:
+    """Add the faces of `video` to `workspace`; returns what was kept and skipped.
+
+    `name` is the source's display name (default: the file's name; an upload saved to a temp
+    file passes its original name). `progress` is called at most ~10 times a second and once
+    at the end; `cancel` is polled between chunks of frames (one chunk per `redetect_s` of
+    video) and, when it returns True, the build stops with `BuildCancelled`.
+
+    Raises `VideoError` for a file that is not a usable video (also when it turns out truncated
+    half-way) and `BuildError` for bad settings, a crop size other than the workspace's or a
+    failed write (full disk). In every one of these cases, and when `progress` raises,
+    the workspace is left exactly as it was (see the module docstring for how).
+
+    A video with no usable face returns a report with kept == 0 and adds nothing (no source).
+    """
+    settings.check()
+    started = time.monotonic()
+    info = probe(video)
+    name = name or info.path.name
+    _check_crop_size(workspace, settings.size)
+
+    digest: dict = {}
+    hasher = threading.Thread(target=_sha256, args=(info.path, digest), daemon=True)
+    hasher.start()
+
+    total = max(1, sampled_count(info, settings.fps))
+    detector = settings.detector()
+    chunk_len = max(1, round(settings.fps * settings.redetect_s))
+    results: list[_Frame] = []
+    counts = dict.fromkeys(REASONS, 0)
+    state = {"kept": 0, "last_crop": None, "last_report": 0.0}
+
+    def take(chunk_result: list[_Frame]) -> None:
+        for fr in chunk_result:
+            if fr.reason is None:
+                prev = state["last_crop"]
+                if prev is not None and difference(prev, fr.crop) < settings.duplicate_threshold:
+                    fr.reason = "duplicate"
+                else:
+                    state["last_crop"] = fr.crop
+                    state["kept"] += 1
+            if fr.reason is not None:
+                counts[fr.reason] += 1
+                fr.crop = None  # free the pixels of skipped frames now
+            results.append(fr)
+        report_progress()
+
+    def report_progress(final: bool = False) -> None:
+        now = time.monotonic()
+        if progress is None or (not final and now - state["last_report"] < PROGRESS_EVERY_S):
+            return
+        state["last_report"] = now
+        done = len(results)
+        tot = max(total, done) if not final else done
+        elapsed = now - started
+        eta = elapsed / done * (tot - done) if done else None
+        progress(BuildProgress(done, tot, state["kept"], elapsed, eta))
+
+    frames = sample_frames(info.path, settings.fps)
+    pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="facelab-build") \
+        if settings.workers > 1 else None
+    pending: deque[Future] = deque()
+    max_pending = 2 * max(1, settings.workers)
+    try:
+        report_progress()
+        for chunk in _chunks(frames, chunk_len):
+            if cancel is not None and cancel():
+                raise BuildCancelled(f"build of {name} cancelled: nothing was added")
+            if pool is None:
+                take(_process_chunk(chunk, settings, detector))
+                continue
+            pending.append(pool.submit(_process_chunk, chunk, settings, detector))
+            while len(pending) >= max_pending or (pending and pending[0].done()):
+                take(pending.popleft().result())
+        while pending:
+            if cancel is not None and cancel():
+                raise BuildCancelled(f"build of {name} cancelled: nothing was added")
+            take(pending.popleft().result())
+    finally:
+        frames.close()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    hasher.join()
+    kept = [fr for fr in results if fr.reason is None]
+    report = BuildReport(None, len(results), len(kept), counts["no_face"], counts["ambiguous"],
+                         counts["blurred"], counts["duplicate"], 0.0, name)
+    if kept:
+        report.source_id = _commit(workspace, info, name, digest.get("sha256"), settings, results,
+                                   kept, report)
+    report.seconds = time.monotonic() - started
+    report_progress(final=True)
+    return report
+
+
+def _check_crop_size(workspace: Workspace, size: int, conn=None) -> None:
+    if conn is None:
+        with workspace.connect() as c:
+            return _check_crop_size(workspace, size, c)
+    row = conn.execute("SELECT value FROM meta WHERE key = 'crop_size'").fetchone()
+    if row is not None and json.loads(row["value"]) != size:
+        have = json.loads(row["value"])
+        raise BuildError(
+            f"workspace {workspace.name!r} holds {have}x{have} crops; a build with size {size} "
+            f"cannot be added to it (use size {have}, or another workspace)"
+        )
+
+
+def _commit(workspace: Workspace, info: VideoInfo, name: str, sha256: str | None,
+            settings: BuildSettings, results: list[_Frame], kept: list[_Frame],
+            report: BuildReport) -> int:
+    """Append the staged crops and rows: array first (atomic rename), then the rows, all under
+    the database's write lock so two builds never interleave."""
+    s = settings.size
+    with workspace.connect(write=True) as c:
+        _check_crop_size(workspace, s, c)
+        n0 = int(c.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
+        cur = c.execute(
+            "INSERT INTO sources(name, sha256, video_fps, frame_count, width, height, duration_s, "
+            "settings, counts, created_at) VALUES(?,?,?,?,?,?,?,?,?,?)",
+            (name, sha256, info.fps, info.frame_count, info.width, info.height, info.duration_s,
+             json.dumps(asdict(settings)), json.dumps(report.counts()), now_iso()),
+        )
+        source_id = int(cur.lastrowid)
+        c.executemany(
+            "INSERT INTO faces(id, source_id, frame_index, t_seconds, x, y, w, h, sharpness, split) "
+            "VALUES(?,?,?,?,?,?,?,?,?,?)",
+            [(n0 + k, source_id, fr.index, fr.t, *fr.box.as_tuple(), fr.sharpness, split_for(fr.t))
+             for k, fr in enumerate(kept)],
+        )
+        c.executemany(
+            "INSERT INTO skipped(source_id, frame_index, t_seconds, reason) VALUES(?,?,?,?)",
+            [(source_id, fr.index, fr.t, fr.reason) for fr in results if fr.reason is not None],
+        )
+        c.execute("INSERT INTO meta(key, value) VALUES('crop_size', ?) "
+                  "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (json.dumps(s),))
+
+        array = np.empty((n0 + len(kept), s, s, 3), np.uint8)
+        if n0:
+            array[:n0] = _old_faces(workspace, n0, s)
+        for k, fr in enumerate(kept):
+            array[n0 + k] = fr.crop
+        try:
+            save_npy_atomic(workspace.faces_path, array)
+        except OSError as e:
+            raise BuildError(
+                f"could not save the crops of {name} in workspace {workspace.name!r} "
+                f"({e.strerror or e}); nothing was added"
+            ) from e
+    return source_id
+
+
+def _old_faces(workspace: Workspace, n: int, size: int) -> np.ndarray:
+    """The first n crops, read while the caller holds the write lock (not `Workspace.faces`,
+    which would open a second connection)."""
+    if not workspace.faces_path.exists():
+        raise BuildError(f"workspace {workspace.name!r} is damaged: its database lists {n} crops "
+                         "but faces.npy is missing")
+    arr = load_npy(workspace.faces_path, mmap=True)
+    if arr.shape[0] < n or arr.shape[1:] != (size, size, 3):
+        raise BuildError(f"workspace {workspace.name!r} is damaged: faces.npy has shape "
+                         f"{arr.shape}, the database lists {n} crops of {size}x{size}")
+    return arr[:n]
+
+
+# --- reading and pruning the dataset ------------------------------------------------------
+def faces_table(workspace: Workspace) -> list[dict]:
+    """One dict per crop not deleted, in id order: id, source_id, source (its name),
+    frame_index, t_seconds, box (x, y, w, h in frame pixels), split, sharpness."""
+    with workspace.connect() as c:
+        rows = c.execute(
+            "SELECT f.id, f.source_id, s.name AS source, f.frame_index, f.t_seconds, "
+            "f.x, f.y, f.w, f.h, f.split, f.sharpness FROM faces f "
+            "JOIN sources s ON s.id = f.source_id WHERE f.deleted = 0 ORDER BY f.id"
+        ).fetchall()
+    return [
+        {"id": r["id"], "source_id": r["source_id"], "source": r["source"],
+         "frame_index": r["frame_index"], "t_seconds": r["t_seconds"],
+         "box": (r["x"], r["y"], r["w"], r["h"]), "split": r["split"], "sharpness": r["sharpness"]}
+        for r in rows
+    ]
+
+
+def skip_counts(workspace: Workspace) -> dict[str, int]:
+    """Over all sources: 'kept' (crops not deleted), 'deleted' (crops the user removed), and
+    the sampled frames skipped per reason ('no_face', 'ambiguous', 'blurred', 'duplicate')."""
+    with workspace.connect() as c:
+        out = {"kept": 0, "deleted": 0, **dict.fromkeys(REASONS, 0)}
+        for r in c.execute("SELECT deleted, COUNT(*) AS n FROM faces GROUP BY deleted"):
+            out["deleted" if r["deleted"] else "kept"] += r["n"]
+        for r in c.execute("SELECT reason, COUNT(*) AS n FROM skipped GROUP BY reason"):
+            out[r["reason"]] = r["n"]
+    return out
+
+
+def delete_faces(workspace: Workspace, ids: Iterable[int]) -> int:
+    """Delete crops for good: their pixels are zeroed in faces.npy (rewritten atomically) and
+    their rows marked deleted, in one transaction (the array is renamed into place just before
+    the commit; if writing it fails nothing changes). Ids stay, so row i is still faces.id i.
+    Returns how many crops were newly deleted; unknown ids raise `WorkspaceError`."""
+    wanted = sorted({int(i) for i in ids})
+    if not wanted:
+        return 0
+    with workspace.connect(write=True) as c:
+        n = int(c.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
+        unknown = [i for i in wanted if not 0 <= i < n]
+        if unknown:
+            raise WorkspaceError(f"no crop with id {', '.join(map(str, unknown[:5]))}"
+                                 f"{' ...' if len(unknown) > 5 else ''} in workspace {workspace.name!r}")
+        alive = [r[0] for r in c.execute(
+            f"SELECT id FROM faces WHERE deleted = 0 AND id IN ({','.join('?' * len(wanted))})", wanted)]
+        if not alive:
+            return 0
+        c.executemany("UPDATE faces SET deleted = 1 WHERE id = ?", [(i,) for i in alive])
+        array = np.array(load_npy(workspace.faces_path, mmap=True))  # a private copy to edit
+        array[alive] = 0
+        try:
+            save_npy_atomic(workspace.faces_path, array)
+        except OSError as e:
+            raise BuildError(f"could not delete crops in workspace {workspace.name!r} "
+                             f"({e.strerror or e}); nothing was deleted") from e
+    return len(alive)

@@ -1,0 +1,389 @@
+"""The webcam pipeline: one BGR frame in, the frame with its faces shifted out.
+
+No Streamlit here: the Webcam page calls `LivePipeline.process` from streamlit-webrtc's
+frame-callback thread, and sliders on the page hand new settings over with `update(...)`.
+Settings are a small frozen dataclass swapped whole under a lock, so the callback always sees
+one consistent set (never half of a slider change) and never waits for the page.
+
+Per frame: find faces (a full Haar search every `detect_every` frames, a cheap local search
+around the last faces in between), crop each the way the dataset crops video frames, encode
+them in one batch, shift the codes by the current sliders, decode, and draw: a box around each
+face, the shifted face beside it (and optionally pasted back over it through a soft elliptical
+mask), and the frame rate and latency. A frame without a face passes through with a note.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from facelab.edit import LatentBounds, shift, toward
+from facelab.faces import DEFAULT_MARGIN, DEFAULT_SHIFT, Box, FaceDetector, crop_box, crop_face
+
+if TYPE_CHECKING:
+    from facelab.directions import Direction
+    from facelab.models import Codec
+
+STAGES = ("detect", "crop", "encode", "shift", "decode", "paste")
+BAND_H = 26  # the top band where the note and the stats are written; nothing else draws there
+NO_FACE_NOTE = "no face found"
+BOX_COLOUR = (80, 220, 80)  # BGR
+TEXT_COLOUR = (255, 255, 255)
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+class LiveError(ValueError):
+    """A frame or a setting the pipeline cannot use; the message is meant for the user."""
+
+
+@dataclass(frozen=True, eq=False)  # holds arrays: compare fields, not objects
+class LiveSettings:
+    """What the sliders say; replaced whole (see `LivePipeline.update`)."""
+
+    shifts: tuple[tuple["Direction | np.ndarray", float], ...] = ()  # (direction, alpha in spreads)
+    target: np.ndarray | None = None  # a centre to move toward (a cluster's or a label's)
+    strength: float = 0.0  # s of z' = z + s (target - z), in [0, 1]
+    side_by_side: bool = True  # draw the shifted face beside the live one
+    paste_back: bool = False  # draw the shifted face over the live one (soft elliptical mask)
+    show_stats: bool = True  # fps and latency in the top band
+    detect_every: int = 5  # a full face search every N frames, tracking in between
+    max_faces: int = 4
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.strength <= 1.0:
+            raise LiveError(f"strength must be between 0 and 1, got {self.strength}")
+        if self.detect_every < 1 or self.max_faces < 1:
+            raise LiveError("detect_every and max_faces must be at least 1")
+        object.__setattr__(self, "shifts", tuple(tuple(p) for p in self.shifts))
+
+
+@dataclass
+class LiveResult:
+    frame: np.ndarray  # BGR, the input's size
+    boxes: list[Box]
+    latents: np.ndarray  # μ of each face before the shift (faces x D)
+    shifted: np.ndarray  # the decoded shifted faces, RGB uint8 faces x S x S x 3
+    timings: dict[str, float] = field(default_factory=dict)  # ms per stage, plus 'total'
+    cluster: str | None = None  # nearest cluster of the largest face
+    note: str = ""
+
+
+class FaceTracker:
+    """Full search every `detect_every` frames; in between, each face is looked for near where
+    it was (`FaceDetector.track`). Losing any face triggers a full search at once."""
+
+    def __init__(self, detector: FaceDetector, detect_every: int = 5, max_faces: int = 4) -> None:
+        self.detector = detector
+        self.detect_every = detect_every
+        self.max_faces = max_faces
+        self.boxes: list[Box] = []
+        self._since_detect = 0
+
+    def update(self, frame_bgr: np.ndarray) -> list[Box]:
+        self._since_detect += 1
+        if self.boxes and self._since_detect < self.detect_every:
+            tracked = [self.detector.track(frame_bgr, b) for b in self.boxes]
+            if all(t is not None for t in tracked):
+                self.boxes = tracked
+                return self.boxes
+        self.boxes = list(self.detector.detect(frame_bgr))[: self.max_faces]
+        self._since_detect = 0
+        return self.boxes
+
+
+class LivePipeline:
+    """Holds the codec, the current settings and the tracker; `process(frame)` does the rest."""
+
+    def __init__(
+        self,
+        codec: "Codec",
+        settings: LiveSettings | None = None,
+        *,
+        detector: FaceDetector | None = None,
+        bounds: LatentBounds | None = None,
+        centres: np.ndarray | None = None,
+        centre_names: Sequence[str] = (),
+        margin: float = DEFAULT_MARGIN,
+        crop_shift: float = DEFAULT_SHIFT,
+        torch_threads: int | None = 1,
+    ) -> None:
+        self.codec = codec
+        self.torch_threads = torch_threads
+        self._thread_state = threading.local()
+        self.size = int(codec.config.image_size)
+        self.bounds = bounds
+        self.margin, self.crop_shift = margin, crop_shift
+        self._lock = threading.Lock()
+        self._settings = self._check(settings or LiveSettings())
+        self._process_lock = threading.Lock()  # one frame at a time: the tracker has state
+        self._clusters: tuple[np.ndarray, tuple[str, ...]] | None = None
+        if centres is not None:
+            self.set_clusters(centres, centre_names)
+        self.tracker = FaceTracker(detector or FaceDetector(), self._settings.detect_every,
+                                   self._settings.max_faces)
+        self._masks: dict[int, np.ndarray] = {}
+        self._last_latent: np.ndarray | None = None
+        self._last_cluster: str | None = None
+        self._last_t: float | None = None
+        self._fps = 0.0
+        self._latency_ms = 0.0
+
+    @classmethod
+    def for_run(cls, ws, run_id: str, settings: LiveSettings | None = None, **kwargs: Any) -> "LivePipeline":
+        """The pipeline for a workspace's trained run: its codec, latent bounds from its faces'
+        codes, and the crop geometry the workspace's faces were cut with (so live crops look
+        like the training crops)."""
+        from facelab.latent import active_latents, load_latents
+        from facelab.models import load_codec
+
+        codec = load_codec(ws.run_dir(run_id))
+        _, mu = active_latents(ws, load_latents(ws, run_id, compute=True, codec=codec))
+        build = build_settings_of(ws)
+        kwargs.setdefault("bounds", LatentBounds.from_latents(mu) if len(mu) else None)
+        kwargs.setdefault("margin", build.margin)
+        kwargs.setdefault("crop_shift", build.shift)
+        return cls(codec, settings, **kwargs)
+
+    # --- settings (any thread) ---------------------------------------------------------
+    @property
+    def settings(self) -> LiveSettings:
+        with self._lock:
+            return self._settings
+
+    def update(self, **changes: Any) -> LiveSettings:
+        """Replace some settings at once, e.g. `update(shifts=((smile, 2.0),), paste_back=True)`.
+
+        Bad values raise `LiveError` and leave the current settings in place.
+        """
+        with self._lock:
+            new = self._check(replace(self._settings, **changes))
+            self._settings = new
+            return new
+
+    def set_settings(self, settings: LiveSettings) -> None:
+        new = self._check(settings)
+        with self._lock:
+            self._settings = new
+
+    def _check(self, settings: LiveSettings) -> LiveSettings:
+        """Refuse here, in the page's thread, what would otherwise fail in the frame callback."""
+        d = int(self.codec.config.latent_dim)
+        for direction, alpha in settings.shifts:
+            if getattr(direction, "kind", "") == "centre":
+                raise LiveError(f"{direction.name!r} is a centre: set it as the target instead")
+            v = np.asarray(getattr(direction, "vector", direction))
+            if v.shape != (d,) or not np.all(np.isfinite(v)) or not np.isfinite(alpha):
+                raise LiveError(f"a shift needs a finite direction of {d} values and a finite alpha")
+        if settings.target is not None:
+            t = np.asarray(settings.target)
+            if t.shape != (d,) or not np.all(np.isfinite(t)):
+                raise LiveError(f"the target must be a finite vector of {d} values")
+        return settings
+
+    def set_clusters(self, centres: np.ndarray | None, names: Sequence[str] = ()) -> None:
+        """Cluster centres (K x D) and their names, for `nearest_cluster`; None clears them."""
+        if centres is None:
+            clusters = None
+        else:
+            c = np.asarray(centres, dtype=np.float32)
+            names = tuple(names) or tuple(f"cluster {i}" for i in range(len(c)))
+            if c.ndim != 2 or len(names) != len(c):
+                raise LiveError(f"need K x D centres and K names, got {c.shape} and {len(names)} names")
+            clusters = (c, names)
+        with self._lock:
+            self._clusters = clusters
+
+    # --- what the page shows (any thread) ----------------------------------------------
+    @property
+    def last_latent(self) -> np.ndarray | None:
+        """μ of the largest face of the latest frame that had one (for the map's live point)."""
+        return self._last_latent
+
+    @property
+    def nearest_cluster(self) -> str | None:
+        return self._last_cluster
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    # --- the frame callback -----------------------------------------------------------
+    def process(self, frame_bgr: np.ndarray) -> LiveResult:
+        """The frame with boxes, shifted faces and stats drawn; never changes `frame_bgr`.
+
+        Meant for one stream; calls from several threads are served one at a time.
+        """
+        with self._process_lock:
+            return self._process(frame_bgr)
+
+    def _process(self, frame_bgr: np.ndarray) -> LiveResult:
+        frame = np.asarray(frame_bgr)
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8 or min(frame.shape[:2]) < 8:
+            raise LiveError(f"expected a BGR uint8 H x W x 3 frame, got {frame.dtype} {frame.shape}")
+        settings = self.settings
+        with self._lock:
+            clusters = self._clusters
+        self._limit_torch_threads()
+        t_start = time.perf_counter()
+        timings: dict[str, float] = {}
+        clock = [t_start]
+
+        def lap(stage: str) -> None:
+            now = time.perf_counter()
+            timings[stage] = (now - clock[0]) * 1000.0
+            clock[0] = now
+
+        self.tracker.detect_every, self.tracker.max_faces = settings.detect_every, settings.max_faces
+        boxes = self.tracker.update(frame)
+        lap("detect")
+        out = frame.copy()
+        d = int(self.codec.config.latent_dim)
+        s = self.size
+        if not boxes:
+            for stage in STAGES[1:]:
+                timings[stage] = 0.0
+            result = LiveResult(out, [], np.zeros((0, d), np.float32), np.zeros((0, s, s, 3), np.uint8),
+                                timings, None, NO_FACE_NOTE)
+            return self._finish(result, settings, t_start)
+
+        crops = np.stack([crop_face(frame, b, s, self.margin, False, self.crop_shift) for b in boxes])
+        lap("crop")
+        mu, _ = self.codec.encode(crops)
+        mu = np.asarray(mu, dtype=np.float32)
+        lap("encode")
+        z = self._apply(mu, settings)
+        lap("shift")
+        shifted = self.codec.decode(z)
+        lap("decode")
+        for box, face in zip(boxes, shifted):
+            self._draw_face(out, box, face, settings)
+        lap("paste")
+
+        cluster = _nearest(mu[0], clusters)
+        self._last_latent, self._last_cluster = mu[0].copy(), cluster
+        result = LiveResult(out, list(boxes), mu, shifted, timings, cluster)
+        return self._finish(result, settings, t_start)
+
+    # --- pieces -----------------------------------------------------------------------
+    def _limit_torch_threads(self) -> None:
+        """One torch thread for the calling thread only (OpenMP's count is per thread).
+
+        Why: one 64-px face is too small to share between cores, and on a busy machine (the
+        browser, Streamlit and the camera decoder all want the same 2 cores) a second torch
+        thread spin-waiting for its turn made encode + decode 10-30x slower in our benchmark.
+        """
+        if self.torch_threads is None or getattr(self._thread_state, "done", False):
+            return
+        torch = sys.modules.get("torch")  # only a torch codec has loaded it; never import it here
+        if torch is not None:
+            torch.set_num_threads(self.torch_threads)
+        self._thread_state.done = True
+
+    def _apply(self, mu: np.ndarray, settings: LiveSettings) -> np.ndarray:
+        z = mu
+        if settings.target is not None and settings.strength > 0:
+            z = toward(z, settings.target, settings.strength, self.bounds)
+        if settings.shifts:
+            z = shift(z, settings.shifts, self.bounds)
+        return np.ascontiguousarray(z, dtype=np.float32)
+
+    def _draw_face(self, out: np.ndarray, box: Box, face_rgb: np.ndarray, settings: LiveSettings) -> None:
+        h, w = out.shape[:2]
+        cx, cy, side = crop_box(box, self.margin, self.crop_shift)
+        n = max(8, int(round(side)))
+        x0, y0 = int(round(cx - n / 2)), int(round(cy - n / 2))
+        face_bgr = cv2.resize(cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR), (n, n), interpolation=cv2.INTER_LINEAR)
+        if settings.paste_back:
+            _blend(out, face_bgr, x0, y0, self._mask(n))
+        if settings.side_by_side:
+            # beside the face: right if it fits, else left, kept inside the frame below the band
+            m = min(n, w // 2, h - BAND_H)
+            small = face_bgr if m == n else cv2.resize(face_bgr, (m, m), interpolation=cv2.INTER_AREA)
+            right = max(x0 + n, box.x + box.w) + 6
+            sx = right if right + m <= w else min(x0, box.x) - 6 - m
+            sx = min(max(0, sx), w - m)
+            sy = min(max(BAND_H, y0), h - m)
+            out[sy:sy + m, sx:sx + m] = small
+            cv2.rectangle(out, (sx, sy), (sx + m - 1, sy + m - 1), BOX_COLOUR, 1)
+        y_top = max(BAND_H, box.y)
+        cv2.rectangle(out, (box.x, y_top), (box.x + box.w - 1, box.y + box.h - 1), BOX_COLOUR, 2)
+
+    def _mask(self, n: int) -> np.ndarray:
+        """A soft ellipse (1 inside the face, fading to 0 at the square's edge), cached per size."""
+        mask = self._masks.get(n)
+        if mask is None:
+            m = np.zeros((n, n), np.float32)
+            cv2.ellipse(m, (n // 2, n // 2), (int(n * 0.38), int(n * 0.46)), 0, 0, 360, 1.0, -1)
+            k = max(3, (n // 8) | 1)
+            mask = cv2.GaussianBlur(m, (k, k), 0)[..., None]
+            if len(self._masks) > 32:
+                self._masks.clear()
+            self._masks[n] = mask
+        return mask
+
+    def _finish(self, result: LiveResult, settings: LiveSettings, t_start: float) -> LiveResult:
+        now = time.perf_counter()
+        latency = (now - t_start) * 1000.0
+        if self._last_t is not None:
+            dt = now - self._last_t
+            if dt > 0:
+                self._fps = 1.0 / dt if self._fps == 0 else 0.9 * self._fps + 0.1 / dt
+        self._last_t = now
+        self._latency_ms = latency if self._latency_ms == 0 else 0.9 * self._latency_ms + 0.1 * latency
+        parts = [result.note] if result.note else []
+        if settings.show_stats:
+            parts.append(f"{self._fps:4.1f} fps  {self._latency_ms:4.0f} ms")
+        if result.cluster:
+            parts.append(result.cluster)
+        if parts:
+            _band_text(result.frame, "   ".join(parts))
+        result.timings["total"] = (time.perf_counter() - t_start) * 1000.0
+        return result
+
+
+def build_settings_of(ws):
+    """The `BuildSettings` the workspace's latest video was cropped with (defaults if none)."""
+    import json
+    from dataclasses import fields
+
+    from facelab.dataset import BuildSettings
+
+    with ws.connect() as c:
+        row = c.execute("SELECT settings FROM sources ORDER BY id DESC LIMIT 1").fetchone()
+    saved = json.loads(row["settings"]) if row else {}
+    known = {f.name for f in fields(BuildSettings)}
+    return BuildSettings(**{k: v for k, v in saved.items() if k in known})
+
+
+def _nearest(z: np.ndarray, clusters: tuple[np.ndarray, tuple[str, ...]] | None) -> str | None:
+    if clusters is None or len(clusters[0]) == 0 or clusters[0].shape[1] != z.shape[0]:
+        return None
+    centres, names = clusters
+    return names[int(np.argmin(((centres - z) ** 2).sum(1)))]
+
+
+def _blend(out: np.ndarray, face: np.ndarray, x0: int, y0: int, mask: np.ndarray) -> None:
+    """out[y0:y0+n, x0:x0+n] = mask * face + (1 - mask) * out, clipped to the frame."""
+    n = face.shape[0]
+    h, w = out.shape[:2]
+    fx0, fy0 = max(0, -x0), max(0, -y0)
+    fx1, fy1 = min(n, w - x0), min(n, h - y0)
+    if fx1 <= fx0 or fy1 <= fy0:
+        return
+    region = out[y0 + fy0:y0 + fy1, x0 + fx0:x0 + fx1]
+    m = mask[fy0:fy1, fx0:fx1]
+    region[:] = (m * face[fy0:fy1, fx0:fx1] + (1.0 - m) * region).astype(np.uint8)
+
+
+def _band_text(out: np.ndarray, text: str) -> None:
+    """White text on a dark strip in the top-left band (the only place notes go)."""
+    (tw, _), _ = cv2.getTextSize(text, FONT, 0.5, 1)
+    cv2.rectangle(out, (0, 0), (min(out.shape[1] - 1, tw + 10), BAND_H - 1), (0, 0, 0), -1)
+    cv2.putText(out, text, (5, BAND_H - 9), FONT, 0.5, TEXT_COLOUR, 1, cv2.LINE_AA)

@@ -1,0 +1,400 @@
+"""2D maps of the latent space: PCA (instant), t-SNE and UMAP (slow: run in a child process).
+
+Every map is cached in `runs/<id>/projections/<method>-<params hash>.npz` together with the
+face ids it covers and the latents key it was computed from, so a new model or a deleted crop
+makes it stale without any bookkeeping. t-SNE and UMAP on 15,000 points take minutes on two
+cores, and Streamlit cannot host long work in a thread, so `start_projection` runs
+`python -m facelab project ...` in a child process; the child writes a status file with a
+heartbeat and then the cache, and the page polls `projection_state`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facelab.latent import LatentsMissing, active_latents, load_latents, require_latents
+from facelab.storage import write_atomic, write_json_atomic
+from facelab.workspace import Workspace
+
+METHODS = ("pca", "tsne", "umap")
+SLOW_METHODS = ("tsne", "umap")
+UMAP_HINT = "UMAP is not installed; install it with: pip install 'facelab[umap]'"
+MIN_POINTS_NONLINEAR = 5
+HEARTBEAT_S = 2.0
+STALE_AFTER_S = 30.0  # a running status older than this without a heartbeat is a dead worker
+
+
+class ProjectionError(ValueError):
+    """A map cannot be made as asked; the message says why."""
+
+
+def umap_available() -> bool:
+    return importlib.util.find_spec("umap") is not None
+
+
+@dataclass(frozen=True)
+class ProjectionSettings:
+    """Which map: the method and the few parameters that change its look."""
+
+    method: str = "pca"
+    perplexity: float = 30.0  # t-SNE
+    n_neighbors: int = 15  # UMAP
+    min_dist: float = 0.1  # UMAP
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ProjectionError(f"unknown map method {self.method!r}: use one of {', '.join(METHODS)}")
+
+    def params(self) -> dict[str, Any]:
+        """Only the parameters the method uses (so a t-SNE cache ignores UMAP's settings)."""
+        if self.method == "tsne":
+            return {"perplexity": float(self.perplexity), "seed": int(self.seed)}
+        if self.method == "umap":
+            return {"n_neighbors": int(self.n_neighbors), "min_dist": float(self.min_dist), "seed": int(self.seed)}
+        return {"seed": int(self.seed)}
+
+    @property
+    def slug(self) -> str:
+        h = hashlib.sha1(json.dumps(self.params(), sort_keys=True).encode()).hexdigest()[:10]
+        return f"{self.method}-{h}"
+
+    @property
+    def is_slow(self) -> bool:
+        return self.method in SLOW_METHODS
+
+    def cli_args(self) -> list[str]:
+        return [
+            "--method", self.method, "--perplexity", str(self.perplexity),
+            "--n-neighbors", str(self.n_neighbors), "--min-dist", str(self.min_dist),
+            "--seed", str(self.seed),
+        ]
+
+
+def project(mu: np.ndarray, method: str = "pca", *, seed: int = 0, **params: Any) -> np.ndarray:
+    """N×D latents → N×2 float32 map. `params`: perplexity (t-SNE); n_neighbors, min_dist (UMAP)."""
+    if method not in METHODS:
+        raise ProjectionError(f"unknown map method {method!r}: use one of {', '.join(METHODS)}")
+    x = np.asarray(mu, dtype=np.float32)
+    if x.ndim != 2:
+        raise ProjectionError(f"expected an N×D array of latents, got shape {x.shape}")
+    n, d = x.shape
+    if n == 0:
+        return np.zeros((0, 2), np.float32)
+    if method != "pca" and n < MIN_POINTS_NONLINEAR:
+        raise ProjectionError(f"{method} needs at least {MIN_POINTS_NONLINEAR} frames, this run has {n}")
+    if method == "pca":
+        return _pca(x, seed)
+    if method == "tsne":
+        return _tsne(x, seed, float(params.get("perplexity", 30.0)))
+    return _umap(x, seed, int(params.get("n_neighbors", 15)), float(params.get("min_dist", 0.1)))
+
+
+def _pca(x: np.ndarray, seed: int) -> np.ndarray:
+    n, d = x.shape
+    if n < 2 or d < 2:  # nothing to rotate: keep what there is, pad with zeros
+        out = np.zeros((n, 2), np.float32)
+        out[:, : min(d, 2)] = (x - x.mean(0))[:, :2]
+        return out
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=2, random_state=seed).fit_transform(x).astype(np.float32)
+
+
+def idle_threads() -> int:
+    """Threads for t-SNE / UMAP: the cores not already busy (at least one).
+
+    Their OpenMP / numba threads meet at a barrier every iteration; when another process
+    (a training job, another tab's worker) keeps the cores busy, a second thread made t-SNE
+    10-20× slower here (60 points: 9.7 s with 2 threads, 0.8 s with 1, load 10 on 2 cores).
+    """
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:
+        busy = 0.0
+    return int(max(1, min(cores, round(cores - busy))))
+
+
+def _tsne(x: np.ndarray, seed: int, perplexity: float) -> np.ndarray:
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
+    # sklearn requires perplexity < n; a third of n keeps tiny sets meaningful.
+    perplexity = float(max(1.0, min(perplexity, (x.shape[0] - 1) / 3)))
+    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed)
+    with threadpool_limits(limits=idle_threads()):
+        return tsne.fit_transform(x).astype(np.float32)
+
+
+def _umap(x: np.ndarray, seed: int, n_neighbors: int, min_dist: float) -> np.ndarray:
+    if not umap_available():
+        raise ProjectionError(UMAP_HINT)
+    import numba
+    import umap
+
+    numba.set_num_threads(min(idle_threads(), numba.config.NUMBA_NUM_THREADS))
+    n_neighbors = int(max(2, min(n_neighbors, x.shape[0] - 1)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "n_jobs overridden by random_state" and numba chatter
+        reducer = umap.UMAP(n_components=2, n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed)
+        return np.asarray(reducer.fit_transform(x), dtype=np.float32)
+
+
+# --- cache per run ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Projection:
+    ids: np.ndarray  # face ids, one per row of xy
+    xy: np.ndarray  # N×2 float32
+    settings: ProjectionSettings
+    latents_key: str
+
+
+def projections_dir(workspace: Workspace, run_id: str) -> Path:
+    return workspace.run_dir(run_id) / "projections"
+
+
+def _cache_path(workspace: Workspace, run_id: str, settings: ProjectionSettings) -> Path:
+    return projections_dir(workspace, run_id) / f"{settings.slug}.npz"
+
+
+def _status_path(workspace: Workspace, run_id: str, settings: ProjectionSettings) -> Path:
+    return projections_dir(workspace, run_id) / f"{settings.slug}.status.json"
+
+
+def _read(path: Path) -> tuple[np.ndarray, np.ndarray, str] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return z["ids"], z["xy"], str(z["latents_key"])
+    except (FileNotFoundError, KeyError, ValueError, OSError):
+        return None
+
+
+def load_projection(
+    workspace: Workspace, run_id: str, settings: ProjectionSettings, latents_key: str | None = None
+) -> Projection | None:
+    """The cached map if it was made from the run's current latents, else None."""
+    if latents_key is None:
+        lat = load_latents(workspace, run_id)
+        if lat is None:
+            return None
+        latents_key = lat.key
+    got = _read(_cache_path(workspace, run_id, settings))
+    if got is None or got[2] != latents_key:
+        return None
+    return Projection(ids=got[0], xy=got[1], settings=settings, latents_key=latents_key)
+
+
+def compute_projection(workspace: Workspace, run_id: str, settings: ProjectionSettings) -> Projection:
+    """Compute the map of the active crops now (blocking) and cache it."""
+    lat = require_latents(workspace, run_id)
+    ids, mu = active_latents(workspace, lat)
+    xy = project(mu, settings.method, **settings.params())
+    path = _cache_path(workspace, run_id, settings)
+    key = np.array(lat.key)
+    write_atomic(path, lambda f: np.savez(f, ids=ids, xy=xy, latents_key=key))
+    return Projection(ids=ids, xy=xy, settings=settings, latents_key=lat.key)
+
+
+def get_projection(workspace: Workspace, run_id: str, settings: ProjectionSettings) -> Projection | None:
+    """The cached map; PCA is computed on the spot, a slow method returns None until it is ready."""
+    lat = require_latents(workspace, run_id)
+    cached = load_projection(workspace, run_id, settings, lat.key)
+    if cached is not None or settings.is_slow:
+        return cached
+    return compute_projection(workspace, run_id, settings)
+
+
+# --- background computation ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProjectionState:
+    state: str  # "ready" | "running" | "failed" | "missing"
+    message: str = ""
+    started_at: float | None = None
+
+
+_children: dict[str, subprocess.Popen] = {}  # reaped on each poll so no zombie lingers
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def projection_state(workspace: Workspace, run_id: str, settings: ProjectionSettings) -> ProjectionState:
+    """Where the map stands: ready (cached and current), running, failed (with why), or missing."""
+    for key, child in list(_children.items()):
+        if child.poll() is not None:
+            del _children[key]
+    lat = load_latents(workspace, run_id)
+    if lat is None:
+        return ProjectionState("missing", str(LatentsMissing()))
+    if load_projection(workspace, run_id, settings, lat.key) is not None:
+        return ProjectionState("ready")
+    try:
+        status = json.loads(_status_path(workspace, run_id, settings).read_text())
+    except (FileNotFoundError, ValueError):
+        return ProjectionState("missing")
+    if status.get("latents_key") != lat.key:
+        return ProjectionState("missing")  # about older latents: irrelevant now
+    if status.get("state") == "failed":
+        return ProjectionState("failed", status.get("error", "the map could not be computed"))
+    if status.get("state") == "running":
+        fresh = time.time() - float(status.get("heartbeat", 0)) < STALE_AFTER_S
+        if fresh and _pid_alive(int(status.get("pid", 0))):
+            return ProjectionState("running", f"computing {settings.method} map", status.get("started_at"))
+        return ProjectionState("failed", "the map worker stopped before it finished")
+    return ProjectionState("missing")
+
+
+def start_projection(
+    workspace: Workspace, run_id: str, settings: ProjectionSettings
+) -> ProjectionState:
+    """Start `python -m facelab project ...` unless the map is ready or already being made."""
+    state = projection_state(workspace, run_id, settings)
+    if state.state in ("ready", "running"):
+        return state
+    if settings.method == "umap" and not umap_available():
+        raise ProjectionError(UMAP_HINT)
+    lat = require_latents(workspace, run_id)
+    home = workspace.path.parent.parent
+    cmd = [
+        sys.executable, "-m", "facelab", "--home", str(home), "project",
+        "--workspace", workspace.name, "--run", run_id, *settings.cli_args(),
+    ]
+    log = projections_dir(workspace, run_id)
+    log.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    # Says "running" until the child (a second or more to start) writes its own status; if the
+    # child never does, the heartbeat goes stale and the state turns to failed.
+    write_json_atomic(
+        _status_path(workspace, run_id, settings),
+        {"state": "running", "pid": os.getpid(), "started_at": now, "heartbeat": now,
+         "latents_key": lat.key, "settings": asdict(settings)},
+    )
+    try:
+        with open(log / f"{settings.slug}.log", "wb") as out:
+            child = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+    except OSError as e:
+        write_json_atomic(
+            _status_path(workspace, run_id, settings),
+            {"state": "failed", "error": f"could not start the map worker: {e}", "latents_key": lat.key},
+        )
+        raise ProjectionError(f"could not start the map worker: {e}") from None
+    _children[f"{workspace.path}:{run_id}:{settings.slug}"] = child
+    return ProjectionState("running", f"computing {settings.method} map", now)
+
+
+def run_projection_job(workspace: Workspace, run_id: str, settings: ProjectionSettings) -> Projection:
+    """The child's work: status 'running' with a heartbeat, the map, then the cache (or 'failed')."""
+    lat = require_latents(workspace, run_id)
+    status_path = _status_path(workspace, run_id, settings)
+    status: dict[str, Any] = {
+        "state": "running", "pid": os.getpid(), "started_at": time.time(), "heartbeat": time.time(),
+        "latents_key": lat.key, "settings": asdict(settings),
+    }
+    write_json_atomic(status_path, status)
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def beat() -> None:
+        while not done.wait(HEARTBEAT_S):
+            with lock:
+                if done.is_set():
+                    return
+                write_json_atomic(status_path, {**status, "heartbeat": time.time()})
+
+    beater = threading.Thread(target=beat, daemon=True)
+    beater.start()
+    try:
+        result = compute_projection(workspace, run_id, settings)
+    except BaseException as e:
+        with lock:
+            done.set()
+            write_json_atomic(status_path, {**status, "state": "failed", "error": str(e) or type(e).__name__})
+        raise
+    with lock:
+        done.set()
+        write_json_atomic(status_path, {**status, "state": "done", "heartbeat": time.time()})
+    return result
+
+
+# --- a PNG of the map without matplotlib --------------------------------------------------
+
+PALETTE = [  # Tableau 10: distinct on white, the colours Altair uses by default
+    (78, 121, 167), (242, 142, 43), (225, 87, 89), (118, 183, 178), (89, 161, 79),
+    (237, 201, 72), (176, 122, 161), (255, 157, 167), (156, 117, 95), (186, 176, 172),
+]
+
+
+def _ramp(t: np.ndarray) -> np.ndarray:
+    """0..1 → a blue-to-yellow ramp (viridis-like, from its ends and middle)."""
+    stops = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], float)
+    pos = np.clip(t, 0, 1) * (len(stops) - 1)
+    i = np.minimum(pos.astype(int), len(stops) - 2)
+    f = (pos - i)[:, None]
+    return (stops[i] * (1 - f) + stops[i + 1] * f).astype(np.uint8)
+
+
+def scatter_png(
+    xy: np.ndarray,
+    values: np.ndarray | None = None,
+    *,
+    categorical: bool = True,
+    size: int = 800,
+    radius: int = 2,
+    title: str = "",
+) -> bytes:
+    """Draw the map as a PNG: dots coloured by category (cluster) or by a number (time)."""
+    from PIL import Image, ImageDraw
+
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    img = Image.new("RGB", (size, size), "white")
+    draw = ImageDraw.Draw(img)
+    margin = 12 + radius
+    if len(xy):
+        lo, hi = xy.min(0), xy.max(0)
+        span = np.where(hi - lo > 0, hi - lo, 1.0)
+        pts = margin + (xy - lo) / span * (size - 2 * margin)
+        pts[:, 1] = size - pts[:, 1]  # y up
+        if values is None:
+            colours = np.tile(np.array(PALETTE[0], np.uint8), (len(xy), 1))
+        elif categorical:
+            codes = np.unique(np.asarray(values), return_inverse=True)[1]
+            colours = np.array(PALETTE, np.uint8)[codes % len(PALETTE)]
+        else:
+            v = np.asarray(values, dtype=np.float64)
+            rng = np.ptp(v) if len(v) else 0.0
+            colours = _ramp((v - v.min()) / rng if rng > 0 else np.zeros_like(v))
+        for (px, py), c in zip(pts.tolist(), colours.tolist()):
+            draw.ellipse((px - radius, py - radius, px + radius, py + radius), fill=tuple(c))
+    if title:
+        draw.text((6, 4), title, fill=(40, 40, 40))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()

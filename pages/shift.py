@@ -1,0 +1,186 @@
+"""Shift: move a face along a label direction or toward a centre, and interpolate two frames."""
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from facelab import animate, edit, labels
+from facelab import projection as pj
+from facelab import clusters as cl
+from facelab import directions as dr
+from facelab.latent import active_latents
+from facelab.latent_map import map_chart, selected_ids
+from facelab.live import build_settings_of
+from facelab.photo import PhotoError, choose_face, crop_photo_face, photo_detector, read_image
+from facelab.ui import state
+from facelab.ui.cache import codec
+from facelab.ui.explore import table_for
+from facelab.ui.runs import pick_run, require_latents
+from facelab.ui.shift import bounds, light_map, probe, run_plane
+
+st.title("Shift")
+w = state.require_workspace()
+state.show_flash()
+run_id = pick_run(w)
+lat = require_latents(w, run_id)
+ids, mu = active_latents(w, lat)
+model = codec(w, run_id)
+faces = w.faces()
+limits = bounds(lat.key, mu)
+stored = dr.load_directions(w, run_id)
+counts = labels.counts(w)
+
+shift_tab, interp_tab, make_tab = st.tabs(["Shift a face", "Interpolate two frames", "Make a direction"])
+
+with make_tab:
+    st.caption("A direction is learnt from labelled frames (label some on the **Label** page); "
+               "a centre is a place to move toward: a cluster's or a label's mean face.")
+    usable = [n for n in labels.label_names(w) if counts.get(n, 0)]
+    c1, c2, c3 = st.columns(3)
+    label = c1.selectbox("From label", usable or ["(no labels yet)"], key="fl_dir_label",
+                         format_func=lambda n: f"{n} ({counts.get(n, 0)} frames)" if n in counts else n)
+    method = c2.selectbox("Method", ["logistic", "mean_diff", "svm"], key="fl_dir_method", format_func={
+        "logistic": "classifier normal (InterFaceGAN)", "mean_diff": "difference of means",
+        "svm": "linear SVM normal"}.get)
+    without = c3.selectbox("…without the part along", ["(nothing)"] + [n for n in stored if stored[n].kind != "centre"],
+                           key="fl_dir_without", help="E.g. smile without opening the mouth, when both are stored.")
+    if st.button("Learn direction", disabled=not usable, key="fl_dir_fit"):
+        try:
+            d = dr.fit_label_direction(w, run_id, label, method)
+            if without != "(nothing)":
+                d = dr.ConditionalDirection(d, [stored[without]]).fit(mu).to_direction(
+                    f"{label} without {without}", label=label)
+            dr.save_direction(w, run_id, d)
+        except dr.DirectionError as e:
+            st.error(str(e))
+        else:
+            state.flash(f"Stored the direction {d.name}.")
+            st.rerun()
+    method_k = st.session_state.get("fl_last_clustering", ("kmeans", 6))
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    rc = cl.cluster_run(w, run_id, *method_k)
+    names = cl.cluster_names(w, run_id, *method_k)
+    targets = [f"label:{n}" for n in usable] + [f"cluster:{c}" for c in range(rc.clustering.k)]
+    target = c1.selectbox("Centre of", targets, key="fl_centre_of", format_func=lambda t: (
+        f"label {t[6:]}" if t.startswith("label:") else names.get(int(t[8:]), f"cluster {t[8:]}")))
+    if c2.button("Store centre", key="fl_centre_fit", disabled=not targets):
+        if target.startswith("label:"):
+            members = np.isin(ids, labels.faces_with(w, target[6:]))
+            name = f"{target[6:]} centre"
+        else:
+            members = rc.clustering.labels == int(target[8:])
+            name = names.get(int(target[8:]), f"cluster {target[8:]}") + " centre"
+        try:
+            dr.save_direction(w, run_id, dr.CentreTarget(label=name).fit(mu, members).to_direction(name))
+        except dr.DirectionError as e:
+            st.error(str(e))
+        else:
+            state.flash(f"Stored the centre {name}.")
+            st.rerun()
+    if stored:
+        st.dataframe(pd.DataFrame([{"name": n, "kind": d.kind, "made from": str(d.spec)} for n, d in stored.items()]),
+                     hide_index=True)
+        gone = st.selectbox("Delete a direction", ["(keep all)", *stored], key="fl_dir_delete")
+        if gone != "(keep all)" and st.button(f"Delete {gone}", key="fl_dir_delete_btn"):
+            dr.delete_direction(w, run_id, gone)
+            st.rerun()
+
+with shift_tab:
+    source = st.radio("Face to shift", ["A frame of the dataset", "A photo"], horizontal=True, key="fl_src")
+    if source == "A frame of the dataset":
+        fid = st.select_slider("Frame", options=ids.tolist(), value=int(ids[len(ids) // 2]), key="fl_src_frame")
+        original, z0 = faces[fid], lat.mu[fid]
+    else:
+        photo = st.file_uploader("Photo (JPEG or PNG)", type=["jpg", "jpeg", "png", "webp"], key="fl_src_photo")
+        if photo is None:
+            st.stop()
+        try:
+            frame = read_image(photo.getvalue(), photo.name)
+            detector = photo_detector()
+            boxes = detector.detect(frame)
+            if len(boxes) > 1:
+                pick = st.radio("Several faces found: which one?", range(1, len(boxes) + 1), horizontal=True,
+                                key="fl_src_face", format_func=lambda i: f"face {i} ({boxes[i - 1].w} px)")
+            else:
+                pick = None
+            box = choose_face(boxes, build_settings_of(w).ambiguous_ratio, pick, photo.name)
+        except PhotoError as e:
+            st.error(str(e))
+            st.stop()
+        original = crop_photo_face(w, frame, box, model.config.image_size, detector)
+        z0 = model.encode(original[None])[0][0]
+
+    moves = {n: d for n, d in stored.items() if d.kind != "centre"}
+    centres = {n: d for n, d in stored.items() if d.kind == "centre"}
+    if not stored:
+        st.info("No direction yet: make one in the **Make a direction** tab.")
+
+    @st.fragment
+    def shifter() -> None:
+        """Sliders and the result; reruns alone when a slider moves."""
+        cols = st.columns(max(1, min(3, len(moves) + bool(centres))))
+        alphas = {}
+        for i, (name, d) in enumerate(moves.items()):
+            alphas[name] = cols[i % len(cols)].slider(f"{name} (α, in spreads)", -3.0, 3.0, 0.0, 0.1,
+                                                      key=f"fl_alpha_{run_id}_{name}")
+        target, strength = None, 0.0
+        if centres:
+            with cols[len(moves) % len(cols)]:
+                target = st.selectbox("Shift toward", list(centres), key="fl_toward")
+                strength = st.slider("strength", 0.0, 1.0, 0.0, 0.05, key="fl_toward_s")
+        z = edit.shift(z0, [(moves[n], a) for n, a in alphas.items()], limits)
+        if target:
+            z = edit.toward(z, centres[target].vector, strength, limits)
+        recon, shifted = model.decode(np.stack([z0, z]).astype(np.float32))
+        a, b, c, m = st.columns([1, 1, 1, 3])
+        a.image(original, caption="original", width="stretch")
+        b.image(recon, caption="reconstruction", width="stretch")
+        c.image(shifted, caption="shifted", width="stretch")
+        with m:
+            xy = run_plane(lat.key, mu).transform(np.stack([z0, z]).astype(np.float32))
+            marked = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "note": ["original", "shifted"]})
+            st.altair_chart(map_chart(light_map(str(w.path), lat.key, ids, mu), "time", box=False,
+                                      marked=marked, height=220), width="stretch", key="fl_shift_map")
+        if moves:
+            along = st.selectbox("A strip along", list(moves), key="fl_strip_dir")
+            steps = np.linspace(-3, 3, 7)
+            strip = model.decode(np.stack([edit.shift(z0, [(moves[along], s)], limits) for s in steps]))
+            st.image(animate.strip_image(strip), caption="α = " + ", ".join(f"{s:+.0f}" for s in steps))
+            d = moves[along]
+            lab = d.spec.get("label")
+            p = probe(str(w.path), run_id, lab, hash(tuple(sorted(counts.items())))) if lab else None
+            if p is not None and alphas.get(along):
+                q = edit.shift_quality(model, z0[None], d, p, alphas[along], limits)
+                st.caption(
+                    f"Probe P({lab}) {q.probe_before:.2f} → {q.probe_after:.2f} (decoded and re-encoded: "
+                    f"{q.image_probe_before:.2f} → {q.image_probe_after:.2f}); pixels changed "
+                    f"{q.pixel_inside:.1f} inside the mouth region vs {q.pixel_outside:.1f} outside; "
+                    f"latent move {q.latent_along:+.2f} along, {q.latent_orthogonal:.2f} across.")
+
+    shifter()
+
+with interp_tab:
+    st.caption("Click two points on the map (each click adds one; click a picked point again to drop it).")
+    c1, c2 = st.columns(2)
+    steps = c1.slider("Steps", 3, 24, 10, key="fl_interp_steps")
+    how = c2.radio("Path", ["linear", "slerp"], horizontal=True, key="fl_interp_method",
+                   format_func={"linear": "straight line", "slerp": "spherical (slerp)"}.get)
+    method_k = st.session_state.get("fl_last_clustering", ("kmeans", 6))
+    table = table_for(w, run_id, pj.get_projection(w, run_id, pj.ProjectionSettings()),
+                      cl.cluster_run(w, run_id, *method_k), *method_k)
+    with st.container(key="fl_interp_box"):
+        event = st.altair_chart(map_chart(table, "cluster", multi_pick=True, box=False), on_select="rerun",
+                                selection_mode=["pick"], key="fl_interp_map", width="stretch")
+    picked, _ = selected_ids(event, table)
+    if len(picked) < 2:
+        st.info(f"{len(picked)} of 2 points picked.")
+    else:
+        a_id, b_id = picked[-2:]
+        frames = edit.interpolation_strip(model, lat.mu[a_id], lat.mu[b_id], steps, how)
+        strip = animate.strip_image(frames, ends=(faces[a_id], faces[b_id]))
+        st.image(strip, caption=f"frame {a_id} → frame {b_id}, {steps} decoded steps, real frames at the ends")
+        d1, d2 = st.columns(2)
+        d1.download_button("Download strip (PNG)", animate.png_bytes(strip),
+                           file_name=f"interpolation-{a_id}-{b_id}.png", mime="image/png")
+        d2.download_button("Download animation (GIF)", animate.gif_bytes(frames),
+                           file_name=f"interpolation-{a_id}-{b_id}.gif", mime="image/gif")

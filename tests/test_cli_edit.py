@@ -1,0 +1,217 @@
+"""`facelab interpolate | shift | shift-eval` on a real workspace: the Pexels clip, a tiny trained AE.
+
+The workspace is built and trained once for the module (6-20 s, by machine load): 158 crops at 8 fps, an
+autoencoder with 8 latents trained for 10 epochs (an AE, because a VAE this short collapses
+its codes to the prior and then no direction changes anything). A "smile" label is made up
+from the sign of the code's busiest dimension, so the label is learnable from codes by design.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from conftest import shared_file
+from PIL import Image
+
+from facelab import workspace as ws
+from facelab.cli import main as cli
+from facelab.directions import Direction, fit_label_direction, load_directions, save_direction
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from facelab import dataset, jobs, labels, train
+    from facelab.latent import active_latents, load_latents
+    from facelab.models import ModelConfig
+
+    home = tmp_path_factory.mktemp("home")
+    w = ws.create("me", home)
+    report = dataset.build(w, shared_file("WolfgangLanger_Pexels.mp4"), dataset.BuildSettings(fps=8))
+    assert report.kept > 100
+    run_id = jobs.create_run(w, ModelConfig(kind="ae", latent_dim=8, epochs=10, batch_size=16, lr=1e-3))
+    # One torch thread: on a 2-core machine shared with other test processes, two spinning
+    # OpenMP threads made this tiny training 30x slower. (The count is per thread; restored.)
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FACELAB_THREADS", "1")
+        train.train_run(w, run_id)
+    torch.set_num_threads(threads)
+    ids, mu = active_latents(w, load_latents(w, run_id, compute=True))
+    k = int(np.argmax(mu.std(0)))
+    smile = mu[:, k] > np.median(mu[:, k])
+    labels.set_labels(w, ids[smile], "smile")
+    labels.set_labels(w, ids[~smile], "neutral")
+    save_direction(w, run_id, fit_label_direction(w, run_id, "smile"))
+    return {"home": str(home), "ws": w, "run": run_id, "ids": ids, "mu": mu}
+
+
+def run_cli(trained: dict, *args: str) -> int:
+    return cli(["--home", trained["home"], *args])
+
+
+def base(trained: dict, cmd: str) -> list[str]:
+    return [cmd, "--workspace", "me", trained["run"]]
+
+
+def test_interpolate_writes_a_pingpong_gif_and_a_png_strip(trained: dict, tmp_path: Path, capsys) -> None:
+    a, b = (str(int(i)) for i in trained["ids"][[0, -1]])
+    gif = tmp_path / "strip.gif"
+    assert run_cli(trained, *base(trained, "interpolate"), a, b, "--steps", "7", "--out", str(gif),
+                   "--method", "slerp", "--duration", "50") == 0
+    assert "wrote" in capsys.readouterr().out
+    with Image.open(gif) as im:
+        assert im.n_frames == 2 * 7 - 2 and im.size == (256, 256)
+    png = tmp_path / "strip.png"
+    assert run_cli(trained, *base(trained, "interpolate"), a, b, "--steps", "5", "--out", str(png),
+                   "--scale", "2") == 0
+    img = np.asarray(Image.open(png))
+    assert img.shape == (128, 7 * 128 + 2 * 4, 3)
+    # the first tile is the real crop of face a, upscaled
+    real = trained["ws"].faces()[int(a)]
+    np.testing.assert_array_equal(img[::2, :128:2], real)
+
+
+def test_interpolate_errors_are_one_line(trained: dict, tmp_path: Path, capsys) -> None:
+    assert run_cli(trained, *base(trained, "interpolate"), "0", "99999", "--out", str(tmp_path / "x.gif")) == 2
+    assert "no face 99999" in capsys.readouterr().err
+    assert run_cli(trained, *base(trained, "interpolate"), "0", "1", "--out", str(tmp_path / "x.mp4")) == 2
+    assert ".png or .gif" in capsys.readouterr().err
+    assert run_cli(trained, "interpolate", "-w", "me", "nope-run", "0", "1", "--out", str(tmp_path / "x.gif")) == 2
+    assert "no run 'nope-run'" in capsys.readouterr().err
+    assert run_cli(trained, *base(trained, "interpolate"), "0", "1", "--steps", "1", "--out", str(tmp_path / "x.gif")) == 2
+    assert "steps" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir()), "a failed command must not write files"
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cap = cv2.VideoCapture(str(shared_file("WolfgangLanger_Pexels.mp4")))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 200)
+    ok, frame = cap.read()
+    cap.release()
+    assert ok
+    path = tmp_path_factory.mktemp("photos") / "me.jpg"
+    cv2.imwrite(str(path), frame)
+    return path
+
+
+def test_shift_a_photo(trained: dict, photo: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out.png"
+    assert run_cli(trained, *base(trained, "shift"), str(photo), "--direction", "smile", "--alpha", "3",
+                   "--out", str(out)) == 0
+    assert "smile +3" in capsys.readouterr().out
+    shifted = np.asarray(Image.open(out))
+    assert shifted.shape == (256, 256, 3)
+    cmp_path = tmp_path / "cmp.png"
+    assert run_cli(trained, *base(trained, "shift"), str(photo), "-d", "smile", "-a", "-3",
+                   "--out", str(cmp_path), "--compare", "--scale", "1") == 0
+    panels = np.asarray(Image.open(cmp_path))
+    assert panels.shape == (64, 192, 3)
+    recon, down = panels[:, 64:128].astype(int), panels[:, 128:].astype(int)
+    assert np.abs(recon - down).mean() > 0.5, "alpha -3 must change the face"
+    # a centre target: s=1 lands on it
+    mu = trained["mu"]
+    save_direction(trained["ws"], trained["run"], Direction("mean face", "centre", mu.mean(0), 1.0))
+    assert run_cli(trained, *base(trained, "shift"), str(photo), "--toward", "mean face", "--strength", "1",
+                   "--out", str(tmp_path / "c.png")) == 0
+
+
+def test_shift_errors(trained: dict, photo: Path, tmp_path: Path, capsys) -> None:
+    out = str(tmp_path / "o.png")
+    assert run_cli(trained, *base(trained, "shift"), str(photo), "-d", "frown", "--out", out) == 2
+    err = capsys.readouterr().err
+    assert "no direction 'frown' (it has: " in err and "smile" in err
+
+    multi = shared_file("multi_face.jpg")
+    assert run_cli(trained, *base(trained, "shift"), str(multi), "-d", "smile", "--out", out) == 2
+    err = capsys.readouterr().err
+    assert "faces found in multi_face.jpg" in err and "--face N" in err and "1: " in err and "2: " in err
+    assert run_cli(trained, *base(trained, "shift"), str(multi), "-d", "smile", "--face", "2", "--out", out) == 0
+    assert run_cli(trained, *base(trained, "shift"), str(multi), "-d", "smile", "--face", "9", "--out", out) == 2
+    assert "--face 9" in capsys.readouterr().err
+
+    cap = cv2.VideoCapture(str(shared_file("no_face.mp4")))
+    ok, frame = cap.read()
+    cap.release()
+    empty = tmp_path / "empty.png"
+    cv2.imwrite(str(empty), frame)
+    assert run_cli(trained, *base(trained, "shift"), str(empty), "-d", "smile", "--out", out) == 2
+    assert "no face found in empty.png" in capsys.readouterr().err
+    (tmp_path / "junk.jpg").write_bytes(b"not an image")
+    assert run_cli(trained, *base(trained, "shift"), str(tmp_path / "junk.jpg"), "-d", "smile", "--out", out) == 2
+    assert "not an image" in capsys.readouterr().err
+
+
+def test_shift_eval_raises_the_probe_score(trained: dict, capsys) -> None:
+    assert run_cli(trained, *base(trained, "shift-eval"), "smile", "--alpha", "2", "--json") == 0
+    q = json.loads(capsys.readouterr().out)
+    assert q["n"] == len(trained["ws"].active_face_ids("val")) > 5
+    assert q["probe_after"] > q["probe_before"]
+    # judged on the decoded pictures, encoded again: the face itself became more "smile"
+    assert q["image_probe_after"] > q["image_probe_before"] + 0.02
+    assert q["latent_along"] > 0 and q["pixel_inside"] > 0 and q["pixel_outside"] > 0
+    # shifting the other way lowers it
+    assert run_cli(trained, *base(trained, "shift-eval"), "smile", "--alpha", "-2", "--json") == 0
+    q = json.loads(capsys.readouterr().out)
+    assert q["image_probe_after"] < q["image_probe_before"]
+    # the table form, with a stored direction
+    assert run_cli(trained, *base(trained, "shift-eval"), "smile", "--direction", "smile") == 0
+    text = capsys.readouterr().out
+    assert "stored direction 'smile'" in text and "mouth region" in text
+
+
+def test_shift_eval_with_too_few_labels(trained: dict, capsys) -> None:
+    assert run_cli(trained, *base(trained, "shift-eval"), "surprise") == 2
+    err = capsys.readouterr().err
+    assert "5 more face(s) labelled 'surprise' (has 0)" in err
+    assert load_directions(trained["ws"], trained["run"])["smile"].kind == "logistic"
+
+
+def test_live_pipeline_for_a_trained_run(trained: dict, photo: Path) -> None:
+    """`LivePipeline.for_run` (what the Webcam page uses) on this run: same crop geometry as the
+    workspace's faces, bounds from their codes, and the stored direction moves the codes."""
+    from facelab.directions import load_direction
+    from facelab.live import LivePipeline, build_settings_of
+
+    w, run_id = trained["ws"], trained["run"]
+    build = build_settings_of(w)
+    pipe = LivePipeline.for_run(w, run_id, torch_threads=None)
+    assert (pipe.margin, pipe.crop_shift) == (build.margin, build.shift)
+    assert np.all(pipe.bounds.high > trained["mu"].max(0))
+    frame = cv2.imread(str(photo))
+    plain = pipe.process(frame)
+    assert len(plain.boxes) == 1
+    smile = load_direction(w, run_id, "smile")
+    pipe.update(shifts=((smile, 3.0),))
+    shifted = pipe.process(frame)
+    # the live crop of a training frame lands near that frame's stored code
+    d = np.linalg.norm(trained["mu"] - plain.latents[0], axis=1)
+    assert d.min() < np.median(d)
+    assert np.abs(shifted.shifted[0].astype(int) - plain.shifted[0].astype(int)).mean() > 0.5
+
+
+def test_direction_commands(trained: dict, capsys) -> None:
+    assert run_cli(trained, "direction", "fit", "-w", "me", trained["run"], "neutral") == 0
+    assert "stored logistic direction 'neutral'" in capsys.readouterr().out
+    # 'neutral' is exactly 'not smile' here: removing it from smile leaves nothing
+    assert run_cli(trained, "direction", "fit", "-w", "me", trained["run"], "smile", "--name", "s2",
+                   "--without", "neutral") == 2
+    assert "nothing is left" in capsys.readouterr().err
+    assert run_cli(trained, "direction", "centre", "-w", "me", trained["run"], "neutral", "--name", "calm") == 0
+    assert run_cli(trained, "direction", "list", "-w", "me", trained["run"]) == 0
+    listing = capsys.readouterr().out
+    assert "neutral " in listing and "logistic" in listing and "calm " in listing and "centre" in listing
+    assert "s2" not in listing
+    found = load_directions(trained["ws"], trained["run"])
+    assert found["neutral"].spec["positives"] > 5 and found["neutral"].spec["split"] == "train"
+    # the neutral direction points against the smile one (the labels are complements)
+    assert float(found["neutral"].vector @ found["smile"].vector) < -0.99
+    assert run_cli(trained, "direction", "delete", "-w", "me", trained["run"], "calm") == 0
+    assert run_cli(trained, "direction", "delete", "-w", "me", trained["run"], "calm") == 2
+    assert "no direction 'calm'" in capsys.readouterr().err
+    assert "calm" not in load_directions(trained["ws"], trained["run"])

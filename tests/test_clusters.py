@@ -1,0 +1,124 @@
+"""Clusters: the sweep finds k, fits recover known groups, assignments and names are kept per run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facelab import clusters as cl
+from facelab import labels as lb
+from test_latent import make_workspace
+
+
+def blobs(k: int = 2, n_per: int = 60, d: int = 6, gap: float = 10.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(k), n_per)
+    centres = np.zeros((k, d))
+    centres[:, 0] = np.arange(k) * gap
+    centres[:, 1] = (np.arange(k) % 2) * gap
+    return (centres[y] + rng.normal(size=(len(y), d))).astype(np.float32), y
+
+
+def same_partition(a: np.ndarray, b: np.ndarray) -> bool:
+    pairs = set(zip(a.tolist(), b.tolist()))
+    return len(pairs) == len(set(a.tolist())) == len(set(b.tolist()))
+
+
+def test_sweep_two_blobs_best_bic_is_two() -> None:
+    x, _ = blobs(2)
+    rows = cl.sweep(x, ks=range(1, 7))
+    assert [r.k for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert cl.suggest_k(rows, "bic") == 2
+    assert cl.suggest_k(rows, "elbow") == 2
+    assert cl.suggest_k(rows, "silhouette") == 2
+    assert rows[0].silhouette is None and rows[1].silhouette > 0.7
+    inertia = [r.inertia for r in rows]
+    assert all(a >= b for a, b in zip(inertia, inertia[1:]))
+
+
+def test_sweep_finds_four_and_skips_impossible_k() -> None:
+    x, _ = blobs(4, n_per=40)
+    rows = cl.sweep(x, ks=range(2, 9), max_points=100)  # subsampled
+    assert cl.suggest_k(rows, "bic") == 4 and cl.suggest_k(rows, "elbow") == 4
+    assert [r.k for r in cl.sweep(x[:5], ks=range(2, 13))] == [2, 3, 4, 5]
+    with pytest.raises(cl.ClusterError, match="no k to try"):
+        cl.sweep(x[:1], ks=range(2, 5))
+
+
+@pytest.mark.parametrize("method", cl.METHODS)
+def test_fit_recovers_groups_with_medoids_inside(method: str) -> None:
+    x, y = blobs(3, n_per=50)
+    c = cl.fit(x, method, 3, seed=0)
+    assert c.labels.shape == (150,) and c.centres.shape == (3, 6) and list(c.sizes) == [50, 50, 50]
+    assert same_partition(c.labels, y)
+    for k in range(3):
+        m = c.medoids[k]
+        assert c.labels[m] == k
+        assert np.linalg.norm(x[m] - c.centres[k]) < 2.5  # a typical member, near the centre
+    again = cl.fit(x, method, 3, seed=0)
+    np.testing.assert_array_equal(again.labels, c.labels)
+
+
+def test_bad_k_or_method_is_a_clear_error() -> None:
+    x, _ = blobs(2, n_per=3)
+    with pytest.raises(cl.ClusterError, match="k=7 is more than the 6 frames"):
+        cl.fit(x, "kmeans", 7)
+    with pytest.raises(cl.ClusterError, match="unknown clustering method"):
+        cl.fit(x, "dbscan", 2)
+    with pytest.raises(cl.ClusterError, match="at least 1"):
+        cl.fit(x, "gmm", 0)
+
+
+def test_knee_of_a_curve() -> None:
+    assert cl.knee([1, 2, 3, 4, 5, 6], [100, 20, 15, 12, 10, 9]) == 2
+    assert cl.knee([2, 3], [5, 1]) == 2
+
+
+def test_run_clusters_cached_named_and_labelled(home: Path) -> None:
+    w, group = make_workspace(20)
+    rc = cl.cluster_run(w, "r1", "kmeans", 2)
+    assert same_partition(rc.clustering.labels, group) and list(rc.ids) == list(range(40))
+    assert (cl.cluster_run(w, "r1", "kmeans", 2).clustering.labels == rc.clustering.labels).all()
+    assert (w.run_dir("r1") / "clusters" / "kmeans-k2.npz").exists()
+    medoid_ids = rc.medoid_face_ids()
+    assert all(rc.clustering.labels[list(rc.ids).index(m)] == c for c, m in enumerate(medoid_ids))
+
+    bright = int(rc.clustering.labels[-1])
+    cl.set_cluster_name(w, "r1", "kmeans", 2, bright, "  Bright  light ")
+    assert cl.cluster_names(w, "r1", "kmeans", 2) == {bright: "Bright light"}
+    assert cl.cluster_names(w, "r1", "gmm", 2) == {}
+    cl.set_cluster_name(w, "r1", "kmeans", 2, bright, "")
+    assert cl.cluster_names(w, "r1", "kmeans", 2) == {}
+
+    record = cl.set_cluster_name(w, "r1", "kmeans", 2, bright, "Smile", label_members=True)
+    assert set(lb.faces_with(w, "smile")) == set(range(20, 40)) and len(record.face_ids) == 20
+    lb.undo(w, record)
+    assert len(lb.faces_with(w, "smile")) == 0
+    assert cl.cluster_names(w, "r1", "kmeans", 2) == {bright: "Smile"}, "undo of labels keeps the name"
+
+    rec = cl.label_cluster(w, "r1", "kmeans", 2, 1 - bright, "neutral")
+    assert set(rec.face_ids) == set(range(20))
+
+
+def test_cluster_names_need_a_real_run_and_cluster(home: Path) -> None:
+    w, _ = make_workspace(5)
+    with pytest.raises(cl.ClusterError, match="no run 'nope'"):
+        cl.set_cluster_name(w, "nope", "kmeans", 2, 0, "x")
+    with pytest.raises(cl.ClusterError, match="does not exist"):
+        cl.set_cluster_name(w, "r1", "kmeans", 2, 5, "x")
+    with pytest.raises(cl.ClusterError, match="more than the 10 frames"):
+        cl.cluster_run(w, "r1", "kmeans", 11)
+
+
+def test_cli_clusters_with_sweep(home: Path, capsys: pytest.CaptureFixture) -> None:
+    from facelab.cli import main as cli
+
+    make_workspace(20)
+    assert cli(["clusters", "--workspace", "w", "r1", "--k", "2", "--sweep"]) == 0
+    out = capsys.readouterr().out
+    assert "cluster  frames  medoid" in out and "suggested k: 2 (lowest BIC)" in out
+    sizes = [int(line.split()[1]) for line in out.splitlines()[1:3]]
+    assert sizes == [20, 20]
+    assert cli(["clusters", "--workspace", "w", "r1", "--k", "2", "--method", "gmm"]) == 0

@@ -1,0 +1,165 @@
+"""Interpolation, shifts and their pictures (facelab.edit, facelab.animate) on generated latents."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from facelab import animate, edit
+from facelab.directions import Direction
+
+
+class FakeCodec:
+    """Decodes a latent to a flat colour from its first three values: distinct latents, distinct frames."""
+
+    def __init__(self, dim: int = 8, size: int = 16) -> None:
+        self.dim, self.size = dim, size
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        z = np.asarray(z, np.float32)
+        assert z.ndim == 2 and z.shape[1] == self.dim
+        rgb = np.clip(128 + 40 * z[:, :3], 0, 255).astype(np.uint8)
+        return np.broadcast_to(rgb[:, None, None, :], (len(z), self.size, self.size, 3)).copy()
+
+
+# --- interpolation ------------------------------------------------------------------------
+def test_lerp_endpoints_and_midpoint() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=16), rng.normal(size=16)
+    path = edit.lerp(a, b, 7)
+    assert path.shape == (7, 16) and path.dtype == np.float32
+    np.testing.assert_allclose(path[0], a, rtol=1e-6)
+    np.testing.assert_allclose(path[-1], b, rtol=1e-6)
+    np.testing.assert_allclose(path[3], (a + b) / 2, rtol=1e-5, atol=1e-6)
+
+
+def test_slerp_between_unit_vectors_stays_on_the_sphere() -> None:
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=32), rng.normal(size=32)
+    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
+    path = edit.slerp(a, b, 11)
+    np.testing.assert_allclose(path[0], a, rtol=1e-6)
+    np.testing.assert_allclose(path[-1], b, rtol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(path, axis=1), 1.0, atol=1e-5)
+    # it is not the straight line: the middle of a lerp is shorter
+    assert np.linalg.norm(edit.lerp(a, b, 11)[5]) < 0.99
+    # equal angles between neighbours (constant speed along the arc)
+    cos = np.sum(path[1:] * path[:-1], axis=1)
+    np.testing.assert_allclose(cos, cos[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("factor", [2.0, -3.0])
+def test_slerp_of_parallel_vectors_falls_back_to_lerp(factor: float) -> None:
+    a = np.arange(1, 9, dtype=np.float64)
+    path = edit.slerp(a, factor * a, 5)
+    assert np.all(np.isfinite(path))
+    np.testing.assert_allclose(path, edit.lerp(a, factor * a, 5), rtol=1e-6)
+
+
+def test_interpolate_rejects_bad_input() -> None:
+    with pytest.raises(edit.EditError, match="steps"):
+        edit.lerp(np.zeros(4), np.ones(4), 1)
+    with pytest.raises(edit.EditError, match="differ in size"):
+        edit.slerp(np.zeros(4), np.ones(5), 3)
+    with pytest.raises(edit.EditError, match="unknown interpolation"):
+        edit.interpolate(np.zeros(4), np.ones(4), 3, "cubic")
+    with pytest.raises(edit.EditError, match="non-finite"):
+        edit.lerp(np.array([np.nan, 0.0]), np.ones(2), 3)
+
+
+def test_interpolation_strip_decodes_every_step() -> None:
+    codec = FakeCodec()
+    strip = edit.interpolation_strip(codec, np.zeros(8), np.ones(8), 6, "slerp")
+    assert strip.shape == (6, 16, 16, 3) and strip.dtype == np.uint8
+    assert strip[0, 0, 0, 0] == 128 and strip[-1, 0, 0, 0] == 168
+
+
+# --- shifts -------------------------------------------------------------------------------
+def test_toward_ends_and_middle() -> None:
+    rng = np.random.default_rng(2)
+    z, c = rng.normal(size=8).astype(np.float32), rng.normal(size=8).astype(np.float32)
+    np.testing.assert_array_equal(edit.toward(z, c, 0.0), z)
+    np.testing.assert_allclose(edit.toward(z, c, 1.0), c, rtol=1e-6)
+    np.testing.assert_allclose(edit.toward(z, c, 0.5), (z + c) / 2, rtol=1e-5)
+    with pytest.raises(edit.EditError, match="between 0 and 1"):
+        edit.toward(z, c, 1.5)
+
+
+def test_shift_is_alpha_times_spread() -> None:
+    d = Direction("smile", "logistic", np.eye(8, dtype=np.float32)[2], spread=0.5)
+    z = np.zeros((3, 8), np.float32)
+    out = edit.shift(z, [(d, 2.0)])
+    np.testing.assert_allclose(out[:, 2], 1.0)
+    np.testing.assert_allclose(np.delete(out, 2, axis=1), 0.0)
+    # a plain vector is used as is; several steps add up
+    out = edit.shift(z[0], [(d, -1.0), (np.eye(8)[0], 0.25)])
+    np.testing.assert_allclose(out, [0.25, 0, -0.5, 0, 0, 0, 0, 0])
+
+
+@pytest.mark.parametrize("alpha", [1e6, -1e30, 3.0e38])
+def test_extreme_alphas_stay_finite_and_bounded(alpha: float) -> None:
+    rng = np.random.default_rng(3)
+    data = rng.normal(size=(200, 8)).astype(np.float32)
+    bounds = edit.LatentBounds.from_latents(data)
+    d1 = Direction("a", "mean_diff", np.ones(8, np.float32) / np.sqrt(8), spread=1e3)
+    d2 = Direction("b", "mean_diff", -np.ones(8, np.float32) / np.sqrt(8), spread=1e3)
+    out = edit.shift(data[:4], [(d1, alpha), (d2, alpha)], bounds)
+    assert np.all(np.isfinite(out))
+    assert np.all(out >= bounds.low) and np.all(out <= bounds.high)
+    out = edit.shift(data[0], [(d1, alpha)])  # default bounds: the prior's +-6
+    assert np.all(np.isfinite(out)) and np.abs(out).max() <= edit.BOUND_SIGMAS
+    with pytest.raises(edit.EditError, match="finite"):
+        edit.shift(data[0], [(d1, float("inf"))])
+
+
+def test_shift_refuses_a_centre_and_a_wrong_size() -> None:
+    centre = Direction("laugh", "centre", np.ones(8, np.float32))
+    with pytest.raises(edit.EditError, match="toward"):
+        edit.shift(np.zeros(8), [(centre, 1.0)])
+    with pytest.raises(edit.EditError, match="4 values"):
+        edit.shift(np.zeros(8), [(np.ones(4), 1.0)])
+
+
+# --- pictures -----------------------------------------------------------------------------
+def test_gif_is_pingpong_and_decodes(tmp_path: Path) -> None:
+    codec = FakeCodec()
+    steps = 6
+    frames = edit.interpolation_strip(codec, np.full(8, -2.0), np.full(8, 2.0), steps)
+    path = animate.save_strip(tmp_path / "strip.gif", frames, duration_ms=80, scale=4, resample="bicubic")
+    with Image.open(path) as gif:
+        assert gif.format == "GIF" and gif.n_frames == 2 * steps - 2
+        assert gif.size == (16 * 4, 16 * 4)
+        assert gif.info["duration"] == 80 and gif.info.get("loop") == 0
+        colours = []
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            colours.append(np.asarray(gif.convert("RGB"))[8, 8, 0])
+    # forward then back: the first red value is the smallest, the middle one the largest
+    assert colours[: steps] == sorted(colours[: steps])
+    assert colours[steps - 1 :] == sorted(colours[steps - 1 :], reverse=True)
+
+
+def test_png_strip_with_real_ends(tmp_path: Path) -> None:
+    frames = FakeCodec().decode(np.linspace(-1, 1, 5)[:, None].repeat(8, 1).astype(np.float32))
+    ends = (np.zeros((16, 16, 3), np.uint8), np.full((16, 16, 3), 255, np.uint8))
+    path = animate.save_strip(tmp_path / "strip.png", frames, ends=ends, scale=2)
+    img = np.asarray(Image.open(path))
+    assert img.shape == (32, 2 * 32 + 2 * animate.GAP + 5 * 32, 3)
+    assert img[0, 0].tolist() == [0, 0, 0] and img[0, -1].tolist() == [255, 255, 255]
+    assert not list(tmp_path.glob(".*.tmp")), "atomic write left a temp file"
+
+
+def test_upscale_and_bad_names(tmp_path: Path) -> None:
+    img = np.arange(2 * 2 * 3, dtype=np.uint8).reshape(1, 2, 2, 3)
+    big = animate.upscale(img, 3, "nearest")
+    assert big.shape == (1, 6, 6, 3) and np.array_equal(big[0, :3, :3], np.broadcast_to(img[0, 0, 0], (3, 3, 3)))
+    with pytest.raises(animate.AnimateError, match=".png or .gif"):
+        animate.save_strip(tmp_path / "x.jpg", big)
+    with pytest.raises(animate.AnimateError, match="uint8"):
+        animate.upscale(img.astype(np.float32))
+    data = animate.gif_bytes(big, bounce=False)
+    assert Image.open(io.BytesIO(data)).n_frames == 1

@@ -1,0 +1,181 @@
+"""Background jobs through real child processes: run, no duplicates, cancel, kill -9 and
+resume to the same result as an uninterrupted run, the queue, failures, the CLI."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from facelab import jobs
+from facelab import workspace as ws
+from facelab.cli import main as cli
+from facelab.models import ModelConfig
+from facelab.train import CHECKPOINT_FILE, train_run
+from test_train import blob_images, make_workspace, one_thread  # noqa: F401  (autouse fixture)
+
+CONFIG = ModelConfig(image_size=32, latent_dim=8, batch_size=16, lr=1e-3, beta=1.0, epochs=5)
+IMAGES = blob_images(160, seed=3)
+VOLATILE = ("seconds", "images_per_s")
+
+
+def wait_for(predicate, timeout: float = 90.0, every: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {predicate}")
+
+
+def wait_state(w, run_id, states=("done", "failed", "cancelled", "dead"), timeout=120.0):
+    return wait_for(lambda: (s := jobs.status(w, run_id)).state in states and s, timeout, 0.1)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The same run trained without interruption, in this process: (weights, epoch rows)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FACELAB_HOME", str(tmp_path_factory.mktemp("refhome")))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        mp.setenv("FACELAB_THREADS", "1")
+        w = make_workspace("ref", IMAGES)
+        run = jobs.create_run(w, CONFIG)
+        train_run(w, run)
+        torch.set_num_threads(threads)
+        weights = torch.load(w.run_dir(run) / "model.pt", weights_only=True)
+        return weights, jobs.epoch_metrics(w, run)
+
+
+def assert_same_result(w, run_id, reference) -> None:
+    weights, rows = reference
+    got = torch.load(w.run_dir(run_id) / "model.pt", weights_only=True)
+    for k, v in weights.items():
+        torch.testing.assert_close(got[k], v, rtol=1e-5, atol=1e-6)
+    got_rows = jobs.epoch_metrics(w, run_id)
+    assert [r["epoch"] for r in got_rows] == list(range(1, CONFIG.epochs + 1))
+    for a, b in zip(got_rows, rows):
+        for key in b:
+            if key not in VOLATILE:
+                assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), (a["epoch"], key)
+
+
+def test_background_run_is_never_started_twice(home) -> None:
+    w = make_workspace("bg", IMAGES[:60])
+    run = jobs.create_run(w, ModelConfig(**{**CONFIG.__dict__, "epochs": 3}), name="tiny")
+    assert jobs.status(w, run).state == "queued"
+    # Two tabs and a rerun click "start" at once.
+    threads = [threading.Thread(target=jobs.start, args=(w, run)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    pid = jobs.status(w, run).pid
+    jobs.start(w, run)
+    assert jobs.status(w, run).pid == pid
+    final = wait_state(w, run)
+    assert final.state == "done", final.error
+    assert (final.epoch, final.epochs, final.fraction) == (3, 3, 1.0)
+    assert final.metrics["val_psnr"] > 10 and final.name == "tiny"
+    log = (w.run_dir(run) / jobs.LOG_FILE).read_text()
+    assert log.count("epoch 3/3") == 1, log  # one process trained it
+    assert [r.run_id for r in jobs.list_runs(w)] == [run]
+    assert len(jobs.epoch_metrics(w, run)) == 3
+    jobs.delete_run(w, run)
+    assert jobs.list_runs(w) == [] and not w.run_dir(run).exists()
+
+
+def test_cancel_checkpoints_and_resume_matches_uninterrupted(home, reference) -> None:
+    w = make_workspace("c", IMAGES)
+    run = jobs.create_run(w, CONFIG)
+    jobs.start(w, run)
+    wait_for(lambda: len(jobs.epoch_metrics(w, run)) >= 1)
+    pid = jobs.status(w, run).pid
+    os.kill(pid, signal.SIGSTOP)  # hold it mid-run so the cancel surely lands before the end
+    try:
+        jobs.cancel(w, run)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    st = wait_state(w, run, timeout=30)
+    assert st.state == "cancelled", st.error
+    assert st.epoch < CONFIG.epochs
+    ckpt = torch.load(w.run_dir(run) / CHECKPOINT_FILE, weights_only=True)
+    assert ckpt["epoch"] == st.epoch
+    jobs.resume(w, run)
+    st = wait_state(w, run)
+    assert st.state == "done", st.error
+    assert_same_result(w, run, reference)
+
+
+def test_killed_run_is_dead_and_resumes_to_the_same_result(home, reference) -> None:
+    w = make_workspace("k", IMAGES)
+    run = jobs.create_run(w, CONFIG)
+    jobs.start(w, run)
+    wait_for(lambda: len(jobs.epoch_metrics(w, run)) >= 2)
+    pid = jobs.status(w, run).pid
+    os.kill(pid, signal.SIGSTOP)
+    assert jobs.status(w, run).state == "running"
+    os.kill(pid, signal.SIGKILL)
+    st = wait_for(lambda: (s := jobs.status(w, run)).state == "dead" and s, timeout=10)
+    assert "resume" in st.error
+    jobs.resume(w, run)
+    st = wait_state(w, run)
+    assert st.state == "done", st.error
+    assert_same_result(w, run, reference)
+
+
+def test_queue_runs_one_job_at_a_time(home, monkeypatch) -> None:
+    monkeypatch.setenv("FACELAB_MAX_JOBS", "1")
+    w = make_workspace("q", IMAGES[:40])
+    tiny = ModelConfig(**{**CONFIG.__dict__, "epochs": 1})
+    first, second = jobs.create_run(w, tiny), jobs.create_run(w, tiny)
+    jobs.start(w, first)
+    jobs.start(w, second)
+    states = {jobs.status(w, first).state, jobs.status(w, second).state}
+    assert states in ({"running", "queued"}, {"done", "queued"}, {"done", "running"}, {"done"})
+    for run in (first, second):  # the finishing job starts the queued one
+        st = wait_state(w, run, states=("done", "failed", "dead"))
+        assert st.state == "done", st.error
+
+
+def test_a_failing_job_ends_failed_with_the_reason(home) -> None:
+    w = ws.create("nofaces")
+    run = jobs.create_run(w, CONFIG)
+    jobs.start(w, run)
+    st = wait_state(w, run)
+    assert st.state == "failed"
+    assert "has no faces: build a dataset" in st.error
+    assert jobs.status(w, run).state == "failed"
+
+
+def test_cli_train_runs_and_eval(home, capsys, tmp_path) -> None:
+    make_workspace("cli", IMAGES[:60])
+    args = ["train", "-w", "cli", "--kind", "vae", "--latent", "4", "--epochs", "2", "--batch", "16",
+            "--image-size", "32", "--lr", "1e-3"]
+    assert cli(args) == 0
+    out = capsys.readouterr().out
+    assert "epoch 1/2" in out and "epoch 2/2" in out and "done" in out
+    run = out.split()[1].rstrip(":")
+    assert cli(["runs", "-w", "cli"]) == 0
+    assert run in capsys.readouterr().out
+    assert cli(["eval", "-w", "cli", run, "--out", str(tmp_path / "ev")]) == 0
+    out = capsys.readouterr().out
+    assert "PSNR" in out and "active units" in out
+    assert sorted(p.name for p in (tmp_path / "ev").iterdir()) == [
+        "reconstructions.png", "samples.png", "traversals.png", "triangle.png"]
+    # Bad input: one line, exit 2, nothing created.
+    assert cli(["train", "-w", "cli", "--latent", "0"]) == 2
+    assert "latent size" in capsys.readouterr().err
+    assert cli(["train", "-w", "cli", "--run", run, "--beta", "2"]) == 2
+    assert "already has its settings" in capsys.readouterr().err
+    assert len(jobs.list_runs(ws.open_workspace("cli"))) == 1
+    ws.create("empty")
+    assert cli(["train", "-w", "empty", "--epochs", "1"]) == 2
+    assert "has no faces" in capsys.readouterr().err

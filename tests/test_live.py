@@ -1,0 +1,215 @@
+"""The webcam pipeline (facelab.live) on real frames, with a fake codec (no training needed)."""
+
+from __future__ import annotations
+
+import threading
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+from conftest import shared_file
+
+from facelab.directions import Direction
+from facelab.faces import FaceDetector
+from facelab.live import BAND_H, NO_FACE_NOTE, STAGES, LiveError, LivePipeline, LiveSettings
+
+
+class FakeCodec:
+    """z = mean colour of each third of the crop (9 values); decode paints z[0] as grey."""
+
+    def __init__(self, size: int = 64) -> None:
+        self.config = SimpleNamespace(image_size=size, latent_dim=9)
+        self.encoded = 0
+
+    def encode(self, images: np.ndarray, batch_size: int = 512):
+        assert images.dtype == np.uint8 and images.shape[1:] == (64, 64, 3)
+        self.encoded += len(images)
+        thirds = np.array_split(images.astype(np.float32) / 255.0, 3, axis=1)
+        mu = np.concatenate([t.mean(axis=(1, 2)) for t in thirds], axis=1)
+        return mu.astype(np.float32), np.zeros_like(mu)
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        grey = np.clip(np.asarray(z)[:, 0] * 255, 0, 255).astype(np.uint8)
+        return np.broadcast_to(grey[:, None, None, None], (len(z), 64, 64, 3)).copy()
+
+
+class CountingDetector(FaceDetector):
+    def __init__(self) -> None:
+        super().__init__()
+        self.detects = self.tracks = 0
+
+    def detect(self, frame_bgr):
+        self.detects += 1
+        return super().detect(frame_bgr)
+
+    def track(self, frame_bgr, last):
+        self.tracks += 1
+        return super().track(frame_bgr, last)
+
+
+def frames(name: str, n: int, step: int = 1) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(shared_file(name)))
+    out = []
+    while len(out) < n:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if cap.get(cv2.CAP_PROP_POS_FRAMES) % step == 0:
+            out.append(frame)
+    cap.release()
+    assert out, f"no frames read from {name}"
+    return out
+
+
+@pytest.fixture(scope="module")
+def face_frames() -> list[np.ndarray]:
+    return frames("single_face.mp4", 12, step=3)
+
+
+def test_face_is_found_boxed_and_shifted(face_frames: list[np.ndarray]) -> None:
+    codec = FakeCodec()
+    up = Direction("brighter", "custom", np.eye(9, dtype=np.float32)[0], spread=0.1)
+    pipe = LivePipeline(codec, LiveSettings(shifts=((up, 2.0),)),
+                        centres=np.stack([np.zeros(9), np.ones(9)]), centre_names=["dark", "light"])
+    frame = face_frames[0]
+    before = frame.copy()
+    result = pipe.process(frame)
+    np.testing.assert_array_equal(frame, before)  # the input is never drawn on
+    assert result.frame.shape == frame.shape and result.frame.dtype == np.uint8
+    assert len(result.boxes) == 1
+    box = result.boxes[0]
+    assert box.w > 60 and 0 <= box.x < frame.shape[1] and 0 <= box.y < frame.shape[0]
+    assert set(STAGES) | {"total"} <= set(result.timings)
+    assert all(v >= 0 for v in result.timings.values())
+    assert result.latents.shape == (1, 9) and result.shifted.shape == (1, 64, 64, 3)
+    # the shift moved z[0] by alpha x spread = 0.2, and the decoded grey shows it
+    assert result.shifted[0, 0, 0, 0] == pytest.approx(min(255, (result.latents[0, 0] + 0.2) * 255), abs=1.5)
+    np.testing.assert_array_equal(pipe.last_latent, result.latents[0])
+    assert pipe.nearest_cluster == result.cluster in ("dark", "light")
+    assert not np.array_equal(result.frame[BAND_H:], frame[BAND_H:]), "box and face must be drawn"
+    # the box outline is drawn in green at the box's left edge
+    y = box.y + box.h // 2
+    assert result.frame[y, box.x].tolist() == [80, 220, 80]
+
+
+def test_no_face_passes_through_with_a_note() -> None:
+    frame = frames("no_face.mp4", 1)[0]
+    pipe = LivePipeline(FakeCodec())
+    result = pipe.process(frame)
+    assert result.boxes == [] and result.note == NO_FACE_NOTE and result.shifted.shape[0] == 0
+    assert result.frame.shape == frame.shape
+    np.testing.assert_array_equal(result.frame[BAND_H:], frame[BAND_H:])
+    assert not np.array_equal(result.frame[:BAND_H], frame[:BAND_H]), "the note must be drawn"
+    assert pipe.last_latent is None and pipe.nearest_cluster is None
+    # without stats, only the note's strip changes, and only up to the note's width
+    pipe.update(show_stats=False)
+    out = pipe.process(frame).frame
+    np.testing.assert_array_equal(out[:, 200:], frame[:, 200:])
+
+
+def test_tracking_between_full_searches(face_frames: list[np.ndarray]) -> None:
+    det = CountingDetector()
+    codec = FakeCodec()
+    pipe = LivePipeline(codec, LiveSettings(detect_every=4), detector=det)
+    found = [len(pipe.process(f).boxes) for f in face_frames[:8]]
+    assert found == [1] * 8
+    assert det.detects == 2 and det.tracks == 6
+    assert codec.encoded == 8
+
+
+def test_several_faces_are_each_processed() -> None:
+    img = cv2.imread(str(shared_file("multi_face.jpg")))
+    img = cv2.resize(img, (640, round(img.shape[0] * 640 / img.shape[1])), interpolation=cv2.INTER_AREA)
+    codec = FakeCodec()
+    # a group photo's faces are small: search a larger frame for smaller faces than by default
+    detector = FaceDetector(short_side=240, min_face=0.1, scale_factor=1.1)
+    result = LivePipeline(codec, detector=detector).process(img)
+    assert len(result.boxes) >= 2
+    assert result.latents.shape[0] == result.shifted.shape[0] == len(result.boxes) == codec.encoded
+    areas = [b.w * b.h for b in result.boxes]
+    assert areas == sorted(areas, reverse=True), "the largest face comes first"
+
+
+def test_paste_back_changes_the_face_only(face_frames: list[np.ndarray]) -> None:
+    frame = face_frames[0]
+    plain = LivePipeline(FakeCodec(), LiveSettings(side_by_side=False, show_stats=False)).process(frame)
+    pasted = LivePipeline(FakeCodec(), LiveSettings(side_by_side=False, show_stats=False, paste_back=True)).process(frame)
+    b = plain.boxes[0]
+    inner = (slice(b.y + b.h // 3, b.y + 2 * b.h // 3), slice(b.x + b.w // 3, b.x + 2 * b.w // 3))
+    assert not np.array_equal(pasted.frame[inner], plain.frame[inner])
+    # the pasted face is one flat grey (see FakeCodec): the centre of the face becomes it
+    centre = pasted.frame[b.y + b.h // 2, b.x + b.w // 2]
+    assert np.ptp(centre.astype(int)) <= 2
+    # far from the face nothing changed
+    np.testing.assert_array_equal(pasted.frame[:, : max(0, b.x - b.w)], plain.frame[:, : max(0, b.x - b.w)])
+
+
+def test_settings_swap_whole_and_reject_bad_values(face_frames: list[np.ndarray]) -> None:
+    pipe = LivePipeline(FakeCodec())
+    first = pipe.settings
+    new = pipe.update(strength=0.5, target=np.ones(9, np.float32))
+    assert first.strength == 0.0 and new.strength == 0.5 and pipe.settings is new
+    with pytest.raises(LiveError, match="between 0 and 1"):
+        pipe.update(strength=2.0)
+    assert pipe.settings is new, "a rejected update leaves the old settings"
+    with pytest.raises(LiveError, match="centre"):
+        pipe.update(shifts=((Direction("laugh", "centre", np.zeros(9, np.float32)), 1.0),))
+    with pytest.raises(LiveError, match="9 values"):
+        pipe.update(shifts=((np.ones(4, np.float32), 1.0),))
+    with pytest.raises(LiveError, match="9 values"):
+        pipe.update(target=np.ones(3))
+    assert pipe.settings is new
+    with pytest.raises(LiveError, match="BGR"):
+        pipe.process(np.zeros((10, 10), np.uint8))
+
+    # toward the target: s=0.5 moves z[0] half way to 1
+    result = pipe.process(face_frames[0])
+    expected = (result.latents[0, 0] + 1.0) / 2
+    assert result.shifted[0, 0, 0, 0] == pytest.approx(expected * 255, abs=1.5)
+
+    # a page thread changing sliders while frames are processed never breaks a frame
+    errors: list[BaseException] = []
+
+    def slide() -> None:
+        try:
+            for i in range(200):
+                pipe.update(strength=(i % 11) / 10)
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=slide)
+    t.start()
+    for f in face_frames[:6]:
+        assert pipe.process(f).frame.shape == f.shape
+    t.join()
+    assert not errors
+
+
+def test_real_codec_in_a_callback_thread(face_frames: list[np.ndarray]) -> None:
+    """A random-weight BetaVAE behind the pipeline, called from another thread as
+    streamlit-webrtc does; the one-torch-thread limit stays in that thread."""
+    import torch
+
+    from facelab.models import ModelConfig, TorchCodec, build_model
+
+    codec = TorchCodec(build_model(ModelConfig(latent_dim=8)), torch.device("cpu"))
+    direction = Direction("d", "custom", np.eye(8, dtype=np.float32)[1], spread=1.0)
+    pipe = LivePipeline(codec, LiveSettings(shifts=((direction, 3.0),), paste_back=True))
+    main_threads = torch.get_num_threads()
+    seen: dict = {}
+
+    def callback() -> None:
+        seen["results"] = [pipe.process(f) for f in face_frames[:3]]
+        seen["threads"] = torch.get_num_threads()
+
+    t = threading.Thread(target=callback)
+    t.start()
+    t.join()
+    results = seen["results"]
+    assert all(len(r.boxes) == 1 and r.shifted.shape == (1, 64, 64, 3) for r in results)
+    assert results[-1].latents.shape == (1, 8) and np.all(np.isfinite(results[-1].latents))
+    assert seen["threads"] == 1 and torch.get_num_threads() == main_threads
+    # the shift changed the decoded face (a random decoder barely reacts, but it does)
+    plain = LivePipeline(codec, torch_threads=None).process(face_frames[0]).shifted[0]
+    assert not np.array_equal(plain, results[0].shifted[0])

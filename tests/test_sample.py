@@ -1,0 +1,29 @@
+"""The bundled sample: a ready workspace from the shipped clip and model, made once, resettable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from facelab import directions, jobs, labels, latent, sample
+from facelab import workspace as ws
+from facelab.cli import main as cli
+
+
+def test_sample_workspace_is_ready_to_explore(home: Path) -> None:
+    assert cli(["sample"]) == 0
+    w = ws.open_workspace("sample")
+    assert w.summary()["faces"] >= 450
+    run = jobs.status(w, sample.RUN_ID)
+    assert run.state == "done" and run.metrics["val_psnr"] > 18
+    assert latent.load_latents(w, sample.RUN_ID) is not None, "latents must be ready for the map"
+    counts = labels.counts(w)
+    assert counts["smile"] > 150 and counts["sad"] > 30 and counts["neutral"] > 10
+    smile = directions.load_direction(w, sample.RUN_ID, "smile")
+    assert smile.vector.shape == (32,)
+
+    # A second start is quick and keeps what the user did; --reset starts over.
+    labels.set_labels(w, [0], "surprise")
+    assert cli(["sample"]) == 0
+    assert labels.counts(w)["surprise"] == 1
+    assert cli(["sample", "--reset"]) == 0
+    assert labels.counts(ws.open_workspace("sample"))["surprise"] == 0
