@@ -11,7 +11,7 @@ from facelab.latent import active_latents
 from facelab.latent_map import map_chart, nearest, selected_ids
 from facelab.ui import state
 from facelab.ui.cache import codec
-from facelab.ui.explore import k_sweep, table_for
+from facelab.ui.explore import MAX_HOVER_THUMBNAILS, k_sweep, table_for
 from facelab.ui.runs import pick_run, require_latents
 
 st.title("Explore")
@@ -82,7 +82,10 @@ if colour.startswith("z"):
     dim = int(colour[1:])
     table[colour] = lat.mu[table["frame_id"].to_numpy(), dim]
 
-st.caption("Hover a point to see the face; click one to inspect it; drag a box to select many.")
+st.caption("Hover a point to see the face; click one to inspect it; drag a box to select many."
+           if len(table) <= MAX_HOVER_THUMBNAILS else
+           f"Click a point to see its face (hover thumbnails are shown for up to {MAX_HOVER_THUMBNAILS:,} "
+           "frames); drag a box to select many.")
 with st.container(key="fl_map_box"):
     event = st.altair_chart(map_chart(table, colour), on_select="rerun", selection_mode=["pick", "box"],
                             key="fl_map", width="stretch")

@@ -105,7 +105,9 @@ if st.button("Undo last action", disabled=not undo_record, key="fl_undo_btn"):
     st.rerun()
 
 st.subheader("Label counts")
-st.dataframe(pd.DataFrame([{"label": n, "frames": counts.get(n, 0)} for n in names]), hide_index=True)
+for row in range(0, len(names), 8):
+    for col, n in zip(st.columns(8), names[row:row + 8]):
+        col.metric(n, counts.get(n, 0))
 
 if lat is not None:
     st.subheader("Are labelled faces close in the latent space?")

@@ -14,6 +14,8 @@ from facelab.latent_map import map_table
 from facelab.thumbs import data_uris
 from facelab.workspace import Workspace
 
+MAX_HOVER_THUMBNAILS = 3000  # each adds ~1.5 KB to the chart spec sent to the browser
+
 
 @st.cache_data(max_entries=4, show_spinner="Making thumbnails…")
 def thumbnails(ws_path: str, latents_key: str, ids: tuple[int, ...]) -> dict[int, str]:
@@ -32,7 +34,8 @@ def table_for(w: Workspace, run_id: str, proj, rc: cl.RunClusters | None, method
     names = cl.cluster_names(w, run_id, method, k) if rc is not None else {}
     assign = dict(zip(rc.ids.tolist(), rc.clustering.labels.tolist())) if rc is not None else None
     ids = tuple(int(i) for i in proj.ids)
+    thumbs = thumbnails(str(w.path), proj.latents_key, ids) if len(ids) <= MAX_HOVER_THUMBNAILS else None
     return map_table(
         proj.ids, proj.xy, dataset.faces_table(w), clusters=assign, cluster_names=names,
-        labels_of=labels.labels_of(w), thumbnails=thumbnails(str(w.path), proj.latents_key, ids),
+        labels_of=labels.labels_of(w), thumbnails=thumbs,
     )

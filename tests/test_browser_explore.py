@@ -1,0 +1,101 @@
+"""In real Chromium, on the sample workspace: the map (hover, click, box-select and label), the
+Label page's counts, and the Shift page (slider, click two points to interpolate)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from conftest import wait_for_app
+from facelab import labels, sample
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def sample_app(home, app_url):
+    w = sample.ensure_sample(say=lambda _: None)
+    return app_url, w
+
+
+def map_points(page, box: str):
+    chart = page.locator(f".st-key-{box} [data-testid='stVegaLiteChart']")
+    chart.wait_for(timeout=60_000)
+    return chart, chart.locator("g.mark-symbol path")
+
+
+def click_point(page, points, i: int) -> None:
+    """Click where point i is drawn, as a person would (overlapping points: the top one wins)."""
+    bb = points.nth(i).bounding_box()
+    page.mouse.click(bb["x"] + bb["width"] / 2, bb["y"] + bb["height"] / 2)
+
+
+def test_map_hover_click_box_select_and_label(page, sample_app) -> None:
+    url, w = sample_app
+    page.goto(f"{url}/explore")
+    wait_for_app(page, 90_000)
+    chart, points = map_points(page, "fl_map_box")
+    assert points.count() >= 450
+
+    points.nth(10).hover()
+    tooltip_img = page.locator("#vg-tooltip-element img")
+    tooltip_img.wait_for(timeout=10_000)
+    assert tooltip_img.get_attribute("src").startswith("data:image/jpeg;base64,")
+
+    click_point(page, points, 10)
+    page.get_by_text("8 nearest neighbours in latent space").wait_for(timeout=30_000)
+    assert page.get_by_text(re.compile(r"^Frame \d+ · \d+\.\d+ s")).is_visible()
+    assert page.get_by_text("reconstruction", exact=True).is_visible()
+
+    bb = chart.bounding_box()
+    page.mouse.move(bb["x"] + bb["width"] * 0.25, bb["y"] + bb["height"] * 0.2)
+    page.mouse.down()
+    page.mouse.move(bb["x"] + bb["width"] * 0.6, bb["y"] + bb["height"] * 0.8, steps=10)
+    page.mouse.up()
+    heading = page.get_by_text(re.compile(r"^\d+ frames in the box$"))
+    heading.wait_for(timeout=30_000)
+    n = int(heading.inner_text().split()[0])
+    assert n > 0
+
+    page.get_by_label("Label them as").click()
+    page.keyboard.type("surprise", delay=30)
+    page.wait_for_timeout(300)
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name=f"Label {n} frames").wait_for()
+    page.get_by_role("button", name=f"Label {n} frames").click()
+    page.get_by_text(f"Labelled {n} frames as surprise.").wait_for(timeout=30_000)
+    assert labels.counts(w)["surprise"] == n
+
+    page.locator("[data-testid='stSidebarNav']").get_by_role("link", name="Label").click()
+    page.get_by_text("Label counts").wait_for(timeout=30_000)
+    metric = page.locator("[data-testid='stMetric']").filter(has_text="surprise")
+    metric.wait_for(timeout=30_000)
+    assert metric.locator("[data-testid='stMetricValue']").inner_text().strip() == str(n)
+
+
+def test_shift_slider_and_two_point_interpolation(page, sample_app) -> None:
+    url, _ = sample_app
+    page.goto(f"{url}/shift")
+    wait_for_app(page, 90_000)
+    shifted = page.locator("[data-testid='stImage']").filter(has_text="shifted").locator("img")
+    shifted.wait_for(timeout=60_000)
+    before = shifted.get_attribute("src")
+    slider = page.locator("[data-testid='stSlider']").filter(has_text="smile (α").get_by_role("slider")
+    slider.focus()
+    for _ in range(15):
+        page.keyboard.press("ArrowRight")
+    deadline = time.monotonic() + 30
+    while shifted.get_attribute("src") == before:
+        assert time.monotonic() < deadline, "the shifted face did not change after moving the slider"
+        page.wait_for_timeout(200)
+    page.get_by_text(re.compile(r"Probe P\(smile\)")).wait_for(timeout=30_000)
+
+    page.get_by_role("tab", name="Interpolate two frames").click()
+    _, points = map_points(page, "fl_interp_box")
+    click_point(page, points, 3)
+    page.get_by_text("1 of 2 points picked.").wait_for(timeout=30_000)
+    click_point(page, points, 300)
+    page.get_by_text(re.compile(r"^frame \d+ → frame \d+, 10 decoded steps")).wait_for(timeout=30_000)
+    page.get_by_role("button", name="Download animation (GIF)").wait_for(timeout=30_000)

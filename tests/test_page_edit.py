@@ -1,0 +1,115 @@
+"""AppTest checks of the Explore, Label and Shift pages on the sample workspace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import REPO
+from facelab import clusters, directions, jobs, labels, latent, sample
+from facelab import workspace as ws
+from facelab.ui import state
+
+TIMEOUT = 120
+
+
+@pytest.fixture
+def w(home: Path) -> ws.Workspace:
+    return sample.ensure_sample(say=lambda _: None)
+
+
+def page(name: str, **session) -> AppTest:
+    at = AppTest.from_file(str(REPO / "pages" / f"{name}.py"), default_timeout=TIMEOUT)
+    at.session_state[state.WORKSPACE] = "sample"
+    for k, v in session.items():
+        at.session_state[k] = v
+    return at.run()
+
+
+def test_explore_map_clusters_and_naming(w: ws.Workspace) -> None:
+    at = page("explore")
+    assert not at.exception, at.exception
+    names = [t for t in at.text_input if t.key and t.key.startswith("fl_cname_")]
+    assert len(names) == 6  # k = 6 by default: one name box per cluster
+    names[0].input("laughing").run()
+    assert not at.exception
+    assert "laughing" in clusters.cluster_names(w, sample.RUN_ID, "kmeans", 6).values()
+    at.toggle(key="fl_k_help").set_value(True).run()
+    assert any("Lowest BIC at" in c.value for c in at.caption)
+
+
+def test_explore_offers_to_compute_missing_latents(w: ws.Workspace) -> None:
+    latent.latents_path(w, sample.RUN_ID).unlink()
+    at = page("explore")
+    assert any("not encoded" in i.value for i in at.info)
+    at.button(key="fl_encode").click().run()
+    assert not at.exception
+    assert latent.load_latents(w, sample.RUN_ID) is not None
+
+
+def test_explore_needs_a_trained_model(home: Path) -> None:
+    ws.create("sample")
+    at = page("explore")
+    assert any("No trained model yet" in i.value for i in at.info)
+
+
+def test_label_toggle_undo_and_bad_names(w: ws.Workspace) -> None:
+    at = page("label")
+    assert not at.exception
+    at.selectbox(key="fl_label_current").select("angry").run()
+    boxes = [c for c in at.checkbox if c.key.startswith("fl_lab_angry_")]
+    assert len(boxes) == 48
+    boxes[0].check().run()
+    assert labels.counts(w)["angry"] == 1
+    at.button(key="fl_undo_btn").click().run()
+    assert labels.counts(w)["angry"] == 0
+    for bad in ["", "!!!", "x" * 40]:
+        at.text_input(key="fl_label_new").input(bad)
+        at.button(key="fl_label_add").click().run()
+        assert at.error, f"{bad!r} should be refused"
+    assert len(labels.label_names(w)) == 5
+
+
+def test_label_page_sorts_by_uncertainty_and_shows_insight(w: ws.Workspace) -> None:
+    at = page("label")
+    at.selectbox(key="fl_label_order").select_index(1).run()
+    assert not at.exception
+    insight = at.dataframe[0].value
+    smile = insight.loc[insight["label"] == "smile"].iloc[0]
+    assert smile["probe ROC-AUC"] > 0.9  # smiles are linearly separable in the sample's latent space
+
+
+def test_shift_slider_probe_and_too_few_examples(w: ws.Workspace) -> None:
+    at = page("shift", **{state.RUN: sample.RUN_ID})
+    assert not at.exception, at.exception
+    at.slider(key=f"fl_alpha_{sample.RUN_ID}_smile").set_value(2.0).run()
+    probe = [c.value for c in at.caption if c.value.startswith("Probe P(smile)")]
+    assert probe, "the shift's effect on the smile probe is shown"
+    before, after = (float(x) for x in probe[0].split("Probe P(smile) ")[1].split(" (")[0].split(" → "))
+    assert after > before
+
+    labels.set_labels(w, [1, 2, 3], "angry")
+    at.run()
+    at.selectbox(key="fl_dir_label").select("angry").run()
+    at.button(key="fl_dir_fit").click().run()
+    assert any("more" in e.value for e in at.error), [e.value for e in at.error]
+    assert "angry" not in directions.load_directions(w, sample.RUN_ID)
+
+
+def test_shift_photo_with_several_faces_asks_which(w: ws.Workspace) -> None:
+    # AppTest cannot upload files: the page's photo path is the shared facelab.photo code,
+    # tested here directly on the group photo.
+    from conftest import shared_file
+    from facelab.photo import PhotoError, choose_face, photo_detector, read_image
+
+    frame = read_image(shared_file("multi_face.jpg"))
+    boxes = photo_detector().detect(frame)
+    assert len(boxes) >= 2
+    with pytest.raises(PhotoError, match="pick one"):
+        choose_face(boxes, 0.5)
+    assert choose_face(boxes, 0.5, face=2) == boxes[1]
+    with pytest.raises(PhotoError, match="not an image"):
+        read_image(b"not a picture")
+    assert jobs.status(w, sample.RUN_ID).state == "done"
