@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -450,3 +450,12 @@ def delete_faces(workspace: Workspace, ids: Iterable[int]) -> int:
             raise BuildError(f"could not delete crops in workspace {workspace.name!r} "
                              f"({e.strerror or e}); nothing was deleted") from e
     return len(alive)
+
+
+def build_settings_of(ws: Workspace) -> BuildSettings:
+    """The `BuildSettings` the workspace's latest video was cropped with (defaults if none)."""
+    with ws.connect() as c:
+        row = c.execute("SELECT settings FROM sources ORDER BY id DESC LIMIT 1").fetchone()
+    saved = json.loads(row["settings"]) if row else {}
+    known = {f.name for f in fields(BuildSettings)}
+    return BuildSettings(**{k: v for k, v in saved.items() if k in known})

@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from facelab.edit import LatentBounds, shift, toward
-from facelab.faces import DEFAULT_MARGIN, DEFAULT_SHIFT, Box, FaceDetector, crop_box, crop_face
+from facelab.faces import DEFAULT_MARGIN, DEFAULT_SHIFT, Box, FaceDetector, crop_box, crop_face, same_place
 
 if TYPE_CHECKING:
     from facelab.directions import Direction
@@ -84,16 +84,21 @@ class FaceTracker:
         self.detect_every = detect_every
         self.max_faces = max_faces
         self.boxes: list[Box] = []
+        self._anchors: list[Box] = []
         self._since_detect = 0
 
     def update(self, frame_bgr: np.ndarray) -> list[Box]:
         self._since_detect += 1
         if self.boxes and self._since_detect < self.detect_every:
-            tracked = [self.detector.track(frame_bgr, b) for b in self.boxes]
+            tracked = [self.detector.track(frame_bgr, a) for a in self._anchors]
             if all(t is not None for t in tracked):
+                # Search around fixed anchors, moved only when the face really moved (as the
+                # dataset builder does): re-centring on every box lets it drift and grow.
+                self._anchors = [a if same_place(t, a) else t for t, a in zip(tracked, self._anchors)]
                 self.boxes = tracked
                 return self.boxes
         self.boxes = list(self.detector.detect(frame_bgr))[: self.max_faces]
+        self._anchors = list(self.boxes)
         self._since_detect = 0
         return self.boxes
 
@@ -140,6 +145,7 @@ class LivePipeline:
         """The pipeline for a workspace's trained run: its codec, latent bounds from its faces'
         codes, and the crop geometry the workspace's faces were cut with (so live crops look
         like the training crops)."""
+        from facelab.dataset import build_settings_of
         from facelab.latent import active_latents, load_latents
         from facelab.models import load_codec
 
@@ -346,20 +352,6 @@ class LivePipeline:
             _band_text(result.frame, "   ".join(parts))
         result.timings["total"] = (time.perf_counter() - t_start) * 1000.0
         return result
-
-
-def build_settings_of(ws):
-    """The `BuildSettings` the workspace's latest video was cropped with (defaults if none)."""
-    import json
-    from dataclasses import fields
-
-    from facelab.dataset import BuildSettings
-
-    with ws.connect() as c:
-        row = c.execute("SELECT settings FROM sources ORDER BY id DESC LIMIT 1").fetchone()
-    saved = json.loads(row["settings"]) if row else {}
-    known = {f.name for f in fields(BuildSettings)}
-    return BuildSettings(**{k: v for k, v in saved.items() if k in known})
 
 
 def _nearest(z: np.ndarray, clusters: tuple[np.ndarray, tuple[str, ...]] | None) -> str | None:

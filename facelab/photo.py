@@ -64,7 +64,7 @@ def choose_face(boxes: list[Box], ambiguous_ratio: float, face: int | None = Non
 def crop_photo_face(ws, frame: np.ndarray, box: Box, image_size: int,
                     detector: FaceDetector | None = None) -> np.ndarray:
     """RGB crop of `box` with the geometry the workspace's latest video was cropped with."""
-    from facelab.live import build_settings_of
+    from facelab.dataset import build_settings_of
 
     s = build_settings_of(ws)
     return crop_face(frame, box, image_size, s.margin, s.align, s.shift, detector=detector or photo_detector())

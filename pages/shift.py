@@ -10,7 +10,7 @@ from facelab import clusters as cl
 from facelab import directions as dr
 from facelab.latent import active_latents
 from facelab.latent_map import map_chart, selected_ids
-from facelab.live import build_settings_of
+from facelab.dataset import build_settings_of
 from facelab.photo import PhotoError, choose_face, crop_photo_face, photo_detector, read_image
 from facelab.ui import state
 from facelab.ui.cache import codec

@@ -176,7 +176,8 @@ def test_live_pipeline_for_a_trained_run(trained: dict, photo: Path) -> None:
     """`LivePipeline.for_run` (what the Webcam page uses) on this run: same crop geometry as the
     workspace's faces, bounds from their codes, and the stored direction moves the codes."""
     from facelab.directions import load_direction
-    from facelab.live import LivePipeline, build_settings_of
+    from facelab.dataset import build_settings_of
+    from facelab.live import LivePipeline
 
     w, run_id = trained["ws"], trained["run"]
     build = build_settings_of(w)

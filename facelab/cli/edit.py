@@ -253,7 +253,7 @@ def _shift(args: argparse.Namespace) -> int:
 
 def _photo_crop(run: _Run, image: Path, face: int | None) -> np.ndarray:
     """The photo's face cropped with the workspace's own build settings (RGB, crop size)."""
-    from facelab.live import build_settings_of
+    from facelab.dataset import build_settings_of
     from facelab.photo import PhotoError, choose_face, crop_photo_face, photo_detector, read_image
 
     try:

@@ -1,0 +1,32 @@
+"""Every page opens on the sample workspace in real Chromium without an error; the README's
+screenshots come from here (docs/screenshots/, refreshed on every run of the suite)."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import REPO, wait_for_app
+from facelab import sample
+
+pytestmark = pytest.mark.browser
+SHOTS = REPO / "docs" / "screenshots"
+PAGES = {  # url path → what shows the page is really there (text, or a CSS selector)
+    "dataset": "text=Contact sheet",
+    "train": "text=All runs",
+    "explore": ".st-key-fl_map_box g.mark-symbol path",
+    "label": "text=Label counts",
+    "shift": "text=shifted",
+}
+
+
+def test_every_page_renders_on_the_sample(page, home, app_url) -> None:
+    sample.ensure_sample(say=lambda _: None)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    for path, marker in PAGES.items():
+        page.goto(f"{app_url}/{path}")
+        wait_for_app(page, 90_000)
+        page.locator(marker).first.wait_for(timeout=60_000)
+        wait_for_app(page, 90_000)
+        assert page.locator("[data-testid='stException']").count() == 0, f"{path} shows an error"
+        page.wait_for_timeout(500)  # let charts finish drawing
+        page.screenshot(path=str(SHOTS / f"{path}.png"))
