@@ -20,7 +20,9 @@ class CliError(Exception):
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="facelab", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="facelab", description="facelab: a local, private lab that models your facial expressions."
+    )
     parser.add_argument("--home", help="folder holding the workspaces (default: $FACELAB_HOME or ~/.facelab)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
