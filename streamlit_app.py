@@ -14,6 +14,7 @@ pages = [
     st.Page("pages/explore.py", title="Explore", icon=":material/scatter_plot:"),
     st.Page("pages/label.py", title="Label", icon=":material/label:"),
     st.Page("pages/shift.py", title="Shift", icon=":material/tune:"),
+    st.Page("pages/webcam.py", title="Webcam", icon=":material/videocam:"),
 ]
 workspace_picker()
 st.navigation(pages).run()

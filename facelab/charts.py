@@ -66,3 +66,18 @@ def kl_per_dim(kl: Sequence[float], active_threshold: float) -> alt.Chart:
         )
         .properties(height=180, title="KL per latent dimension (last epoch)")
     )
+
+
+def compression_curve(points: Sequence[dict]) -> alt.Chart:
+    """Held-out PSNR against latent size, one line per model kind."""
+    return (
+        alt.Chart(pd.DataFrame(points))
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("latent_dim:Q", scale=alt.Scale(type="log", base=2), title="latent variables"),
+            y=alt.Y("val_psnr:Q", scale=alt.Scale(zero=False), title="held-out PSNR (dB)"),
+            color=alt.Color("kind:N", title="model"),
+            tooltip=["kind:N", "latent_dim:Q", alt.Tooltip("val_psnr:Q", format=".2f"), "active_units:Q"],
+        )
+        .properties(height=260, title="Compression curve")
+    )

@@ -200,6 +200,8 @@ def compression_curve(
     seed: int = 0,
     progress: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    lr: float = 1e-3,
+    min_steps: int = 600,
 ) -> list[dict]:
     """Held-out PSNR against latent size for each kind: a small model per point.
 
@@ -219,13 +221,17 @@ def compression_curve(
                 return points
             if progress is not None:
                 progress({"done": len(points), "total": total, "kind": kind, "latent_dim": d})
+            # Small models on a small dataset: a higher lr and at least `min_steps` updates, or
+            # the neural points would measure under-training rather than latent size.
+            steps_per_epoch = max(1, math.ceil(len(train_images) / ModelConfig().batch_size))
+            n_epochs = max(epochs, math.ceil(min_steps / steps_per_epoch))
             config = ModelConfig(kind=kind, latent_dim=d, beta=beta, image_size=image_size,
-                                 epochs=epochs, seed=seed)
+                                 epochs=n_epochs, seed=seed, lr=lr)
             if kind == "pca":
                 m = pca_metrics(PCABaseline(config).fit(train_images), val_images)
             else:
                 trainer = Trainer(config, train_images, val_images)
-                for _ in range(epochs):
+                for _ in range(n_epochs):
                     trainer.run_epoch(should_stop)
                     if should_stop is not None and should_stop():
                         return points
@@ -235,3 +241,13 @@ def compression_curve(
     if progress is not None:
         progress({"done": total, "total": total})
     return points
+
+
+def workspace_compression_curve(workspace, image_size: int = 32, **kwargs) -> list[dict]:
+    """`compression_curve` on a workspace's own crops and held-out split (see there)."""
+    from facelab.train import load_images, split_ids
+
+    split = split_ids(workspace)
+    return compression_curve(load_images(workspace, split.train_ids, image_size),
+                             load_images(workspace, split.val_ids, image_size),
+                             image_size=image_size, **kwargs)

@@ -188,9 +188,7 @@ def _spawn(workspace: Workspace, run_id: str) -> int:
     run_dir.mkdir(parents=True, exist_ok=True)
     log = open(run_dir / LOG_FILE, "ab")
     try:
-        # Passive OpenMP waiting: with more busy threads than cores (another job, the app), torch's
-        # default spinning made training 20× slower on 2 cores; passive costs nothing otherwise.
-        env = {"OMP_WAIT_POLICY": "PASSIVE", **os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # OMP_WAIT_POLICY: see facelab/__init__.py
         proc = subprocess.Popen(
             [sys.executable, "-m", "facelab", "train", "--workspace", str(workspace.path), "--run", run_id],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

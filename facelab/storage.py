@@ -11,6 +11,7 @@ import io
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
@@ -58,10 +59,21 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def remove_stale_temps(folder: str | Path) -> int:
-    """Delete temp files a crashed writer left behind; returns how many were removed."""
+def remove_stale_temps(folder: str | Path, max_age_s: float = 3600.0) -> int:
+    """Delete temp files a crashed writer left behind (hidden, with ".tmp" in the name, as
+    `write_atomic`, uploads and webcam recordings make them); returns how many were removed.
+
+    Only files untouched for `max_age_s` count as left behind: another tab or process may be
+    writing a fresh one right now.
+    """
     removed = 0
-    for tmp in Path(folder).glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
+    now = time.time()
+    for tmp in Path(folder).glob(".*.tmp*"):
+        try:
+            if now - tmp.stat().st_mtime < max_age_s:
+                continue
+            tmp.unlink()
+        except FileNotFoundError:
+            continue
         removed += 1
     return removed

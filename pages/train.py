@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from facelab import charts, jobs
+from facelab import charts, evaluate, jobs
 from facelab.metrics import ACTIVE_KL_NATS
 from facelab.models import ModelConfig, ModelError
 from facelab.ui import state
@@ -127,7 +127,7 @@ if selected.state != "done":
     st.caption("Reconstructions, samples and traversals appear here when the run is done.")
 else:
     grids = evaluation_grids(str(w.path), run_id, model_stamp(w, run_id), 0)
-    tabs = st.tabs(["Reconstructions", "Random samples", "Three-point check", "Traversals"])
+    tabs = st.tabs(["Reconstructions", "Random samples", "Three-point check", "Traversals", "Compression curve"])
     tabs[0].image(grids["reconstructions"], width=640,
                   caption=f"Held-out frames (rows 1, 3) and their reconstructions · PSNR {float(grids['psnr']):.2f} dB")
     tabs[1].image(grids["samples"], width=640, caption="Faces decoded from random latents (the prior)")
@@ -137,6 +137,20 @@ else:
     tabs[3].image(grids["traversals"], width=480, caption=(
         "Rows: latent dimensions " + ", ".join(map(str, grids["traversal_dims"].tolist()))
         + " (most used first); columns: −3σ … +3σ"))
+    with tabs[4]:
+        st.caption("How many latent variables does your face's expression need? Trains small PCA, "
+                   "autoencoder and β-VAE models (32 px crops, 10 epochs each) for several latent sizes "
+                   "and compares their held-out PSNR. Takes a minute or two.")
+        if st.button("Compute the compression curve", key="fl_compression"):
+            bar = st.progress(0.0, text="Starting…")
+            points = evaluate.workspace_compression_curve(w, progress=lambda p: bar.progress(
+                p["done"] / p["total"], text=(f"Training {p['kind']} with {p['latent_dim']} latents…"
+                                              if "kind" in p else "Done")))
+            bar.empty()
+            st.session_state["fl_compression_points"] = points
+        points = st.session_state.get("fl_compression_points")
+        if points:
+            st.altair_chart(charts.compression_curve(points), width="stretch")
 if st.button("Delete this run", key="fl_delete_run", help="Removes its model, curves and files."):
     jobs.delete_run(w, run_id)
     st.session_state.pop(state.RUN, None)

@@ -47,16 +47,17 @@ def free_port() -> int:
 
 
 @contextmanager
-def streamlit_server(home: Path, prefix: list[str] | None = None) -> Iterator[str]:
+def streamlit_server(home: Path) -> Iterator[str]:
     """Run `streamlit run streamlit_app.py` on a free port of 127.0.0.1; yields its URL.
 
-    `prefix` runs it under another command, e.g. `ip netns exec NS` for the webcam test.
+    It runs in the caller's network namespace (the webcam test calls it from a child process
+    started inside its own namespace, so the health check reaches it).
     """
     port = free_port()
     env = {**os.environ, "FACELAB_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     log = (home / f"streamlit-{port}.log").open("wb")
     cmd = [
-        *(prefix or []), sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+        sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
         "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
         "--browser.gatherUsageStats", "false",
     ]

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.browser
 def test_upload_build_and_see_contact_sheet(page, app_url: str) -> None:
     page.goto(app_url)
     wait_for_app(page)
-    page.get_by_label("Name").fill("me")
+    page.get_by_label("Name", exact=True).fill("me")
     page.get_by_role("button", name="Create").click()
     page.get_by_text("No faces yet").wait_for()
 

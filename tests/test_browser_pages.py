@@ -16,6 +16,7 @@ PAGES = {  # url path → what shows the page is really there (text, or a CSS se
     "explore": ".st-key-fl_map_box g.mark-symbol path",
     "label": "text=Label counts",
     "shift": "text=shifted",
+    "webcam": "iframe[title*='streamlit_webrtc']",
 }
 
 

@@ -54,7 +54,8 @@ def test_start_from_form_then_evaluate(home: Path) -> None:
     assert not at.exception
     labels = {m.label: m.value for m in at.metric}
     assert labels["Held-out PSNR"].endswith("dB") and float(labels["Held-out PSNR"].split()[0]) > 5
-    assert [t.label for t in at.tabs] == ["Reconstructions", "Random samples", "Three-point check", "Traversals"]
+    assert [t.label for t in at.tabs] == ["Reconstructions", "Random samples", "Three-point check", "Traversals",
+                                         "Compression curve"]
     assert at.dataframe[0].value["state"].tolist() == ["done"]
 
 

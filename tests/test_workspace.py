@@ -91,3 +91,17 @@ def test_cli_lists_and_rejects_bad_names(home: Path, capsys) -> None:
     assert "invalid workspace name" in capsys.readouterr().err
     assert cli(["workspace", "delete", "carol", "--yes"]) == 0
     assert ws.list_workspaces() == []
+
+
+def test_only_old_temp_files_are_cleared_on_open(home: Path) -> None:
+    import os
+    import time
+
+    w = ws.create("t")
+    fresh, old = w.path / ".faces.npy.abc.tmp", w.path / ".webcam-1.tmp.avi"
+    fresh.write_bytes(b"being written by another tab")
+    old.write_bytes(b"left by a crash")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    ws.open_workspace("t")
+    assert fresh.exists(), "a temp file another writer is using must survive"
+    assert not old.exists()

@@ -7,6 +7,7 @@ so a run behaves the same from a shell and from the app.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from facelab import db
@@ -51,6 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run")
     p.add_argument("--out", help="folder for the PNG grids (default: runs/<run>/eval)")
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("compression", help="held-out PSNR against latent size for PCA, AE and β-VAE")
+    _workspace_arg(p)
+    p.add_argument("--sizes", default="2,4,8,16,32", help="latent sizes, comma-separated")
+    p.add_argument("--epochs", type=int, default=10, help="epochs per small model")
+    p.set_defaults(func=_compression)
 
 
 def _workspace_arg(p: argparse.ArgumentParser) -> None:
@@ -170,4 +177,29 @@ def _eval(args: argparse.Namespace) -> int:
         print(f"note: {r['split_note']}")
     for name, path in r["files"].items():
         print(f"wrote {path}")
+    return 0
+
+
+def _compression(args: argparse.Namespace) -> int:
+    from facelab.evaluate import workspace_compression_curve
+    from facelab.train import TrainError
+
+    w = resolve_workspace(args.workspace, args.home)
+    try:
+        sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
+    except ValueError:
+        raise CliError(f"--sizes must be whole numbers separated by commas, not {args.sizes!r}") from None
+
+    def progress(p: dict) -> None:
+        if "kind" in p:
+            print(f"  training {p['kind']} with {p['latent_dim']} latents ({p['done'] + 1}/{p['total']})",
+                  file=sys.stderr, flush=True)
+
+    try:
+        points = workspace_compression_curve(w, latent_sizes=sizes, epochs=args.epochs, progress=progress)
+    except TrainError as e:
+        raise CliError(str(e)) from None
+    print(f"{'model':<8} {'latents':>7} {'PSNR dB':>8} {'SSIM':>6} {'active':>6}")
+    for p in points:
+        print(f"{p['kind']:<8} {p['latent_dim']:>7} {p['val_psnr']:>8.2f} {p['val_ssim']:>6.3f} {p['active_units']:>6}")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 from facelab import workspace as ws
+from facelab.ui import archive as ui_archive
 from facelab.ui import state
 
 ERROR = "fl_ws_error"  # a picker error to show on the next run
@@ -71,3 +72,6 @@ def workspace_picker() -> None:
                 sure = st.checkbox(f"Yes, delete every file of **{current}**", key="fl_ws_delete_sure")
                 st.button("Delete workspace", type="primary", disabled=not sure, key="fl_ws_delete_btn",
                           on_click=_delete, args=(current,))
+            ui_archive.export_button(ws.open_workspace(current))
+        with st.expander("Import a workspace (.zip)"):
+            ui_archive.import_form()

@@ -1,0 +1,254 @@
+"""Pieces of the Webcam page: the session's live pipeline and recorder, the frame callback,
+what the sliders hand the pipeline, and the live face's point on the map.
+
+Most functions here are plain (no Streamlit) so they are tested with pytest: AppTest cannot
+run a script that calls `webrtc_streamer()`. streamlit-webrtc itself is imported by the page.
+
+Threads: streamlit-webrtc calls the frame callback in its own thread, where
+`st.session_state` is not available; the callback gets the pipeline and the recorder through
+its closure, and the page talks to them only through their thread-safe methods
+(`LivePipeline.update`, `.last_latent`, `FrameRecorder.start/stop`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+import cv2
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from facelab.directions import Direction
+from facelab.live import LiveError, LivePipeline, LiveResult
+from facelab.photo import PhotoError
+from facelab.recording import FrameRecorder, RecordingError, add_recording
+from facelab.ui import state
+from facelab.video import VideoError
+from facelab.workspace import Workspace, WorkspaceError
+
+PIPE = "fl_webcam_pipe"  # (identity, LivePipeline) of this browser session
+RECORDER = "fl_webcam_recorder"  # this session's FrameRecorder
+RECORD = "fl_webcam_record"  # the "Record while the camera runs" toggle
+RECORD_OFF = "fl_webcam_record_off"  # set to turn that toggle off on the next run
+NO_TARGET = "(nothing)"
+CLUSTER_PREFIX = "cluster: "
+CENTRE_PREFIX = "centre: "
+LIVE_NOTE = "live face"
+MAX_MAP_POINTS = 2000  # background points of the live map (it is redrawn twice a second)
+HELP = (
+    "Press **START** to stream your camera through the model: the video comes back with your face "
+    "boxed and the shifted face beside it. Nothing leaves this computer. If the camera does not start, "
+    "your browser may have blocked it: allow camera access (browsers allow cameras only on localhost "
+    "or https pages), or take a snapshot below."
+)
+NO_DIRECTION_HINT = (
+    "No direction yet: make one on the **Shift** page (tab *Make a direction*), or from a terminal with "
+    "`facelab direction fit -w WORKSPACE RUN LABEL`. Meanwhile you can move toward a cluster's centre."
+)
+
+
+# --- per browser session ------------------------------------------------------------------
+def live_pipeline(w: Workspace, run_id: str, latents_key: str) -> LivePipeline:
+    """This session's pipeline for `run_id`, made once and kept in session state.
+
+    One per session (its tracker and frame rate belong to one camera); a new one when the run,
+    its model file or its latents change (another run picked, retrained, crops added).
+    """
+    model = w.run_dir(run_id) / "model.pt"
+    identity = (str(w.path), run_id, model.stat().st_mtime if model.exists() else 0.0, latents_key)
+    held = st.session_state.get(PIPE)
+    if held is None or held[0] != identity:
+        with st.spinner("Loading the model for the live view…"):
+            pipe = LivePipeline.for_run(w, run_id)
+        st.session_state[PIPE] = (identity, pipe)
+        return pipe
+    return held[1]
+
+
+def recorder() -> FrameRecorder:
+    """This session's recorder (one per session, whatever the run)."""
+    rec = st.session_state.get(RECORDER)
+    if rec is None:
+        rec = st.session_state[RECORDER] = FrameRecorder()
+    return rec
+
+
+# --- the frame callback (runs in streamlit-webrtc's thread) -------------------------------
+def frame_callback(pipe: LivePipeline, rec: FrameRecorder | None = None) -> Callable[[Any], Any]:
+    """`av.VideoFrame` in, the processed `av.VideoFrame` out (streamlit-webrtc copies the timing)."""
+    import av
+
+    def callback(frame):
+        img = frame.to_ndarray(format="bgr24")
+        if rec is not None:
+            rec.offer(img)
+        try:
+            out = pipe.process(img).frame
+        except LiveError:  # an odd frame (e.g. a tiny one while the stream starts): pass it on
+            out = img
+        return av.VideoFrame.from_ndarray(out, format="bgr24")
+
+    return callback
+
+
+# --- controls -----------------------------------------------------------------------------
+def cluster_labels(k: int, names: Mapping[int, str]) -> list[str]:
+    """One distinct label per cluster: its name, else "cluster i"; a repeated name gets "(i)"."""
+    out: list[str] = []
+    for c in range(k):
+        name = (names.get(c) or "").strip() or f"cluster {c}"
+        out.append(f"{name} ({c})" if name in out else name)
+    return out
+
+
+def toward_options(centres: np.ndarray | None, labels: list[str],
+                   stored: Mapping[str, Direction]) -> dict[str, np.ndarray]:
+    """Places to move toward, by what the select box shows: clusters' centres, stored centres."""
+    options: dict[str, np.ndarray] = {}
+    if centres is not None:
+        for label, c in zip(labels, np.asarray(centres, np.float32)):
+            options[CLUSTER_PREFIX + label] = c
+    for name, d in stored.items():
+        if d.kind == "centre":
+            options[CENTRE_PREFIX + name] = np.asarray(d.vector, np.float32)
+    return options
+
+
+def moves_of(stored: Mapping[str, Direction]) -> dict[str, Direction]:
+    """The stored directions one can slide along (centres are targets, not directions)."""
+    return {n: d for n, d in stored.items() if d.kind != "centre"}
+
+
+def live_changes(moves: Mapping[str, Direction], alphas: Mapping[str, float],
+                 options: Mapping[str, np.ndarray], target: str, strength: float,
+                 paste_back: bool, side_by_side: bool = True) -> dict[str, Any]:
+    """Keyword arguments for `LivePipeline.update` from the controls' values.
+
+    Zero alphas are left out (no work per frame); no target or zero strength means none.
+    """
+    shifts = tuple((moves[n], float(a)) for n, a in alphas.items() if n in moves and a != 0)
+    vector = options.get(target)
+    if vector is None or strength <= 0:
+        vector, strength = None, 0.0
+    return {"shifts": shifts, "target": vector, "strength": float(min(1.0, strength)),
+            "paste_back": bool(paste_back), "side_by_side": bool(side_by_side)}
+
+
+# --- the live point on the map ------------------------------------------------------------
+def thin(table: pd.DataFrame, max_points: int = MAX_MAP_POINTS) -> pd.DataFrame:
+    """At most `max_points` evenly spaced rows: the live map is resent twice a second, and
+    its background only needs to show where the data lies."""
+    if len(table) <= max_points:
+        return table
+    step = -(-len(table) // max_points)
+    return table.iloc[::step]
+
+
+def live_marked(plane, latent: np.ndarray | None, note: str = LIVE_NOTE) -> pd.DataFrame | None:
+    """The live face's ring for `latent_map.map_chart(marked=...)`: `latent` placed by the
+    same 2D PCA (`plane`, fitted on the run's μ) that placed the map's points."""
+    if latent is None:
+        return None
+    xy = plane.transform(np.asarray(latent, np.float32).reshape(1, -1))[0]
+    return pd.DataFrame({"x": [float(xy[0])], "y": [float(xy[1])], "note": [note]})
+
+
+def live_caption(marked: pd.DataFrame | None, cluster: str | None, fps: float, playing: bool) -> str:
+    """The line under the map: predicted expression, where the point is, the frame rate."""
+    if marked is None:
+        return ("Waiting for a face…" if playing else
+                "Start the camera: your face will appear as a red ring on the map.")
+    x, y = float(marked["x"].iloc[0]), float(marked["y"].iloc[0])
+    where = f"map position ({x:+.2f}, {y:+.2f})"
+    if not playing:
+        return f"Last live face: {cluster or 'no cluster'} · {where}"
+    return (f"Predicted expression: **{cluster or 'no cluster'}** · {where} · {fps:.1f} fps")
+
+
+# --- the snapshot fallback ------------------------------------------------------------------
+def process_snapshot(pipe: LivePipeline, image: bytes, centres: np.ndarray | None = None,
+                     names: list[str] | None = None) -> LiveResult:
+    """Run one still (e.g. from `st.camera_input`) through the live pipeline's model and sliders.
+
+    A fresh one-frame pipeline sharing the codec and settings, with the photo search
+    (`facelab.photo`): the live one's tracker would look for the face where the video had it.
+    Raises `PhotoError` for bytes that are not an image.
+    """
+    from facelab.photo import photo_detector, read_image
+
+    frame = read_image(image, "the snapshot")
+    one = LivePipeline(
+        pipe.codec, replace(pipe.settings, show_stats=False, detect_every=1), detector=photo_detector(),
+        bounds=pipe.bounds, margin=pipe.margin, crop_shift=pipe.crop_shift,
+        centres=centres, centre_names=names or (), torch_threads=None,
+    )
+    return one.process(frame)
+
+
+def bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+# --- widgets --------------------------------------------------------------------------------
+def recording_panel(w: Workspace, rec: FrameRecorder, playing: bool) -> None:
+    """The "Record to dataset" toggle and buttons. Redrawn every second while the camera runs,
+    so the count on the button follows the recording."""
+
+    @st.fragment(run_every=1.0 if playing else None)
+    def panel() -> None:
+        if st.session_state.pop(RECORD_OFF, False):
+            st.session_state[RECORD] = False
+        s = rec.settings
+        st.caption(f"Keeps {s.fps:g} frames a second of the camera, for at most {s.max_seconds:g} s, then "
+                   "adds their faces to this workspace like a video (retrain the model to learn them).")
+        if st.toggle("Record while the camera runs", key=RECORD):
+            rec.start()
+        else:
+            rec.stop()
+        n = len(rec)
+        if rec.recording or n:
+            st.caption(f"Recorded {n} frames ({rec.seconds:.1f} s)" + (" · full" if rec.full else ""))
+        left, right = st.columns(2)
+        if left.button(f"Add {n} recorded frames to the dataset", disabled=not n, type="primary",
+                       key="fl_webcam_add"):
+            rec.stop()
+            try:
+                with st.spinner("Finding faces in the recording…"):
+                    report = add_recording(w, rec.frames(), s.fps)
+            except (RecordingError, VideoError, WorkspaceError) as e:
+                st.error(str(e))  # the frames stay: the user can try again or discard them
+                return
+            rec.clear()
+            st.session_state[RECORD_OFF] = True
+            state.flash(report.message())
+            st.rerun()
+        if right.button("Discard the recording", disabled=not n, key="fl_webcam_discard"):
+            rec.stop()
+            rec.clear()
+            st.session_state[RECORD_OFF] = True
+            st.rerun(scope="fragment")
+
+    panel()
+
+
+def snapshot_panel(pipe: LivePipeline, centres: np.ndarray | None, names: list[str]) -> None:
+    """The fallback without WebRTC: one still from `st.camera_input` through the same model.
+
+    The camera opens only when asked (a camera widget requests the camera as soon as it is
+    drawn, which would compete with the live stream)."""
+    st.caption("The snapshot goes through the same model and sliders as the live video.")
+    if not st.toggle("Open the snapshot camera", key="fl_webcam_snap_on"):
+        return
+    shot = st.camera_input("Snapshot", key="fl_webcam_snapshot")
+    if shot is None:
+        return
+    try:
+        result = process_snapshot(pipe, shot.getvalue(), centres, names)
+    except (PhotoError, LiveError) as e:
+        st.error(str(e))
+        return
+    st.image(bgr_to_rgb(result.frame), width="stretch", caption=(
+        f"Predicted expression: {result.cluster}" if result.cluster else result.note or None))

@@ -1,0 +1,94 @@
+"""Webcam: your live face through the model, shifted by sliders, placed on the latent map."""
+
+import streamlit as st
+from streamlit_webrtc import WebRtcMode, webrtc_streamer
+
+from facelab import clusters as cl
+from facelab import directions as dr
+from facelab.latent import active_latents
+from facelab.latent_map import map_chart
+from facelab.live import LiveError
+from facelab.ui import state
+from facelab.ui import webcam as wc
+from facelab.ui.runs import pick_run, require_latents
+from facelab.ui.shift import light_map, run_plane
+
+st.title("Webcam")
+w = state.require_workspace()
+state.show_flash()
+run_id = pick_run(w)
+lat = require_latents(w, run_id)
+ids, mu = active_latents(w, lat)
+pipe = wc.live_pipeline(w, run_id, lat.key)
+rec = wc.recorder()
+stored = dr.load_directions(w, run_id)
+
+centres, centre_names = None, []
+if len(ids) >= 3:
+    method, k = st.session_state.get("fl_last_clustering", ("kmeans", 6))
+    k = min(int(k), len(ids) - 1)
+    rc = cl.cluster_run(w, run_id, method, k)
+    centres = rc.clustering.centres
+    centre_names = wc.cluster_labels(rc.clustering.k, cl.cluster_names(w, run_id, method, k))
+pipe.set_clusters(centres, centre_names)
+
+st.caption(wc.HELP)
+video_col, map_col = st.columns([3, 2])
+with video_col:
+    ctx = webrtc_streamer(
+        key="fl_webcam", mode=WebRtcMode.SENDRECV, video_frame_callback=wc.frame_callback(pipe, rec),
+        rtc_configuration={"iceServers": []}, media_stream_constraints={"video": True, "audio": False},
+        async_processing=True,
+    )
+playing = bool(ctx.state.playing)
+
+
+@st.fragment
+def controls() -> None:
+    """The sliders; moving one reruns only this part and hands the pipeline new settings."""
+    moves = wc.moves_of(stored)
+    options = wc.toward_options(centres, centre_names, stored)
+    if not moves:
+        st.info(wc.NO_DIRECTION_HINT)
+    cols = st.columns(3)
+    alphas = {name: cols[i % 3].slider(f"{name} (α, in spreads)", -3.0, 3.0, 0.0, 0.1,
+                                       key=f"fl_webcam_alpha_{run_id}_{name}")
+              for i, name in enumerate(moves)}
+    a, b, c = st.columns([2, 2, 2], vertical_alignment="bottom")
+    target = a.selectbox("Move toward", [wc.NO_TARGET, *options], key=f"fl_webcam_toward_{run_id}")
+    strength = b.slider("strength", 0.0, 1.0, 0.0, 0.05, key="fl_webcam_strength",
+                        disabled=target == wc.NO_TARGET)
+    paste = c.toggle("Paste back", key="fl_webcam_paste", help="Draw the shifted face over yours.")
+    side = c.toggle("Side by side", value=True, key="fl_webcam_side", help="Draw the shifted face beside yours.")
+    try:
+        pipe.update(**wc.live_changes(moves, alphas, options, target, strength, paste, side))
+    except LiveError as e:
+        st.error(str(e))
+
+
+with video_col:
+    controls()
+
+
+@st.fragment(run_every=0.5 if playing else None)
+def live_map() -> None:
+    """The map with the live face as a red ring, redrawn twice a second while the camera runs."""
+    if len(ids) < 2:
+        st.info("The map needs at least 2 faces in the dataset.")
+        return
+    marked = wc.live_marked(run_plane(lat.key, mu), pipe.last_latent)
+    with st.container(key="fl_webcam_map_box"):
+        st.altair_chart(map_chart(wc.thin(light_map(str(w.path), lat.key, ids, mu)), "time", box=False,
+                                  marked=marked, height=320), width="stretch", key="fl_webcam_map")
+    with st.container(key="fl_webcam_live_text"):
+        st.markdown(wc.live_caption(marked, pipe.nearest_cluster, pipe.fps, playing))
+
+
+with map_col:
+    live_map()
+
+with st.expander("Record to dataset"):
+    wc.recording_panel(w, rec, playing)
+
+with st.expander("No live video? Take a snapshot instead"):
+    wc.snapshot_panel(pipe, centres, centre_names)

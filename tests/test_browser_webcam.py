@@ -1,0 +1,235 @@
+"""The Webcam page in real Chromium with a fake camera playing a real face clip.
+
+WebRTC leaves 127.0.0.1 out of its candidates and the machine's own interfaces are no place
+for test traffic, so the Streamlit server and Chromium both run inside a network namespace
+this test makes (a veth pair holds the namespace's own addresses), deleted at the end.
+The server, its health check and Chromium must all be inside the namespace, so that part runs
+in a child Python process (`ip netns exec NS python tests/test_browser_webcam.py HOME Y4M OUT`,
+the `__main__` block below) that prints what it saw as JSON and saves screenshots; the test
+prepares the workspace before and asserts on the results after.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LOCAL_PREFIXES, shared_file, streamlit_server, wait_for_app
+
+pytestmark = pytest.mark.browser
+GREEN_RGB = (80, 220, 80)  # facelab.live.BOX_COLOUR (BGR (80, 220, 80)) as RGB
+SIZE, FPS = (640, 480), 15
+
+
+def write_y4m(clip: Path, dest: Path, frames: int = 90, span_s: tuple[float, float] = (1.0, 18.0)) -> Path:
+    """A 640x480 15 fps .y4m for Chromium's fake camera: `frames` frames spread evenly over
+    `span_s` of the clip (so the expression changes within a few seconds), letterboxed."""
+    cap = cv2.VideoCapture(str(clip))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    wanted = set(np.round(np.linspace(span_s[0], span_s[1], frames) * fps).astype(int).tolist())
+    picked, i = [], 0
+    while len(picked) < len(wanted):
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if i in wanted:
+            picked.append(frame)
+        i += 1
+    cap.release()
+    assert len(picked) >= frames // 2, f"could read only {len(picked)} frames of {clip.name}"
+    w, h = SIZE
+    with dest.open("wb") as f:
+        f.write(f"YUV4MPEG2 W{w} H{h} F{FPS}:1 Ip A1:1 C420jpeg\n".encode())
+        for frame in picked:
+            scale = min(w / frame.shape[1], h / frame.shape[0])
+            fw, fh = round(frame.shape[1] * scale), round(frame.shape[0] * scale)
+            canvas = np.zeros((h, w, 3), np.uint8)
+            y0, x0 = (h - fh) // 2, (w - fw) // 2
+            canvas[y0:y0 + fh, x0:x0 + fw] = cv2.resize(frame, (fw, fh), interpolation=cv2.INTER_AREA)
+            f.write(b"FRAME\n" + cv2.cvtColor(canvas, cv2.COLOR_BGR2YUV_I420).tobytes())
+    return dest
+
+
+def green_pixels(rgb: np.ndarray, tol: int = 45) -> int:
+    """Pixels near the face box's colour (video coding blurs thin lines: a loose match)."""
+    d = np.abs(rgb[..., :3].astype(int) - np.array(GREEN_RGB)).max(axis=-1)
+    return int((d <= tol).sum())
+
+
+@contextmanager
+def network_namespace(name: str):
+    """A namespace with loopback and a veth pair of its own (10.77.0.1 and .2); always deleted."""
+    steps = [
+        ["ip", "netns", "add", name],
+        ["ip", "-n", name, "link", "set", "lo", "up"],
+        ["ip", "-n", name, "link", "add", "v0", "type", "veth", "peer", "name", "v1"],
+        ["ip", "-n", name, "addr", "add", "10.77.0.1/24", "dev", "v0"],
+        ["ip", "-n", name, "addr", "add", "10.77.0.2/24", "dev", "v1"],
+        ["ip", "-n", name, "link", "set", "v0", "up"],
+        ["ip", "-n", name, "link", "set", "v1", "up"],
+    ]
+    try:
+        for cmd in steps:
+            subprocess.run(cmd, check=True, capture_output=True, timeout=20)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=20)
+
+
+def test_webcam_streams_processed_frames_and_places_the_face_on_the_map(home, tmp_path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the webcam test makes a network namespace, which needs root (CI runs as root)")
+    if shutil.which("ip") is None:
+        pytest.skip("the webcam test needs `ip` (Debian's iproute2) to make a network namespace")
+    from facelab import dataset, sample
+
+    w = sample.ensure_sample(say=lambda _: None)  # crops, an imported β-VAE, labels, the smile direction
+    y4m = write_y4m(shared_file("WolfgangLanger_Pexels.mp4"), tmp_path / "face.y4m")
+    ns = f"fl_cam_{os.getpid()}_{int(time.time()) % 100000}"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with network_namespace(ns):
+        child = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, __file__, str(home), str(y4m), str(ARTIFACTS)],
+            capture_output=True, text=True, timeout=180,
+        )
+    assert child.returncode == 0, f"the browser script failed:\n{child.stdout[-3000:]}\n{child.stderr[-3000:]}"
+    seen = json.loads(child.stdout.strip().splitlines()[-1])
+
+    assert not seen["outside"], f"the page sent requests off this machine: {seen['outside'][:5]}"
+    assert seen["errors"] == [], f"the page showed errors: {seen['errors']}"
+    # processed frames arrive and keep coming
+    assert seen["video_width"] > 0 and seen["video_height"] > 0
+    assert seen["times"][-1] > seen["times"][0], f"the output video did not advance: {seen['times']}"
+    # the face box (drawn only by the pipeline) is in the output video, not in the camera's frames
+    shot = cv2.cvtColor(cv2.imread(str(ARTIFACTS / "webcam-video.png")), cv2.COLOR_BGR2RGB)
+    source_green = max(green_pixels(cv2.cvtColor(f, cv2.COLOR_BGR2RGB)) for f in y4m_frames(y4m, 10))
+    assert source_green < 20, "the camera's own frames should not hold the box colour"
+    assert green_pixels(shot) > 100, "no face box in the processed video"
+    # the map shows the live face as a ring with a predicted expression, and the point moves
+    assert seen["rings"] >= 1
+    live = [t.split(" · ") for t in seen["captions"] if t.startswith("Predicted expression:")]
+    assert live, f"no live caption: {seen['captions']}"
+    names = {parts[0].removeprefix("Predicted expression:").strip() for parts in live}
+    assert names and not names & {"", "no cluster"}, f"no predicted expression: {live}"
+    places = [parts[1] for parts in live]
+    assert all(p.startswith("map position (") for p in places)
+    assert len(set(places)) >= 2, f"the live point did not move across {len(places)} reads: {places}"
+    # a slider moved without error and frames kept coming after it
+    assert seen["slider_value"] == "2.00"
+    assert seen["times_after_slider"][-1] > seen["times_after_slider"][0]
+    # the snapshot fallback: one still through the same model, its face boxed
+    assert seen["snapshot_caption"].startswith("Predicted expression: cluster")
+    snap = cv2.cvtColor(cv2.imread(str(ARTIFACTS / "webcam-snapshot.png")), cv2.COLOR_BGR2RGB)
+    assert green_pixels(snap) > 100, "no face box in the snapshot"
+    # "Record to dataset": a few seconds of camera became crops of a new source
+    assert seen.get("recorded")
+    recorded = [f for f in dataset.faces_table(w) if f["source"].startswith("webcam recording ")]
+    assert len(recorded) >= 5, f"only {len(recorded)} crops came from the recording"
+
+
+def y4m_frames(path: Path, n: int) -> list[np.ndarray]:
+    """The first `n` frames of a .y4m written by `write_y4m`, as BGR."""
+    w, h = SIZE
+    size = w * h * 3 // 2
+    out = []
+    with path.open("rb") as f:
+        f.readline()
+        for _ in range(n):
+            if f.readline() != b"FRAME\n":
+                break
+            yuv = np.frombuffer(f.read(size), np.uint8).reshape(h * 3 // 2, w)
+            out.append(cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420))
+    return out
+
+
+# --- the browser part: runs inside the namespace, in its own process ----------------------
+def drive_browser(url: str, y4m: str, out: Path) -> dict:
+    from playwright.sync_api import sync_playwright
+
+    seen: dict = {"outside": [], "errors": [], "captions": []}
+    args = [*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+            f"--use-file-for-fake-video-capture={y4m}"]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        page.set_default_timeout(30_000)
+        page.on("request", lambda r: None if r.url.startswith(LOCAL_PREFIXES) else seen["outside"].append(r.url))
+        try:
+            page.goto(f"{url}/webcam")
+            wait_for_app(page, 90_000)
+            webrtc = page.frame_locator("iframe[title*='streamlit_webrtc']")
+            webrtc.get_by_role("button", name="START").click(timeout=60_000)
+            video = webrtc.locator("video").first
+            video.wait_for(timeout=30_000)
+            video.evaluate("v => new Promise((ok, bad) => { const t0 = Date.now(); (function poll() {"
+                           " if (v.videoWidth > 0 && v.currentTime > 0.5) ok();"
+                           " else if (Date.now() - t0 > 45000) bad(new Error('no processed frame'));"
+                           " else setTimeout(poll, 100); })(); })")
+            seen["video_width"], seen["video_height"] = video.evaluate("v => [v.videoWidth, v.videoHeight]")
+            seen["times"] = []
+            for _ in range(3):
+                seen["times"].append(video.evaluate("v => v.currentTime"))
+                page.wait_for_timeout(500)
+            video.screenshot(path=str(out / "webcam-video.png"))
+
+            text = page.locator(".st-key-fl_webcam_live_text")
+            page.get_by_text("Predicted expression:").wait_for(timeout=30_000)
+            for _ in range(8):  # the fragment redraws every 0.5 s
+                seen["captions"].append(text.inner_text().strip())
+                page.wait_for_timeout(700)
+            seen["rings"] = page.locator(".st-key-fl_webcam_map_box path[stroke='#d62728']").count()
+
+            smile = page.locator("[data-testid='stSlider']").filter(has_text="smile (α")
+            smile.get_by_role("slider").focus()
+            for _ in range(20):
+                page.keyboard.press("ArrowRight")
+            page.wait_for_timeout(1500)
+            seen["slider_value"] = smile.locator("[data-testid='stSliderThumbValue']").inner_text().strip()
+            seen["times_after_slider"] = []
+            for _ in range(3):
+                seen["times_after_slider"].append(video.evaluate("v => v.currentTime"))
+                page.wait_for_timeout(500)
+            video.screenshot(path=str(out / "webcam-video-shifted.png"))
+            page.screenshot(path=str(out / "webcam-page-live.png"))
+
+            page.get_by_text("No live video? Take a snapshot instead").click()
+            page.get_by_text("Open the snapshot camera").click()
+            page.get_by_role("button", name="Take Photo").click(timeout=30_000)
+            snap = page.locator("[data-testid='stImage']").filter(has_text="Predicted expression:")
+            snap.wait_for(timeout=30_000)
+            seen["snapshot_caption"] = snap.inner_text().strip()
+            snap.locator("img").screenshot(path=str(out / "webcam-snapshot.png"))
+
+            page.get_by_text("Record to dataset").click()
+            page.get_by_text("Record while the camera runs").click()
+            add = page.get_by_role("button", name=re.compile(r"^Add [1-9]\d+ recorded frames to the dataset$"))
+            add.wait_for(timeout=20_000)
+            add.click()
+            page.get_by_text(re.compile(r"^webcam recording .*: kept \d+ of \d+ sampled frames")).wait_for(timeout=60_000)
+            seen["recorded"] = True
+        finally:
+            seen["errors"] = [e.inner_text()[:300] for e in page.locator("[data-testid='stException']").all()]
+            page.screenshot(path=str(out / "webcam-page.png"), full_page=True)
+            browser.close()
+    return seen
+
+
+def main(home: str, y4m: str, out: str) -> None:
+    """In the namespace: the app (whose health check must come from inside it too) and Chromium."""
+    with streamlit_server(Path(home)) as url:
+        print(json.dumps(drive_browser(url, y4m, Path(out))))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])

@@ -1,0 +1,319 @@
+"""The Webcam page's plain helpers (facelab.ui.webcam) and the recorder (facelab.recording).
+
+The page itself calls `webrtc_streamer()`, which AppTest cannot run: it is driven in real
+Chromium by test_browser_webcam.py.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from types import SimpleNamespace
+
+import av
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from streamlit.testing.v1 import AppTest
+
+from conftest import REPO, shared_file
+from facelab import dataset, sample
+from facelab import workspace as ws
+from facelab.directions import Direction
+from facelab.latent_map import plane
+from facelab.live import BOX_COLOUR, LivePipeline
+from facelab.photo import PhotoError
+from facelab.recording import (
+    FrameRecorder,
+    RecordingError,
+    RecordSettings,
+    add_recording,
+    common_size,
+    write_avi,
+)
+from facelab.ui import state
+from facelab.ui import webcam as wc
+
+
+class FakeCodec:
+    """z = mean colour of each third of the crop (9 values); decode paints z[0] as grey."""
+
+    def __init__(self) -> None:
+        self.config = SimpleNamespace(image_size=64, latent_dim=9)
+
+    def encode(self, images: np.ndarray, batch_size: int = 512):
+        thirds = np.array_split(images.astype(np.float32) / 255.0, 3, axis=1)
+        mu = np.concatenate([t.mean(axis=(1, 2)) for t in thirds], axis=1)
+        return mu.astype(np.float32), np.zeros_like(mu)
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        grey = np.clip(np.asarray(z)[:, 0] * 255, 0, 255).astype(np.uint8)
+        return np.broadcast_to(grey[:, None, None, None], (len(z), 64, 64, 3)).copy()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def read_frames(name: str, n: int, step: int = 1) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(shared_file(name)))
+    out, i = [], 0
+    while len(out) < n:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        if i % step == 0:
+            out.append(frame)
+        i += 1
+    cap.release()
+    assert out
+    return out
+
+
+@pytest.fixture(scope="module")
+def faces() -> list[np.ndarray]:
+    return read_frames("single_face.mp4", 16, step=4)
+
+
+def smile(d: int = 9) -> Direction:
+    return Direction("smile", "logistic", np.eye(d, dtype=np.float32)[0], spread=0.1)
+
+
+# --- the recorder -------------------------------------------------------------------------
+def test_recorder_keeps_fps_frames_a_second_only_while_on() -> None:
+    clock = Clock()
+    rec = FrameRecorder(RecordSettings(fps=8, max_seconds=60), clock=clock)
+    frame = np.full((48, 64, 3), 120, np.uint8)
+    assert not rec.offer(frame) and len(rec) == 0  # off: nothing kept
+    rec.start()
+    kept = 0
+    for _ in range(30):  # 2 s of a 15 fps camera
+        kept += rec.offer(frame)
+        clock.t += 1 / 15
+    assert kept == len(rec) == 16 and rec.seconds == pytest.approx(2.0)
+    rec.stop()
+    assert not rec.recording and not rec.offer(frame) and len(rec) == 16
+    rec.clear()
+    assert len(rec) == 0
+
+
+def test_recorder_is_bounded_and_returns_the_frames() -> None:
+    clock = Clock()
+    rec = FrameRecorder(RecordSettings(fps=4, max_seconds=1.5), clock=clock)  # at most 6 frames
+    rec.start()
+    rng = np.random.default_rng(0)
+    sent = []
+    for _ in range(40):
+        f = cv2.GaussianBlur(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8), (9, 9), 0)
+        if rec.offer(f):
+            sent.append(f)
+        clock.t += 0.25
+    assert len(rec) == len(sent) == 6 and rec.full and not rec.recording
+    got = rec.frames()
+    assert [g.shape for g in got] == [(60, 80, 3)] * 6
+    for g, f in zip(got, sent):  # kept as JPEG: close to, not equal to, what came in
+        assert np.abs(g.astype(int) - f).mean() < 4
+
+
+def test_recorder_from_many_threads_never_passes_its_bound() -> None:
+    ticks = itertools.count()  # every call a second later: every frame is due
+    rec = FrameRecorder(RecordSettings(fps=30, max_seconds=1), clock=lambda: float(next(ticks)))
+    rec.start()
+    # a noisy frame takes a while to encode (outside the lock, GIL released): threads overlap
+    frame = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+
+    def feed() -> None:
+        for _ in range(40):
+            rec.offer(frame)
+
+    threads = [threading.Thread(target=feed) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(rec) == 30 and rec.full
+
+
+@pytest.mark.parametrize("fps, seconds", [(0, 10), (31, 10), (8, 0), (8, 601)])
+def test_bad_record_settings_are_refused(fps: float, seconds: float) -> None:
+    with pytest.raises(RecordingError):
+        RecordSettings(fps=fps, max_seconds=seconds)
+
+
+# --- writing and adding a recording ---------------------------------------------------------
+def test_write_avi_uses_the_common_size(tmp_path) -> None:
+    frames = [np.full((240, 320, 3), 40 * i, np.uint8) for i in range(5)] + [np.zeros((120, 160, 3), np.uint8)]
+    assert common_size(frames) == (320, 240)
+    path = write_avi(frames, tmp_path / "rec.avi", 8.0)
+    cap = cv2.VideoCapture(str(path))
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(8.0)
+    read = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        read.append(f)
+    cap.release()
+    assert len(read) == 6 and all(f.shape == (240, 320, 3) for f in read)
+    assert abs(int(read[3].mean()) - 120) < 6  # MJPG: the grey level survives
+
+
+def test_write_avi_refuses_nothing_or_another_format(tmp_path) -> None:
+    with pytest.raises(RecordingError, match="nothing was recorded"):
+        write_avi([], tmp_path / "rec.avi", 8.0)
+    with pytest.raises(RecordingError, match=".avi"):
+        write_avi([np.zeros((8, 8, 3), np.uint8)], tmp_path / "rec.mp4", 8.0)
+    with pytest.raises(RecordingError, match="not a BGR image"):
+        write_avi([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.float32)], tmp_path / "x.avi", 8.0)
+
+
+def test_add_recording_builds_crops_and_removes_the_temp_video(home, faces) -> None:
+    w = ws.create("me")
+    report = add_recording(w, faces, 8.0, name="webcam recording test")
+    assert report.kept >= 10 and report.sampled == len(faces)
+    table = dataset.faces_table(w)
+    assert len(table) == report.kept and {f["source"] for f in table} == {"webcam recording test"}
+    assert w.faces().shape == (report.kept, 64, 64, 3)
+    assert not list(w.path.glob(".webcam-*")), "the temporary video must be deleted"
+
+
+def test_add_recording_without_a_face_adds_nothing(home) -> None:
+    w = ws.create("me")
+    report = add_recording(w, read_frames("no_face.mp4", 8, step=8), 8.0)
+    assert report.kept == 0 and dataset.faces_table(w) == []
+    assert "nothing was added" in report.message()
+    with pytest.raises(RecordingError, match="nothing was recorded"):
+        add_recording(w, [], 8.0)
+    assert not list(w.path.glob(".webcam-*"))
+
+
+# --- the frame callback ---------------------------------------------------------------------
+def test_frame_callback_returns_the_processed_frame_and_records(faces) -> None:
+    pipe = LivePipeline(FakeCodec())
+    rec = FrameRecorder()
+    rec.start()
+    callback = wc.frame_callback(pipe, rec)
+    frame = av.VideoFrame.from_ndarray(faces[0], format="bgr24")
+    out = callback(frame)
+    assert isinstance(out, av.VideoFrame) and (out.width, out.height) == (frame.width, frame.height)
+    img = out.to_ndarray(format="bgr24")
+    assert (img == np.array(BOX_COLOUR, np.uint8)).all(-1).sum() > 100, "the face box is drawn"
+    assert len(rec) == 1 and pipe.last_latent is not None
+    # an odd frame passes through instead of stopping the stream
+    tiny = av.VideoFrame.from_ndarray(np.zeros((4, 4, 3), np.uint8), format="bgr24")
+    assert callback(tiny).to_ndarray(format="bgr24").shape == (4, 4, 3)
+
+
+# --- controls -------------------------------------------------------------------------------
+def test_cluster_labels_are_distinct() -> None:
+    assert wc.cluster_labels(4, {0: "smile", 2: "smile", 3: "  "}) == ["smile", "cluster 1", "smile (2)", "cluster 3"]
+
+
+def test_toward_options_hold_cluster_and_stored_centres_only() -> None:
+    centre = Direction("calm", "centre", np.full(9, 0.5, np.float32))
+    options = wc.toward_options(np.eye(2, 9, dtype=np.float32), ["smile", "cluster 1"],
+                                {"smile": smile(), "calm": centre})
+    assert list(options) == ["cluster: smile", "cluster: cluster 1", "centre: calm"]
+    np.testing.assert_array_equal(options["centre: calm"], centre.vector)
+    assert list(wc.toward_options(None, [], {})) == []
+    assert list(wc.moves_of({"smile": smile(), "calm": centre})) == ["smile"]
+
+
+def test_live_changes_drive_the_pipeline(faces) -> None:
+    moves = {"smile": smile()}
+    options = {"cluster: light": np.ones(9, np.float32)}
+    idle = wc.live_changes(moves, {"smile": 0.0}, options, wc.NO_TARGET, 0.7, False)
+    assert idle == {"shifts": (), "target": None, "strength": 0.0, "paste_back": False, "side_by_side": True}
+    assert wc.live_changes(moves, {}, options, "cluster: light", 0.0, False)["target"] is None
+
+    pipe = LivePipeline(FakeCodec())
+    base = pipe.process(faces[0])
+    changes = wc.live_changes(moves, {"smile": 2.0}, options, wc.NO_TARGET, 0.0, True, side_by_side=False)
+    pipe.update(**changes)
+    assert pipe.settings.paste_back and not pipe.settings.side_by_side
+    shifted = pipe.process(faces[0])
+    # the fake decoder paints z[0] as grey: the smile shift moved it by alpha x spread = 0.2
+    assert int(shifted.shifted[0, 0, 0, 0]) - int(base.shifted[0, 0, 0, 0]) == pytest.approx(51, abs=2)
+    pipe.update(**wc.live_changes(moves, {}, options, "cluster: light", 1.0, False))
+    assert pipe.process(faces[0]).shifted[0, 0, 0, 0] == 255  # all the way to the white centre
+
+
+# --- the live point -------------------------------------------------------------------------
+def test_live_point_is_placed_like_the_map_points() -> None:
+    mu = np.random.default_rng(1).normal(size=(50, 9)).astype(np.float32)
+    p = plane(mu)
+    xy = p.transform(mu)
+    marked = wc.live_marked(p, mu[7])
+    assert list(marked.columns) == ["x", "y", "note"] and marked["note"][0] == wc.LIVE_NOTE
+    assert (marked["x"][0], marked["y"][0]) == pytest.approx(tuple(xy[7]), abs=1e-5)
+    assert wc.live_marked(p, None) is None
+
+    caption = wc.live_caption(marked, "smile", 14.96, playing=True)
+    assert caption.startswith("Predicted expression: **smile** · map position (") and caption.endswith("15.0 fps")
+    assert "Last live face: smile" in wc.live_caption(marked, "smile", 0.0, playing=False)
+    assert wc.live_caption(None, None, 0.0, playing=True) == "Waiting for a face…"
+
+
+def test_the_live_map_background_is_thinned_evenly() -> None:
+    table = pd.DataFrame({"frame_id": np.arange(5001), "x": 0.0, "y": 0.0})
+    thinned = wc.thin(table, 2000)
+    assert 1000 < len(thinned) <= 2000 and thinned["frame_id"].iloc[0] == 0
+    assert set(np.diff(thinned["frame_id"])) == {3}
+    assert len(wc.thin(table.head(10), 2000)) == 10
+
+
+# --- the snapshot fallback ------------------------------------------------------------------
+def test_snapshot_goes_through_the_same_model_and_sliders(faces) -> None:
+    pipe = LivePipeline(FakeCodec())
+    pipe.update(shifts=((smile(), 2.0),))
+    pipe.process(faces[0])
+    tracked = list(pipe.tracker.boxes)
+    ok, jpeg = cv2.imencode(".jpg", faces[-1])
+    result = wc.process_snapshot(pipe, jpeg.tobytes(), np.stack([np.zeros(9), np.ones(9)]), ["dark", "light"])
+    assert len(result.boxes) == 1 and result.cluster in ("dark", "light")
+    assert result.frame.shape == faces[-1].shape
+    assert pipe.tracker.boxes == tracked, "a snapshot must not disturb the live tracker"
+    with pytest.raises(PhotoError, match="snapshot"):
+        wc.process_snapshot(pipe, b"not an image")
+
+
+# --- per session (AppTest: the parts of the page before the camera widget) --------------------
+def test_page_without_a_trained_model_says_what_to_do(home) -> None:
+    ws.create("me")
+    at = AppTest.from_file(str(REPO / "pages" / "webcam.py"), default_timeout=60)
+    at.session_state[state.WORKSPACE] = "me"
+    at.run()
+    assert not at.exception, at.exception
+    assert any("No trained model yet" in i.value for i in at.info)
+
+
+def _pipeline_script() -> None:
+    import streamlit as st
+
+    from facelab import sample
+    from facelab import workspace as ws
+    from facelab.ui import webcam as wc
+
+    w = ws.open_workspace("sample")
+    pipe = wc.live_pipeline(w, sample.RUN_ID, st.session_state.get("latents_key", "a"))
+    st.session_state.setdefault("seen", []).append(id(pipe))
+    st.session_state["recorders"] = {*st.session_state.get("recorders", ()), id(wc.recorder())}
+
+
+def test_one_pipeline_per_session_until_the_run_or_its_latents_change(home) -> None:
+    sample.ensure_sample(say=lambda _: None)
+    at = AppTest.from_function(_pipeline_script, default_timeout=60).run()
+    at.run()
+    assert not at.exception, at.exception
+    first, again = at.session_state["seen"]
+    assert first == again, "a rerun must keep the session's pipeline (its tracker and fps)"
+    at.session_state["latents_key"] = "b"  # e.g. crops were added and re-encoded
+    at.run()
+    assert at.session_state["seen"][-1] != first
+    assert len(at.session_state["recorders"]) == 1
