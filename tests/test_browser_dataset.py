@@ -18,7 +18,7 @@ def test_upload_build_and_see_contact_sheet(page, app_url: str) -> None:
     page.get_by_role("button", name="Create").click()
     page.get_by_text("No faces yet").wait_for()
 
-    page.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(
+    page.locator("[data-testid='stMain'] [data-testid='stFileUploader'] input[type='file']").set_input_files(
         str(shared_file("WolfgangLanger_Pexels.mp4"))
     )
     page.get_by_role("button", name="Build dataset").click()
