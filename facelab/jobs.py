@@ -32,6 +32,7 @@ from pathlib import Path
 
 from facelab.db import now_iso
 from facelab.models import ModelConfig
+from facelab.processes import pid_alive
 from facelab.workspace import DB_FILE, Workspace, WorkspaceError
 
 STATES = ("queued", "running", "done", "failed", "cancelled", "dead")
@@ -90,32 +91,12 @@ def max_jobs() -> int:
 
 # --- process liveness ------------------------------------------------------------------
 def _pid_alive(pid: int | None, run_id: str | None = None) -> bool:
-    """True when `pid` is a live (not zombie) process and, on Linux, a facelab one (its command
-    line names facelab or the run), so a recycled pid is not mistaken for our job."""
-    if not pid:
-        return False
+    """`processes.pid_alive`, after reaping the child if this process started it."""
     child = _children.get(pid)
     if child is not None and child.poll() is not None:
         _children.pop(pid, None)
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    proc = Path(f"/proc/{pid}")
-    if proc.is_dir():
-        try:
-            stat = (proc / "stat").read_text()
-            if stat.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                return False
-            if run_id is not None and pid != os.getpid():
-                cmd = (proc / "cmdline").read_bytes()
-                return b"facelab" in cmd or run_id.encode() in cmd
-        except OSError:
-            return False
-    return True
+    return pid_alive(pid, run_id)
 
 
 def _is_dead(row) -> bool:

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from facelab.latent import LatentsMissing, active_latents, load_latents, require_latents
+from facelab.processes import pid_alive
 from facelab.storage import write_atomic, write_json_atomic
 from facelab.workspace import Workspace
 
@@ -234,16 +235,6 @@ class ProjectionState:
 _children: dict[str, subprocess.Popen] = {}  # reaped on each poll so no zombie lingers
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def projection_state(workspace: Workspace, run_id: str, settings: ProjectionSettings) -> ProjectionState:
     """Where the map stands: ready (cached and current), running, failed (with why), or missing."""
     for key, child in list(_children.items()):
@@ -264,7 +255,7 @@ def projection_state(workspace: Workspace, run_id: str, settings: ProjectionSett
         return ProjectionState("failed", status.get("error", "the map could not be computed"))
     if status.get("state") == "running":
         fresh = time.time() - float(status.get("heartbeat", 0)) < STALE_AFTER_S
-        if fresh and _pid_alive(int(status.get("pid", 0))):
+        if fresh and pid_alive(int(status.get("pid", 0))):
             return ProjectionState("running", f"computing {settings.method} map", status.get("started_at"))
         return ProjectionState("failed", "the map worker stopped before it finished")
     return ProjectionState("missing")

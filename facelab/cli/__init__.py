@@ -19,6 +19,26 @@ class CliError(Exception):
     """An error whose message is shown to the user as is."""
 
 
+def add_workspace_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workspace", "-w", required=True, help="workspace name, or the path of its folder")
+
+
+def resolve_workspace(value: str, home: str | None):
+    """A workspace by name (under the home folder) or by the path of its folder."""
+    from pathlib import Path
+
+    from facelab import db
+    from facelab.workspace import DB_FILE, Workspace, WorkspaceError, open_workspace
+
+    if "/" in value or value.startswith("."):
+        path = Path(value).expanduser().resolve()
+        if not (path / DB_FILE).exists():
+            raise WorkspaceError(f"{value} is not a facelab workspace (no {DB_FILE} in it)")
+        db.init(path / DB_FILE)
+        return Workspace(path)
+    return open_workspace(value, home)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="facelab", description="facelab: a local, private lab that models your facial expressions."

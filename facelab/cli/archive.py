@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from facelab.cli import CliError
-from facelab.cli.train import resolve_workspace
+from facelab.cli import resolve_workspace
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from facelab import animate, edit
 from facelab import workspace as ws
-from facelab.cli import CliError
+from facelab.cli import CliError, add_workspace_arg, resolve_workspace
 from facelab.directions import NEGATIVES, DirectionError
 
 
@@ -112,7 +112,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workspace", "-w", required=True, help="workspace name")
+    add_workspace_arg(p)
     p.add_argument("run", help="run id")
 
 
@@ -129,7 +129,7 @@ class _Run:
         from facelab.latent import active_latents, load_latents
         from facelab.models import load_codec
 
-        self.ws = ws.open_workspace(args.workspace, args.home)
+        self.ws = resolve_workspace(args.workspace, args.home)
         self.run_id = args.run
         run_dir = self.ws.run_dir(args.run)
         if not run_dir.is_dir():
@@ -366,7 +366,7 @@ def _direction_centre(args: argparse.Namespace) -> int:
 def _direction_delete(args: argparse.Namespace) -> int:
     from facelab.directions import delete_direction
 
-    w = ws.open_workspace(args.workspace, args.home)
+    w = resolve_workspace(args.workspace, args.home)
     delete_direction(w, args.run, args.name)
     print(f"deleted direction {args.name!r} of run {args.run}")
     return 0

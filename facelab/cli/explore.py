@@ -13,9 +13,9 @@ import numpy as np
 from facelab import clusters as cl
 from facelab import labels as lb
 from facelab import projection as pj
-from facelab.cli import CliError
+from facelab.cli import CliError, add_workspace_arg, resolve_workspace
 from facelab.latent import LatentsMissing, Latents, load_latents
-from facelab.workspace import Workspace, open_workspace
+from facelab.workspace import Workspace
 
 USER_ERRORS = (lb.LabelError, cl.ClusterError, pj.ProjectionError, LatentsMissing)
 
@@ -32,7 +32,7 @@ def _user_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argpars
 
 
 def _workspace(args: argparse.Namespace) -> Workspace:
-    return open_workspace(args.workspace, args.home)
+    return resolve_workspace(args.workspace, args.home)
 
 
 def _latents(w: Workspace, run_id: str) -> Latents:
@@ -58,10 +58,6 @@ def _latents(w: Workspace, run_id: str) -> Latents:
     return lat
 
 
-def _add_workspace(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workspace", "-w", required=True, help="workspace name")
-
-
 def _add_projection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", choices=pj.METHODS, default="pca", help="map method (default pca)")
     p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity")
@@ -79,12 +75,12 @@ def _settings(args: argparse.Namespace) -> pj.ProjectionSettings:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("encode", help="encode every crop of a run (cached beside the run)")
-    _add_workspace(p)
+    add_workspace_arg(p)
     p.add_argument("run")
     p.set_defaults(func=_encode)
 
     p = sub.add_parser("map", help="draw a run's latent map as a PNG")
-    _add_workspace(p)
+    add_workspace_arg(p)
     p.add_argument("run")
     _add_projection(p)
     p.add_argument("--out", default="map.png", help="PNG file to write (default map.png)")
@@ -94,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_map)
 
     p = sub.add_parser("clusters", help="cluster a run's latents; print sizes (and a k sweep)")
-    _add_workspace(p)
+    add_workspace_arg(p)
     p.add_argument("run")
     p.add_argument("--k", type=int, default=6)
     p.add_argument("--method", choices=cl.METHODS, default="kmeans")
@@ -105,19 +101,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("labels", help="export, import or count labels")
     actions = p.add_subparsers(dest="action", required=True)
     a = actions.add_parser("export", help="write labels as CSV (face_id,label,t_seconds,source)")
-    _add_workspace(a)
+    add_workspace_arg(a)
     a.add_argument("--out", help="file to write (default: standard output)")
     a.set_defaults(func=_labels_export)
     a = actions.add_parser("import", help="add the labels of a CSV (all or nothing)")
-    _add_workspace(a)
+    add_workspace_arg(a)
     a.add_argument("file")
     a.set_defaults(func=_labels_import)
     a = actions.add_parser("counts", help="frames per label")
-    _add_workspace(a)
+    add_workspace_arg(a)
     a.set_defaults(func=_labels_counts)
 
     p = sub.add_parser("project", help="compute and cache a map (the app runs this in the background)")
-    _add_workspace(p)
+    add_workspace_arg(p)
     p.add_argument("--run", required=True)
     _add_projection(p)
     p.set_defaults(func=_project)

@@ -10,9 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from facelab import db
-from facelab.cli import CliError
-from facelab.workspace import DB_FILE, Workspace, WorkspaceError, open_workspace
+from facelab.cli import CliError, add_workspace_arg, resolve_workspace
 
 MODEL_OPTIONS = {  # flag: (ModelConfig field, type)
     "kind": ("kind", str), "beta": ("beta", float), "latent": ("latent_dim", int),
@@ -24,7 +22,7 @@ MODEL_OPTIONS = {  # flag: (ModelConfig field, type)
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a model (in the foreground; a line per epoch)")
-    _workspace_arg(p)
+    add_workspace_arg(p)
     p.add_argument("--run", help="id of an existing run to train or resume (default: a new run)")
     p.add_argument("--name", help="display name of a new run")
     g = p.add_argument_group("model options (for a new run)")
@@ -44,35 +42,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("runs", help="list a workspace's runs")
-    _workspace_arg(p)
+    add_workspace_arg(p)
     p.set_defaults(func=_runs)
 
     p = sub.add_parser("eval", help="held-out figures and PNG grids of a trained run")
-    _workspace_arg(p)
+    add_workspace_arg(p)
     p.add_argument("run")
     p.add_argument("--out", help="folder for the PNG grids (default: runs/<run>/eval)")
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("compression", help="held-out PSNR against latent size for PCA, AE and β-VAE")
-    _workspace_arg(p)
+    add_workspace_arg(p)
     p.add_argument("--sizes", default="2,4,8,16,32", help="latent sizes, comma-separated")
     p.add_argument("--epochs", type=int, default=10, help="epochs per small model")
     p.set_defaults(func=_compression)
-
-
-def _workspace_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workspace", "-w", required=True, help="workspace name, or path to its folder")
-
-
-def resolve_workspace(value: str, home: str | None) -> Workspace:
-    """A workspace by name (under the home folder) or by the path of its folder."""
-    if "/" in value or value.startswith("."):
-        path = Path(value).expanduser().resolve()
-        if not (path / DB_FILE).exists():
-            raise WorkspaceError(f"{value} is not a facelab workspace (no {DB_FILE} in it)")
-        db.init(path / DB_FILE)
-        return Workspace(path)
-    return open_workspace(value, home)
 
 
 def _config_from_args(args: argparse.Namespace):
