@@ -127,3 +127,18 @@ def wait_for_app(page, timeout_ms: int = 30_000) -> None:
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout_ms
     )
+
+
+def map_points(page, box: str):
+    """The latent-map chart inside the container keyed `box`, and its drawn points."""
+    chart = page.locator(f".st-key-{box} [data-testid='stVegaLiteChart']")
+    chart.wait_for(timeout=60_000)
+    points = chart.locator("g.mark-symbol path")
+    points.first.wait_for(timeout=60_000)
+    return chart, points
+
+
+def click_point(page, points, i: int) -> None:
+    """Click where point i is drawn, as a person would (overlapping points: the top one wins)."""
+    bb = points.nth(i).bounding_box()
+    page.mouse.click(bb["x"] + bb["width"] / 2, bb["y"] + bb["height"] / 2)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import wait_for_app
+from conftest import click_point, map_points, wait_for_app
 from facelab import labels, sample
 
 pytestmark = pytest.mark.browser
@@ -18,18 +18,6 @@ pytestmark = pytest.mark.browser
 def sample_app(home, app_url):
     w = sample.ensure_sample(say=lambda _: None)
     return app_url, w
-
-
-def map_points(page, box: str):
-    chart = page.locator(f".st-key-{box} [data-testid='stVegaLiteChart']")
-    chart.wait_for(timeout=60_000)
-    return chart, chart.locator("g.mark-symbol path")
-
-
-def click_point(page, points, i: int) -> None:
-    """Click where point i is drawn, as a person would (overlapping points: the top one wins)."""
-    bb = points.nth(i).bounding_box()
-    page.mouse.click(bb["x"] + bb["width"] / 2, bb["y"] + bb["height"] / 2)
 
 
 def test_map_hover_click_box_select_and_label(page, sample_app) -> None:

@@ -56,6 +56,10 @@ def flash(message: str) -> None:
 
 
 def show_flash() -> None:
+    """The pending message, in a slot drawn on every run: were it drawn only when there is a
+    message, everything below would shift by one element on the next run and Streamlit would
+    remount it (e.g. st.tabs jump back to their first tab)."""
+    slot = st.empty()
     message = st.session_state.pop(FLASH, None)
     if message:
-        st.success(message)
+        slot.success(message)

@@ -1,0 +1,216 @@
+"""Nothing is lost under faults: an app restart mid-training, a locked database, a full disk
+while checkpointing, and a stream of broken uploads. Each test fails if its protection goes."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from conftest import REPO, streamlit_server, wait_for_app
+from facelab import jobs, labels, train
+from facelab import workspace as ws
+from facelab.models import ModelConfig
+from facelab.sample import ensure_sample
+from facelab.ui import state
+
+
+def wait_until(check, timeout: float, what: str, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"{what} within {timeout} s"
+        time.sleep(every)
+    return value
+
+
+def progress_epoch(page) -> int:
+    """N of the Train page's 'running · epoch N/M' progress text."""
+    el = page.get_by_text(re.compile(r"running · epoch \d+/\d+"))
+    el.wait_for(timeout=60_000)
+    return int(re.search(r"running · epoch (\d+)/", el.inner_text())[1])
+
+
+# --- 1. the app restarts while a training runs ------------------------------------------
+@pytest.mark.browser
+def test_training_survives_app_restart_and_page_reattaches(page, home: Path) -> None:
+    w = ensure_sample(say=lambda m: None)
+    with streamlit_server(home) as url:
+        # Started from the page, so the training is a child of this server process.
+        page.goto(f"{url}/train")
+        wait_for_app(page)
+        page.get_by_text("New run").click()
+        page.get_by_label("Epochs").fill("300")
+        page.get_by_role("button", name="Start training").click()
+        run_id = wait_until(lambda: next((r.run_id for r in jobs.list_runs(w) if r.state == "running"), None),
+                            30, "the page started no run")
+        first = progress_epoch(page)
+        pid = jobs.status(w, run_id).pid
+        assert pid
+    try:
+        # The server is gone: the training is not.
+        assert jobs._pid_alive(pid, run_id), "stopping the app killed the training"
+        before = jobs.status(w, run_id)
+        assert before.state == "running" and before.pid == pid
+        with streamlit_server(home) as url:
+            page.goto(f"{url}/train")
+            wait_for_app(page)
+            n = progress_epoch(page)
+            assert n >= max(first, before.epoch)
+            wait_until(lambda: jobs.status(w, run_id).epoch > before.epoch, 60, "epochs did not advance")
+            # The reattached page follows the same process as it trains on.
+            wait_until(lambda: progress_epoch(page) > n, 60, "the page's progress did not move")
+            s = jobs.status(w, run_id)
+            assert s.state == "running" and s.pid == pid
+            page.get_by_role("button", name="Cancel").click()
+            page.get_by_text(re.compile(r"cancelled · epoch")).wait_for(timeout=30_000)
+    finally:
+        jobs.cancel(w, run_id)
+        wait_until(lambda: not jobs._pid_alive(pid, run_id), 30, "the training did not stop")
+    assert jobs.status(w, run_id).state == "cancelled"
+
+
+# --- 2. another process holds the database for a few seconds ---------------------------
+HOLD_LOCK = """
+import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+c.execute("COMMIT")
+"""
+
+
+def test_label_waits_for_a_locked_database(home: Path) -> None:
+    w = ensure_sample(say=lambda m: None)
+    at = AppTest.from_file(str(REPO / "pages" / "label.py"), default_timeout=60)
+    at.session_state[state.WORKSPACE] = w.name
+    at.run()
+    assert not at.exception, at.exception
+    box = next(c for c in at.checkbox if str(c.key).startswith("fl_lab_"))
+    label, face_id = re.fullmatch(r"fl_lab_(.+)_(\d+)", box.key).groups()
+    was = box.value
+    assert (label in labels.labels_of(w).get(int(face_id), set())) == was
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(w.db_path), "3"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        t0 = time.monotonic()
+        box.set_value(not was).run()
+        elapsed = time.monotonic() - t0
+    finally:
+        holder.wait(30)
+    assert holder.returncode == 0
+    assert not at.exception, at.exception
+    assert elapsed >= 2.0, f"the write did not wait for the lock ({elapsed:.1f} s)"
+    assert (label in labels.labels_of(w).get(int(face_id), set())) == (not was)
+
+
+# --- 3. the disk fills up while a checkpoint is written --------------------------------
+def test_disk_full_during_checkpoint_keeps_the_previous_one(home: Path, monkeypatch) -> None:
+    w = ensure_sample(say=lambda m: None)
+    run_id = jobs.create_run(w, ModelConfig(epochs=3, latent_dim=4, image_size=32, batch_size=128))
+    ckpt = w.run_dir(run_id) / train.CHECKPOINT_FILE
+    real_save = torch.save
+    saves = 0
+
+    def full_disk_on_second(obj, f, *a, **k):
+        # The checkpoint writer's torch.save: the 2nd one writes half a file, then the disk is full.
+        nonlocal saves
+        saves += 1
+        if saves < 2:
+            return real_save(obj, f, *a, **k)
+        f.write(b"\0" * 4096)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full_disk_on_second)
+    summary = jobs.run_job(w, run_id)
+    monkeypatch.setattr(torch, "save", real_save)
+
+    assert summary["state"] == "failed"
+    s = jobs.status(w, run_id)
+    assert s.state == "failed" and "No space left on device" in s.error
+    assert [p.name for p in w.run_dir(run_id).iterdir() if ".tmp" in p.name] == []
+    state_1 = train._load_checkpoint(ckpt)  # the epoch-1 checkpoint, whole
+    assert state_1["epoch"] == 1 and state_1["step"] == 0
+
+    summary = jobs.run_job(w, run_id)  # resume from it
+    assert summary["state"] == "done", summary
+    assert [m["epoch"] for m in jobs.epoch_metrics(w, run_id)] == [1, 2, 3]
+    assert train._load_checkpoint(ckpt)["epoch"] == 3
+    assert jobs.status(w, run_id).state == "done"
+
+
+# --- 4. twenty broken uploads in a row -------------------------------------------------
+def server_pid(url: str) -> int:
+    port = url.rsplit(":", 1)[1].encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"streamlit" in b" ".join(args) and b"--server.port" in args and port in args:
+            return int(proc.name)
+    raise AssertionError(f"no streamlit process on port {port.decode()}")
+
+
+def rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status)[1])
+
+
+def broken_files(folder: Path, n: int) -> list[Path]:
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(n):
+        path = folder / f"broken-{i:02d}.mp4"
+        if i % 2 == 0:
+            path.write_bytes(rng.integers(0, 256, 200_000 + 10_000 * i, dtype=np.uint8).tobytes())
+        else:
+            path.write_text("this is a text file, not a video\n" * (i + 1))
+        files.append(path)
+    return files
+
+
+@pytest.mark.browser
+def test_twenty_broken_uploads_change_nothing(page, home: Path, tmp_path: Path) -> None:
+    w = ws.create("me")
+    contents_before = sorted(p.name for p in w.path.iterdir())
+    files = broken_files(tmp_path, 20)
+    with streamlit_server(home) as url:
+        pid = server_pid(url)
+        page.goto(f"{url}/dataset")
+        wait_for_app(page)
+        main = page.locator("[data-testid='stMain']")
+        uploader = main.locator("[data-testid='stFileUploader'] input[type='file']")
+        warm = None
+        for i, path in enumerate(files):
+            uploader.set_input_files(str(path))
+            main.get_by_text(path.name).first.wait_for()
+            page.wait_for_timeout(300)
+            wait_for_app(page)
+            button = main.get_by_role("button", name="Build dataset")
+            wait_until(button.is_enabled, 30, "the Build button stayed disabled")
+            button.click()
+            error = main.locator("[data-testid='stAlert']").filter(has_text=path.name)
+            error.wait_for(timeout=60_000)
+            assert re.search(r"not a readable video", error.inner_text()), error.inner_text()
+            assert main.locator("[data-testid='stException']").count() == 0
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as r:
+                assert r.read() == b"ok"
+            if i == 1:  # warmed up by two builds
+                warm = rss_kib(pid)
+        after = rss_kib(pid)
+    assert after <= warm * 1.10, f"server RSS grew from {warm} to {after} KiB over 18 more broken uploads"
+    assert w.summary()["faces"] == 0 and w.summary()["sources"] == 0
+    assert sorted(p.name for p in w.path.iterdir()) == contents_before
