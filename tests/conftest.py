@@ -142,3 +142,19 @@ def click_point(page, points, i: int) -> None:
     """Click where point i is drawn, as a person would (overlapping points: the top one wins)."""
     bb = points.nth(i).bounding_box()
     page.mouse.click(bb["x"] + bb["width"] / 2, bb["y"] + bb["height"] / 2)
+
+
+def move_slider_until_face_changes(page, slider_text: str, steps: int = 15) -> None:
+    """Press → on the Shift page's slider labelled `slider_text` and wait for a new shifted face."""
+    import time
+
+    shifted = page.locator("[data-testid='stImage']").filter(has_text="shifted").locator("img")
+    shifted.wait_for(timeout=60_000)
+    before = shifted.get_attribute("src")
+    page.locator("[data-testid='stSlider']").filter(has_text=slider_text).get_by_role("slider").focus()
+    for _ in range(steps):
+        page.keyboard.press("ArrowRight")
+    deadline = time.monotonic() + 30
+    while shifted.get_attribute("src") == before:
+        assert time.monotonic() < deadline, "the shifted face did not change after moving the slider"
+        page.wait_for_timeout(200)

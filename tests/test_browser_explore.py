@@ -4,11 +4,10 @@ Label page's counts, and the Shift page (slider, click two points to interpolate
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
-from conftest import click_point, map_points, wait_for_app
+from conftest import move_slider_until_face_changes, click_point, map_points, wait_for_app
 from facelab import labels, sample
 
 pytestmark = pytest.mark.browser
@@ -67,17 +66,7 @@ def test_shift_slider_and_two_point_interpolation(page, sample_app) -> None:
     url, _ = sample_app
     page.goto(f"{url}/shift")
     wait_for_app(page, 90_000)
-    shifted = page.locator("[data-testid='stImage']").filter(has_text="shifted").locator("img")
-    shifted.wait_for(timeout=60_000)
-    before = shifted.get_attribute("src")
-    slider = page.locator("[data-testid='stSlider']").filter(has_text="smile (α").get_by_role("slider")
-    slider.focus()
-    for _ in range(15):
-        page.keyboard.press("ArrowRight")
-    deadline = time.monotonic() + 30
-    while shifted.get_attribute("src") == before:
-        assert time.monotonic() < deadline, "the shifted face did not change after moving the slider"
-        page.wait_for_timeout(200)
+    move_slider_until_face_changes(page, "smile (α")
     page.get_by_text(re.compile(r"Probe P\(smile\)")).wait_for(timeout=30_000)
 
     page.get_by_role("tab", name="Interpolate two frames").click()

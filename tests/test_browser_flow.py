@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import io
 import re
-import time
 import zipfile
 
 import pytest
 
-from conftest import ARTIFACTS, map_points, shared_file, wait_for_app
+from conftest import move_slider_until_face_changes, ARTIFACTS, map_points, shared_file, wait_for_app
 from facelab import labels
 from facelab import workspace as ws
 
@@ -155,17 +154,7 @@ def test_whole_flow_from_video_to_shift_export_and_delete(page, app_url: str, ho
 
     # 6. "Shift a face": moving the smile slider changes the shifted face.
     page.get_by_role("tab", name="Shift a face").click()
-    shifted = page.locator("[data-testid='stImage']").filter(has_text="shifted").locator("img")
-    shifted.wait_for(timeout=60_000)
-    before = shifted.get_attribute("src")
-    slider = page.locator("[data-testid='stSlider']").filter(has_text="smile (α").get_by_role("slider")
-    slider.focus()
-    for _ in range(15):
-        page.keyboard.press("ArrowRight")
-    deadline = time.monotonic() + 30
-    while shifted.get_attribute("src") == before:
-        assert time.monotonic() < deadline, "the shifted face did not change after moving the slider"
-        page.wait_for_timeout(200)
+    move_slider_until_face_changes(page, "smile (α")
     wait_for_app(page)
     shot("shift-slider")
 

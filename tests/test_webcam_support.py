@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-from types import SimpleNamespace
 
 import av
 import cv2
@@ -35,22 +34,7 @@ from facelab.recording import (
 )
 from facelab.ui import state
 from facelab.ui import webcam as wc
-
-
-class FakeCodec:
-    """z = mean colour of each third of the crop (9 values); decode paints z[0] as grey."""
-
-    def __init__(self) -> None:
-        self.config = SimpleNamespace(image_size=64, latent_dim=9)
-
-    def encode(self, images: np.ndarray, batch_size: int = 512):
-        thirds = np.array_split(images.astype(np.float32) / 255.0, 3, axis=1)
-        mu = np.concatenate([t.mean(axis=(1, 2)) for t in thirds], axis=1)
-        return mu.astype(np.float32), np.zeros_like(mu)
-
-    def decode(self, z: np.ndarray) -> np.ndarray:
-        grey = np.clip(np.asarray(z)[:, 0] * 255, 0, 255).astype(np.uint8)
-        return np.broadcast_to(grey[:, None, None, None], (len(z), 64, 64, 3)).copy()
+from test_live import FakeCodec
 
 
 class Clock:
