@@ -104,7 +104,7 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, request):
+def page(browser):
     """A fresh browser page. Every request it makes must stay on this machine."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
@@ -112,13 +112,22 @@ def page(browser, request):
     outside: list[str] = []
     pg.on("request", lambda r: None if r.url.startswith(LOCAL_PREFIXES) else outside.append(r.url))
     yield pg
-    ARTIFACTS.mkdir(exist_ok=True)
-    try:
-        pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    except Exception:
-        pass
     context.close()
     assert not outside, f"the page sent requests off this machine: {outside[:5]}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Screenshot each browser test's page as its body ends, before fixture teardown stops the
+    server (a screenshot taken later shows a disconnected, greyed-out app, whatever happened)."""
+    yield
+    pg = item.funcargs.get("page") if call.when == "call" else None
+    if pg is not None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        try:
+            pg.screenshot(path=str(ARTIFACTS / f"{item.name}.png"), full_page=True)
+        except Exception:  # a closed page or crashed browser: the test's own error says more
+            pass
 
 
 def wait_for_app(page, timeout_ms: int = 30_000) -> None:
@@ -133,7 +142,7 @@ def map_points(page, box: str):
     """The latent-map chart inside the container keyed `box`, and its drawn points."""
     chart = page.locator(f".st-key-{box} [data-testid='stVegaLiteChart']")
     chart.wait_for(timeout=60_000)
-    points = chart.locator("g.mark-symbol path")
+    points = chart.locator("g.mark-symbol.role-mark path")  # the frames, not the legend's symbols
     points.first.wait_for(timeout=60_000)
     return chart, points
 

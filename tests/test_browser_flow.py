@@ -1,43 +1,63 @@
-"""In real Chromium, the whole flow a newcomer goes through, in one session of the app:
-create a workspace, upload the Pexels clip, build, train a short β-VAE, see the map, box-select
-and label "smile", learn the smile direction, shift a face, interpolate two frames, export the
-workspace as a zip, delete it.
+"""In real Chromium, the whole flow a newcomer goes through, in one session of the app: create a
+workspace, upload the Pexels clip, build, train a short β-VAE, see the map, box-select and label
+"smile", learn the smile direction, shift a face with a slider, interpolate by clicking two points,
+stream the webcam (a fake camera playing the clip), export the workspace as a zip, delete it.
+A screenshot of each step goes to test-artifacts/flow-NN-step.png.
 
-The webcam step is left out on purpose: it needs a network namespace for WebRTC and is covered
-by tests/test_browser_webcam.py.
+WebRTC needs a private network (tests/fakecam.py), so the server and Chromium run in a child
+process inside a network namespace (`python tests/test_browser_flow.py HOME Y4M OUT`, the
+`__main__` block below). Where no namespace can be made (not root), the child runs on this
+machine's loopback without the webcam step, and the test says so in a warning.
 """
 
 from __future__ import annotations
 
-import io
+import json
 import re
-import zipfile
+import subprocess
+import sys
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
 
 import pytest
 
-from conftest import move_slider_until_face_changes, ARTIFACTS, map_points, shared_file, wait_for_app
-from facelab import labels
+from conftest import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LOCAL_PREFIXES, click_point, map_points,
+                      move_slider_until_face_changes, shared_file, streamlit_server, wait_for_app)
+from fakecam import fake_camera_args, namespaces_possible, network_namespace, write_y4m
+from facelab import archive, labels
 from facelab import workspace as ws
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skip(reason=(
-        "open bug: in one session, after 'Learn direction' and a slider move on the Shift page, the "
-        "slider fragment's images can render twice and a later click on the interpolation map leaves "
-        "the page greyed with the server idle; unskip once fixed (steps 1-6 passed before)")),
-]
+pytestmark = pytest.mark.browser
+
+
+def test_whole_flow_from_video_to_webcam_export_and_delete(home: Path, tmp_path: Path) -> None:
+    why = namespaces_possible()
+    y4m = "" if why else str(write_y4m(shared_file("WolfgangLanger_Pexels.mp4"), tmp_path / "face.y4m"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    with nullcontext([]) if why else network_namespace("fl_flow") as inside:
+        child = subprocess.run([*inside, sys.executable, __file__, str(home), y4m, str(ARTIFACTS)],
+                               capture_output=True, text=True, timeout=600)
+    assert child.returncode == 0, f"the flow failed:\n{child.stdout[-4000:]}\n{child.stderr[-6000:]}"
+    seen = json.loads(child.stdout.strip().splitlines()[-1])
+    assert not seen["outside"], f"the page sent requests off this machine: {seen['outside'][:5]}"
+    assert seen["errors"] == [], f"the page showed errors: {seen['errors']}"
+    assert seen["steps"][-1] == "deleted", seen["steps"]
+    assert ("webcam" in seen["steps"]) == (not why)
+    assert not (home / "workspaces" / "me").exists()
+    if why:
+        warnings.warn(f"the whole-flow test left out its webcam step: {why}")
 
 
 class Shots:
-    """Numbered screenshots of each step: test-artifacts/flow-NN-step.png."""
+    """Numbered screenshots of each step (out/flow-NN-step.png); `steps` lists the steps done."""
 
-    def __init__(self, page) -> None:
-        self.page, self.n = page, 0
-        ARTIFACTS.mkdir(exist_ok=True)
+    def __init__(self, page, out: Path, steps: list[str]) -> None:
+        self.page, self.out, self.steps = page, out, steps
 
     def __call__(self, step: str) -> None:
-        self.n += 1
-        self.page.screenshot(path=str(ARTIFACTS / f"flow-{self.n:02d}-{step}.png"), full_page=True)
+        self.steps.append(step)
+        self.page.screenshot(path=str(self.out / f"flow-{len(self.steps):02d}-{step}.png"), full_page=True)
 
 
 def go(page, name: str) -> None:
@@ -53,6 +73,7 @@ def choose(page, label: str, option: str) -> None:
     page.keyboard.type(option, delay=30)
     page.wait_for_timeout(300)
     page.keyboard.press("Enter")
+    wait_for_app(page)
 
 
 def farthest_from(points, i: int) -> int:
@@ -82,9 +103,9 @@ def box_select_and_label(page, x0: float, y0: float, x1: float, y1: float, label
     return n
 
 
-def test_whole_flow_from_video_to_shift_export_and_delete(page, app_url: str, home) -> None:
-    shot = Shots(page)
-    page.goto(app_url)
+def flow(page, url: str, home: Path, shot: Shots, webcam: bool) -> None:
+    """Every step a newcomer takes, with plain asserts (a failure ends the child with a traceback)."""
+    page.goto(url)
     wait_for_app(page)
 
     # 1. A new workspace from the sidebar form.
@@ -106,14 +127,17 @@ def test_whole_flow_from_video_to_shift_export_and_delete(page, app_url: str, ho
     page.locator("[data-testid='stImage'] img").first.wait_for()
     shot("build")
 
-    # 3. Train a short β-VAE and wait until it is done.
+    # 3. Train a short β-VAE (β 1, lr 1e-3: faces after seconds, not minutes) and wait until it is done.
     go(page, "Train")
-    page.get_by_label("Epochs").fill("15")
+    page.get_by_label("Epochs").fill("40")
+    page.get_by_label("β (β-VAE only)").fill("1")
+    page.get_by_label("Learning rate").fill("0.001")
     choose(page, "Latent size", "8")
+    choose(page, "Batch size", "16")
     page.get_by_role("button", name="Start training").click()
     page.get_by_text(re.compile(r"running · epoch")).wait_for(timeout=60_000)
     shot("training")
-    page.get_by_text(re.compile(r"^done · epoch 15/15")).wait_for(timeout=150_000)
+    page.get_by_text(re.compile(r"^done · epoch 40/40")).wait_for(timeout=150_000)
     wait_for_app(page, 60_000)
     w = ws.open_workspace("me")
     shot("trained")
@@ -142,6 +166,7 @@ def test_whole_flow_from_video_to_shift_export_and_delete(page, app_url: str, ho
         too_few = page.get_by_text(re.compile(r"too few examples for a 'smile' direction"))
         stored.or_(too_few).wait_for(timeout=30_000)
         if stored.count():
+            wait_for_app(page)  # the page reruns after storing; wait before reading its images
             break
         assert "more face(s) labelled 'smile'" in too_few.inner_text(), too_few.inner_text()
         assert boxes, "still too few smiles after labelling most of the map"
@@ -158,25 +183,48 @@ def test_whole_flow_from_video_to_shift_export_and_delete(page, app_url: str, ho
     wait_for_app(page)
     shot("shift-slider")
 
-    # 7. Two-point interpolation is left out of this flow: after learning a direction and moving
-    # a slider in this same session, the second click on the interpolation map leaves the page
-    # greyed with the server idle (an open bug, see the issue note). It is tested on its own,
-    # in a fresh session, in test_browser_explore.py::test_shift_slider_and_two_point_interpolation.
+    # 7. Interpolate: click two points far apart on the map, get the decoded strip.
+    page.get_by_role("tab", name="Interpolate two frames").click()
+    _, points = map_points(page, "fl_interp_box")
+    first = 3
+    click_point(page, points, first)
+    page.get_by_text("1 of 2 points picked.").wait_for(timeout=30_000)
+    wait_for_app(page)
+    click_point(page, points, farthest_from(points, first))
+    page.get_by_text(re.compile(r"^frame \d+ → frame \d+, 10 decoded steps")).wait_for(timeout=30_000)
+    page.get_by_role("button", name="Download animation (GIF)").wait_for(timeout=30_000)
+    wait_for_app(page)
+    shot("interpolate")
 
-    # 8. Export the workspace from the sidebar: a zip that opens.
+    # 8. Webcam: the fake camera streams through the model, the face gets a place on the map.
+    if webcam:
+        go(page, "Webcam")
+        webrtc = page.frame_locator("iframe[title*='streamlit_webrtc']")
+        webrtc.get_by_role("button", name="START").click(timeout=60_000)
+        video = webrtc.locator("video").first
+        video.wait_for(timeout=30_000)
+        video.evaluate("v => new Promise((ok, bad) => { const t0 = Date.now(); (function poll() {"
+                       " if (v.videoWidth > 0 && v.currentTime > 0.5) ok();"
+                       " else if (Date.now() - t0 > 45000) bad(new Error('no processed frame'));"
+                       " else setTimeout(poll, 100); })(); })")
+        page.get_by_text("Predicted expression:").wait_for(timeout=30_000)
+        shot("webcam")
+        webrtc.get_by_role("button", name="STOP").click()
+        # Stopped once the page says so: until then the map's fragment keeps rerunning.
+        page.get_by_text(re.compile(r"^Last live face: ")).wait_for(timeout=30_000)
+        wait_for_app(page)
+
+    # 9. Export the workspace from the sidebar: a zip that opens.
     sidebar = page.locator("[data-testid='stSidebar']")
     with page.expect_download(timeout=60_000) as info:
         sidebar.get_by_role("button", name="Export workspace (.zip)").click()
     download = info.value
     assert download.suggested_filename == "me.zip"
-    data = open(download.path(), "rb").read()
-    assert len(data) > 0
-    with zipfile.ZipFile(io.BytesIO(data)) as z:
-        assert z.testzip() is None
-        assert z.namelist()
+    copy = archive.import_workspace(download.path(), "me-copy", home=home / "imported")
+    assert len(copy.faces()) == len(w.faces()) and labels.counts(copy)["smile"] == labels.counts(w)["smile"]
     shot("export")
 
-    # 9. Delete the workspace: its folder is gone.
+    # 10. Delete the workspace: its folder is gone.
     sidebar.get_by_text("Rename or delete").click()
     sidebar.get_by_text("Yes, delete every file of").click()
     delete = sidebar.get_by_role("button", name="Delete workspace")
@@ -190,3 +238,31 @@ def test_whole_flow_from_video_to_shift_export_and_delete(page, app_url: str, ho
     shot("deleted")
     assert not (home / "workspaces" / "me").exists()
     assert ws.list_workspaces() == []
+
+
+def main(home: str, y4m: str, out: str) -> None:
+    """In the child: the app, Chromium (with the fake camera when there is one) and the flow."""
+    import os
+
+    os.environ["FACELAB_HOME"] = home
+    seen: dict = {"outside": [], "errors": [], "steps": []}
+    from playwright.sync_api import sync_playwright
+
+    with streamlit_server(Path(home)) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=fake_camera_args(y4m) if y4m else CHROMIUM_ARGS)
+        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        page.set_default_timeout(30_000)
+        page.on("request", lambda r: None if r.url.startswith(LOCAL_PREFIXES) else seen["outside"].append(r.url))
+        shot = Shots(page, Path(out), seen["steps"])
+        try:
+            flow(page, url, Path(home), shot, webcam=bool(y4m))
+        finally:
+            seen["errors"] = [e.inner_text()[:300] for e in page.locator("[data-testid='stException']").all()]
+            page.screenshot(path=str(Path(out) / "flow-last.png"), full_page=True)
+            browser.close()
+            print(json.dumps(seen))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])

@@ -1,64 +1,28 @@
 """The Webcam page in real Chromium with a fake camera playing a real face clip.
 
-WebRTC leaves 127.0.0.1 out of its candidates and the machine's own interfaces are no place
-for test traffic, so the Streamlit server and Chromium both run inside a network namespace
-this test makes (a veth pair holds the namespace's own addresses), deleted at the end.
-The server, its health check and Chromium must all be inside the namespace, so that part runs
-in a child Python process (`ip netns exec NS python tests/test_browser_webcam.py HOME Y4M OUT`,
-the `__main__` block below) that prints what it saw as JSON and saves screenshots; the test
-prepares the workspace before and asserts on the results after.
+The Streamlit server, its health check and Chromium must all be inside a network namespace
+(see tests/fakecam.py), so that part runs in a child Python process (`ip netns exec NS python
+tests/test_browser_webcam.py HOME Y4M OUT`, the `__main__` block below) that prints what it saw
+as JSON and saves screenshots; the test prepares the workspace before and asserts on the results after.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LOCAL_PREFIXES, shared_file, streamlit_server, wait_for_app
+from conftest import ARTIFACTS, CHROMIUM, LOCAL_PREFIXES, shared_file, streamlit_server, wait_for_app
+from fakecam import fake_camera_args, namespaces_possible, network_namespace, write_y4m, y4m_frames
 
 pytestmark = pytest.mark.browser
 GREEN_RGB = (80, 220, 80)  # facelab.live.BOX_COLOUR (BGR (80, 220, 80)) as RGB
-SIZE, FPS = (640, 480), 15
-
-
-def write_y4m(clip: Path, dest: Path, frames: int = 90, span_s: tuple[float, float] = (1.0, 18.0)) -> Path:
-    """A 640x480 15 fps .y4m for Chromium's fake camera: `frames` frames spread evenly over
-    `span_s` of the clip (so the expression changes within a few seconds), letterboxed."""
-    cap = cv2.VideoCapture(str(clip))
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    wanted = set(np.round(np.linspace(span_s[0], span_s[1], frames) * fps).astype(int).tolist())
-    picked, i = [], 0
-    while len(picked) < len(wanted):
-        ok, frame = cap.read()
-        if not ok:
-            break
-        if i in wanted:
-            picked.append(frame)
-        i += 1
-    cap.release()
-    assert len(picked) >= frames // 2, f"could read only {len(picked)} frames of {clip.name}"
-    w, h = SIZE
-    with dest.open("wb") as f:
-        f.write(f"YUV4MPEG2 W{w} H{h} F{FPS}:1 Ip A1:1 C420jpeg\n".encode())
-        for frame in picked:
-            scale = min(w / frame.shape[1], h / frame.shape[0])
-            fw, fh = round(frame.shape[1] * scale), round(frame.shape[0] * scale)
-            canvas = np.zeros((h, w, 3), np.uint8)
-            y0, x0 = (h - fh) // 2, (w - fw) // 2
-            canvas[y0:y0 + fh, x0:x0 + fw] = cv2.resize(frame, (fw, fh), interpolation=cv2.INTER_AREA)
-            f.write(b"FRAME\n" + cv2.cvtColor(canvas, cv2.COLOR_BGR2YUV_I420).tobytes())
-    return dest
 
 
 def green_pixels(rgb: np.ndarray, tol: int = 45) -> int:
@@ -67,40 +31,17 @@ def green_pixels(rgb: np.ndarray, tol: int = 45) -> int:
     return int((d <= tol).sum())
 
 
-@contextmanager
-def network_namespace(name: str):
-    """A namespace with loopback and a veth pair of its own (10.77.0.1 and .2); always deleted."""
-    steps = [
-        ["ip", "netns", "add", name],
-        ["ip", "-n", name, "link", "set", "lo", "up"],
-        ["ip", "-n", name, "link", "add", "v0", "type", "veth", "peer", "name", "v1"],
-        ["ip", "-n", name, "addr", "add", "10.77.0.1/24", "dev", "v0"],
-        ["ip", "-n", name, "addr", "add", "10.77.0.2/24", "dev", "v1"],
-        ["ip", "-n", name, "link", "set", "v0", "up"],
-        ["ip", "-n", name, "link", "set", "v1", "up"],
-    ]
-    try:
-        for cmd in steps:
-            subprocess.run(cmd, check=True, capture_output=True, timeout=20)
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=20)
-
-
 def test_webcam_streams_processed_frames_and_places_the_face_on_the_map(home, tmp_path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("the webcam test makes a network namespace, which needs root (CI runs as root)")
-    if shutil.which("ip") is None:
-        pytest.skip("the webcam test needs `ip` (Debian's iproute2) to make a network namespace")
+    if why := namespaces_possible():
+        pytest.skip(f"the webcam test needs a network namespace: {why}")
     from facelab import dataset, sample
 
     w = sample.ensure_sample(say=lambda _: None)  # crops, an imported β-VAE, labels, the smile direction
     y4m = write_y4m(shared_file("WolfgangLanger_Pexels.mp4"), tmp_path / "face.y4m")
-    ns = f"fl_cam_{os.getpid()}_{int(time.time()) % 100000}"
     ARTIFACTS.mkdir(exist_ok=True)
-    with network_namespace(ns):
+    with network_namespace("fl_cam") as inside:
         child = subprocess.run(
-            ["ip", "netns", "exec", ns, sys.executable, __file__, str(home), str(y4m), str(ARTIFACTS)],
+            [*inside, sys.executable, __file__, str(home), str(y4m), str(ARTIFACTS)],
             capture_output=True, text=True, timeout=180,
         )
     assert child.returncode == 0, f"the browser script failed:\n{child.stdout[-3000:]}\n{child.stderr[-3000:]}"
@@ -137,30 +78,13 @@ def test_webcam_streams_processed_frames_and_places_the_face_on_the_map(home, tm
     assert len(recorded) >= 5, f"only {len(recorded)} crops came from the recording"
 
 
-def y4m_frames(path: Path, n: int) -> list[np.ndarray]:
-    """The first `n` frames of a .y4m written by `write_y4m`, as BGR."""
-    w, h = SIZE
-    size = w * h * 3 // 2
-    out = []
-    with path.open("rb") as f:
-        f.readline()
-        for _ in range(n):
-            if f.readline() != b"FRAME\n":
-                break
-            yuv = np.frombuffer(f.read(size), np.uint8).reshape(h * 3 // 2, w)
-            out.append(cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR_I420))
-    return out
-
-
 # --- the browser part: runs inside the namespace, in its own process ----------------------
 def drive_browser(url: str, y4m: str, out: Path) -> dict:
     from playwright.sync_api import sync_playwright
 
     seen: dict = {"outside": [], "errors": [], "captions": []}
-    args = [*CHROMIUM_ARGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={y4m}"]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=fake_camera_args(y4m))
         page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
         page.set_default_timeout(30_000)
         page.on("request", lambda r: None if r.url.startswith(LOCAL_PREFIXES) else seen["outside"].append(r.url))
