@@ -126,7 +126,11 @@ def create_run(workspace: Workspace, config: ModelConfig, name: str | None = Non
     config.validate()
     run_id = _new_run_id(config.kind)
     now = now_iso()
-    with workspace.connect(write=True) as c:
+    with workspace.connect(write=True) as c:  # BEGIN IMMEDIATE: two tabs cannot both pass the check
+        twin = _active_twin(c, config)
+        if twin is not None:
+            raise JobError(f"the same run is already {twin['state']}: {twin['name']} ({twin['run_id']}). "
+                           "Change a setting (the seed, say) to train another.")
         c.execute(
             "INSERT INTO runs(id, name, kind, config, created_at, updated_at) VALUES(?, ?, ?, ?, ?, ?)",
             (run_id, (name or "").strip() or default_name(config), config.kind, config.to_json(), now, now),
@@ -134,6 +138,17 @@ def create_run(workspace: Workspace, config: ModelConfig, name: str | None = Non
         c.execute("INSERT INTO jobs(run_id, state, queued_at) VALUES(?, 'queued', ?)", (run_id, now))
     workspace.run_dir(run_id).mkdir(parents=True, exist_ok=True)
     return run_id
+
+
+def _active_twin(c, config: ModelConfig):
+    """A queued or live running run with exactly this config: what a double click or a second
+    tab would otherwise start again (the same settings and seed give the same model)."""
+    rows = c.execute(
+        "SELECT r.id AS run_id, r.name, r.config, j.state, j.pid, j.heartbeat FROM runs r "
+        "JOIN jobs j ON j.run_id = r.id WHERE j.state IN ('queued', 'running')"
+    ).fetchall()
+    wanted = config.to_json()
+    return next((r for r in rows if r["config"] == wanted and not _is_dead(r)), None)
 
 
 def _job_row(c, run_id: str):

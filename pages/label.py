@@ -8,7 +8,7 @@ from facelab import clusters as cl
 from facelab import dataset, jobs, labels, probe
 from facelab.latent import active_latents, load_latents
 from facelab.ui import state
-from facelab.ui.grid import pager
+from facelab.ui.grid import label_box_changes, label_box_key, pager
 
 PER_PAGE = 48
 COLUMNS = 8
@@ -24,8 +24,9 @@ if not faces_info:
 names = labels.label_names(w)
 counts = labels.counts(w)
 left, right = st.columns([3, 2], vertical_alignment="bottom")
-label = left.selectbox("Label to apply", names, key="fl_label_current",
-                       format_func=lambda n: f"{n} ({counts.get(n, 0)})")
+# Options are the bare names: a selectbox's value travels as its option's text, so a count in
+# that text would reset the choice whenever the count changes (in this tab or another one).
+label = left.selectbox("Label to apply", names, key="fl_label_current")
 with right.popover("New label"):
     new = st.text_input("Name", key="fl_label_new", max_chars=labels.MAX_LABEL_LEN)
     if st.button("Add label", key="fl_label_add"):
@@ -84,17 +85,21 @@ else:
     page_ids = ids[start:stop].tolist()
     crops = w.faces()[page_ids]
 
-    def toggle(face_id: int, key: str) -> None:
-        st.session_state["fl_undo"] = labels.set_labels(w, [face_id], label, on=st.session_state[key])
+    give, take = label_box_changes(st.session_state, label, page_ids, tags)
+    for changed, on in ((give, True), (take, False)):
+        record = labels.set_labels(w, changed, label, on=on) if changed else None
+        if record and record.face_ids:  # another tab may have done it already
+            st.session_state["fl_undo"] = record
+    if give or take:
+        tags, counts = labels.labels_of(w), labels.counts(w)
 
-    st.caption(f"Click a box to give or take **{label}**.")
+    st.caption(f"Click a box to give or take **{label}** ({counts.get(label, 0)} frames have it).")
     for row in range(0, len(page_ids), COLUMNS):
         for col, i in zip(st.columns(COLUMNS), range(row, min(len(page_ids), row + COLUMNS))):
             fid = page_ids[i]
-            key = f"fl_lab_{label}_{fid}"
-            st.session_state[key] = label in tags.get(fid, ())  # the database is the truth
+            has = label in tags.get(fid, ())
             col.image(crops[i], caption=f"{t_of[fid]:.2f} s", width="stretch")
-            col.checkbox(label, key=key, on_change=toggle, args=(fid, key))
+            col.checkbox(label, value=has, key=label_box_key(label, fid, has))
 
 undo_record = st.session_state.get("fl_undo")
 if st.button("Undo last action", disabled=not undo_record, key="fl_undo_btn"):

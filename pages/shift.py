@@ -37,8 +37,8 @@ with make_tab:
                "a centre is a place to move toward: a cluster's or a label's mean face.")
     usable = [n for n in labels.label_names(w) if counts.get(n, 0)]
     c1, c2, c3 = st.columns(3)
-    label = c1.selectbox("From label", usable or ["(no labels yet)"], key="fl_dir_label",
-                         format_func=lambda n: f"{n} ({counts.get(n, 0)} frames)" if n in counts else n)
+    label = c1.selectbox("From label", usable or ["(no labels yet)"], key="fl_dir_label",  # bare names:
+                         help=", ".join(f"{n}: {counts[n]} frames" for n in usable) or None)  # see pages/label.py
     method = c2.selectbox("Method", ["logistic", "mean_diff", "svm"], key="fl_dir_method", format_func={
         "logistic": "classifier normal (InterFaceGAN)", "mean_diff": "difference of means",
         "svm": "linear SVM normal"}.get)

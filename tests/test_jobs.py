@@ -7,8 +7,8 @@ import os
 import signal
 import threading
 import time
+from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 
@@ -92,6 +92,18 @@ def test_background_run_is_never_started_twice(home) -> None:
     assert jobs.list_runs(w) == [] and not w.run_dir(run).exists()
 
 
+def test_the_same_run_is_not_created_twice_while_one_is_active(home) -> None:
+    w = make_workspace("twin", IMAGES[:40])
+    tiny = ModelConfig(**{**CONFIG.__dict__, "epochs": 1})
+    first = jobs.create_run(w, tiny, name="first")
+    with pytest.raises(jobs.JobError, match=r"the same run is already queued: first"):
+        jobs.create_run(w, tiny)  # a double click, or a second tab with the same form
+    other = jobs.create_run(w, replace(tiny, seed=1))  # another seed is another run
+    jobs.cancel(w, first)
+    again = jobs.create_run(w, tiny)  # once the first is no longer active, it may be trained again
+    assert {r.run_id for r in jobs.list_runs(w)} == {again, other, first}
+
+
 def test_cancel_checkpoints_and_resume_matches_uninterrupted(home, reference) -> None:
     w = make_workspace("c", IMAGES)
     run = jobs.create_run(w, CONFIG)
@@ -125,9 +137,12 @@ def test_killed_run_is_dead_and_resumes_to_the_same_result(home, reference) -> N
     os.kill(pid, signal.SIGKILL)
     st = wait_for(lambda: (s := jobs.status(w, run)).state == "dead" and s, timeout=10)
     assert "resume" in st.error
+    killed_at = torch.load(w.run_dir(run) / CHECKPOINT_FILE, weights_only=True)["epoch"]
     jobs.resume(w, run)
     st = wait_state(w, run)
     assert st.state == "done", st.error
+    log = (w.run_dir(run) / jobs.LOG_FILE).read_text()
+    assert f"resumed at epoch {killed_at + 1}" in log, log  # from the checkpoint, not from scratch
     assert_same_result(w, run, reference)
 
 
@@ -135,7 +150,7 @@ def test_queue_runs_one_job_at_a_time(home, monkeypatch) -> None:
     monkeypatch.setenv("FACELAB_MAX_JOBS", "1")
     w = make_workspace("q", IMAGES[:40])
     tiny = ModelConfig(**{**CONFIG.__dict__, "epochs": 1})
-    first, second = jobs.create_run(w, tiny), jobs.create_run(w, tiny)
+    first, second = jobs.create_run(w, tiny), jobs.create_run(w, replace(tiny, seed=1))
     jobs.start(w, first)
     jobs.start(w, second)
     states = {jobs.status(w, first).state, jobs.status(w, second).state}

@@ -167,3 +167,18 @@ def test_cli_export_import(home: Path, tmp_path: Path, capsys: pytest.CaptureFix
     assert "line 3: no face with id 500" in capsys.readouterr().err
     assert cli(["labels", "counts", "--workspace", "w2"]) == 0
     assert "smile" in capsys.readouterr().out
+
+
+def test_label_boxes_are_keyed_by_what_they_show_and_read_as_levels() -> None:
+    from facelab.ui.grid import label_box_changes, label_box_key
+
+    tags = {1: {"smile"}, 2: set(), 3: {"sad"}}
+    assert label_box_key("smile", 1, True) != label_box_key("smile", 1, False)
+    session = {
+        label_box_key("smile", 1, True): False,  # unticked by the person
+        label_box_key("smile", 2, False): True,  # ticked
+        label_box_key("smile", 3, False): False,  # as shown
+        label_box_key("smile", 4, True): True,  # a box for a state the database no longer has
+    }
+    assert label_box_changes(session, "smile", [1, 2, 3, 4], tags) == ([2], [1])
+    assert label_box_changes({}, "smile", [1, 2, 3], tags) == ([], [])  # boxes not drawn yet

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -91,10 +92,13 @@ def test_counts_contact_sheet_and_delete(home: Path) -> None:
 
 
 def test_workspace_deleted_from_outside(home: Path) -> None:
-    ws.create("gone")
+    w = ws.create("gone")
     at = AppTest.from_file(str(REPO / "pages" / "dataset.py"), default_timeout=TIMEOUT)
     at.session_state[state.WORKSPACE] = "gone"
-    ws.delete("gone")
+    at.run()  # the page is open on it
+    assert not at.exception and not at.warning
+    shutil.rmtree(w.path)  # e.g. `rm -r` in a terminal
     at.run()
     assert not at.exception
     assert any("no longer exists" in x.value for x in at.warning)
+    assert any("Choose or create a workspace" in x.value for x in at.info)
