@@ -245,7 +245,7 @@ def build(
     """
     settings.check()
     started = time.monotonic()
-    info = probe(video)
+    info = probe(video, name)
     name = name or info.path.name
     _check_crop_size(workspace, settings.size)
 
@@ -286,7 +286,7 @@ def build(
         eta = elapsed / done * (tot - done) if done else None
         progress(BuildProgress(done, tot, state["kept"], elapsed, eta))
 
-    frames = sample_frames(info.path, settings.fps)
+    frames = sample_frames(info.path, settings.fps, name)
     pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="facelab-build") \
         if settings.workers > 1 else None
     pending: deque[Future] = deque()

@@ -52,15 +52,16 @@ def _open(path: Path) -> cv2.VideoCapture:
         logging.setLogLevel(level)
 
 
-def probe(path: str | Path) -> VideoInfo:
-    """What is in `path`, or a `VideoError` saying why it is not a usable video.
+def probe(path: str | Path, name: str | None = None) -> VideoInfo:
+    """What is in `path`, or a `VideoError` saying why it is not a usable video. Messages call
+    the file `name` (default: the path's own), e.g. an upload's name rather than its temp copy's.
 
     Refused: a missing or zero-byte file, a file that is not a video (e.g. text renamed .mp4),
     an image (FFmpeg would open a JPEG as a one-frame video), a file whose first frame cannot
     be decoded (truncated before its first frame).
     """
     path = Path(path)
-    name = path.name
+    name = name or path.name
     if not path.is_file():
         raise VideoError(f"{name} does not exist or is not a file")
     if path.stat().st_size == 0:
@@ -105,14 +106,17 @@ def is_sampled(frame_index: int, step: float) -> bool:
     return frame_index == 0 or math.floor(frame_index / step) != math.floor((frame_index - 1) / step)
 
 
-def sample_frames(path: str | Path, fps: float = 8.0) -> Iterator[tuple[int, float, np.ndarray]]:
+def sample_frames(
+    path: str | Path, fps: float = 8.0, name: str | None = None
+) -> Iterator[tuple[int, float, np.ndarray]]:
     """Yield (frame_index, t_seconds, BGR frame) for frames sampled at about `fps` per second.
+    Errors call the file `name`, as `probe` does.
 
     Raises `VideoError` before the first frame for an unusable file, and after the last one if
     the stream stops well before the frame count its header announces (a truncated file): a
     caller that stages its results, like `facelab.dataset.build`, then keeps nothing of it.
     """
-    info = probe(path)
+    info = probe(path, name)
     step = sample_step(info.fps, fps)
     cap = _open(info.path)
     try:
@@ -130,7 +134,7 @@ def sample_frames(path: str | Path, fps: float = 8.0) -> Iterator[tuple[int, flo
         cap.release()
     if info.frame_count and read < TRUNCATED_BELOW * info.frame_count:
         raise VideoError(
-            f"{info.path.name} is truncated: only {read} of its {info.frame_count} frames could be read"
+            f"{name or info.path.name} is truncated: only {read} of its {info.frame_count} frames could be read"
         )
 
 

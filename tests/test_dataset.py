@@ -237,6 +237,9 @@ def test_bad_videos_are_refused_and_change_nothing(filled, tmp_path):
         with pytest.raises(VideoError, match=expected[name]):
             build(filled, path)
         assert snapshot(filled) == before, name
+        # An upload is built from a temp copy: messages name the upload, not the copy.
+        with pytest.raises(VideoError, match=rf"^holiday\.mp4 .*{expected[name]}"):
+            build(filled, path, name="holiday.mp4")
 
 
 def test_cancelled_build_keeps_nothing(filled):

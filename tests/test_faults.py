@@ -178,7 +178,9 @@ def broken_files(folder: Path, n: int) -> list[Path]:
     files = []
     for i in range(n):
         path = folder / f"broken-{i:02d}.mp4"
-        if i % 2 == 0:
+        if i == 3:
+            path.write_bytes(b"")  # zero bytes
+        elif i % 2 == 0:
             path.write_bytes(rng.integers(0, 256, 200_000 + 10_000 * i, dtype=np.uint8).tobytes())
         else:
             path.write_text("this is a text file, not a video\n" * (i + 1))
@@ -208,7 +210,7 @@ def test_twenty_broken_uploads_change_nothing(page, home: Path, tmp_path: Path) 
             button.click()
             error = main.locator("[data-testid='stAlert']").filter(has_text=path.name)
             error.wait_for(timeout=60_000)
-            assert re.search(r"not a readable video", error.inner_text()), error.inner_text()
+            assert re.search(r"not a readable video|is empty \(0 bytes\)", error.inner_text()), error.inner_text()
             assert main.locator("[data-testid='stException']").count() == 0
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=5) as r:
                 assert r.read() == b"ok"
@@ -265,7 +267,7 @@ def test_two_tabs_label_and_train_at_once(browser, home: Path) -> None:
                 wait_for_app(tab)
                 # The other tab's ticks change the counts; the label chosen here must stay chosen.
                 chosen = tab.locator(".st-key-fl_label_current input").input_value()
-                assert chosen == label, f"a tab's label went from {label} to {chosen}"
+                assert chosen.split(" (")[0] == label, f"a tab's label went from {label} to {chosen}"
             wait_until(lambda: set(free) <= set(labels.faces_with(w, label)), 30,
                        f"labels were lost: {free} ticked, {labels.faces_with(w, label).tolist()} stored")
             for tab in tabs:  # each tab shows every tick after a rerun, its own and the other's

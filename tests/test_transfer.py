@@ -64,3 +64,29 @@ def test_image_size_must_match_the_workspace(home: Path, tmp_path: Path) -> None
     w.set_meta("crop_size", 64)
     with pytest.raises(transfer.TransferError, match="32 px"):
         transfer.import_run(w, tmp_path / "src", "x")
+
+
+def test_train_elsewhere_and_bring_the_run_back_with_the_cli(tmp_path: Path, monkeypatch, capsys) -> None:
+    """README's GPU recipe: export the workspace, import it on the other machine, train there,
+    export the run, import it back here."""
+    from facelab.cli import main as cli
+    from test_train import blob_images, make_workspace
+
+    here, there = tmp_path / "here", tmp_path / "there"
+    monkeypatch.setenv("FACELAB_HOME", str(here))
+    w = make_workspace("me", blob_images(40, seed=1))
+    zip_path = tmp_path / "me.zip"
+    assert cli(["export", "-w", "me", "--out", str(zip_path)]) == 0
+    assert cli(["--home", str(there), "import", str(zip_path)]) == 0
+    assert cli(["--home", str(there), "train", "-w", "me", "--kind", "vae", "--latent", "4", "--epochs", "1",
+                "--batch", "16"]) == 0
+    (run_id,) = [r.run_id for r in jobs.list_runs(ws.open_workspace("me", there))]
+    run_dir = tmp_path / "run"
+    assert cli(["--home", str(there), "run-export", "-w", "me", run_id, "--out", str(run_dir)]) == 0
+    assert cli(["run-export", "-w", "me", run_id, "--out", str(run_dir)]) == 2  # not here, and out is taken
+    assert cli(["run-import", "-w", "me", str(run_dir)]) == 0
+    s = jobs.status(w, run_id)
+    assert s.state == "done" and s.metrics["val_psnr"] > 0
+    assert len(jobs.epoch_metrics(w, run_id)) == 1
+    assert cli(["run-import", "-w", "me", str(run_dir)]) == 2  # twice: refused, with a reason
+    assert "already has a run" in capsys.readouterr().err

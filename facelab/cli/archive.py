@@ -1,4 +1,5 @@
-"""`facelab export` and `facelab import`: a whole workspace as one verified zip."""
+"""`facelab export` and `facelab import`: a whole workspace as one verified zip; `facelab
+run-export` and `run-import`: one trained run as a folder, e.g. back from a GPU machine."""
 
 from __future__ import annotations
 
@@ -22,6 +23,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("zip", help="the archive")
     p.add_argument("--name", help="name of the new workspace (default: the name stored in the archive)")
     p.set_defaults(func=_import)
+
+    p = sub.add_parser("run-export", help="write one finished run (config, weights, metrics) to a folder")
+    p.add_argument("--workspace", "-w", required=True, help="workspace name, or path to its folder")
+    p.add_argument("run", help="run id (see `facelab runs`)")
+    p.add_argument("--out", "-o", help="folder to write (default: ./<run id>)")
+    p.set_defaults(func=_run_export)
+
+    p = sub.add_parser("run-import", help="add a run folder made by `facelab run-export` (verified first)")
+    p.add_argument("--workspace", "-w", required=True, help="workspace name, or path to its folder")
+    p.add_argument("folder", help="the exported run folder")
+    p.add_argument("--as", dest="run_id", help="run id to give it here (default: its own)")
+    p.set_defaults(func=_run_import)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -52,4 +65,32 @@ def _import(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from None
     s = w.summary()
     print(f"imported {w.name} ({s['faces']} crops, {s['labelled']} labelled, {s['runs']} runs) into {w.path}")
+    return 0
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from facelab.transfer import TransferError, export_run
+
+    w = resolve_workspace(args.workspace, args.home)
+    out = Path(args.out or args.run).expanduser()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise CliError(f"{out} exists and is not empty: choose another --out")
+    try:
+        export_run(w, args.run, out)
+    except TransferError as e:
+        raise CliError(str(e)) from None
+    print(f"exported run {args.run} of {w.name} to {out}/")
+    return 0
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from facelab.transfer import TransferError, import_run
+
+    w = resolve_workspace(args.workspace, args.home)
+    try:
+        run_id = import_run(w, Path(args.folder).expanduser(), args.run_id)
+    except TransferError as e:
+        raise CliError(str(e)) from None
+    print(f"imported run {run_id} into {w.name}; encode it with `facelab encode -w {w.name} {run_id}` "
+          "or open the Explore page")
     return 0

@@ -45,7 +45,7 @@ def build_from_upload(w: Workspace, upload, settings: dataset.BuildSettings) -> 
     bar.empty()
     cancel.empty()
     if isinstance(report, VideoError):
-        st.error(f"**{upload.name}**: {report}")
+        st.error(str(report))  # it names the upload
     elif isinstance(report, OSError):
         st.error(f"Could not save the crops ({report.strerror or report}). Nothing was changed.")
     elif report.kept == 0:
