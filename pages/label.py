@@ -90,6 +90,8 @@ else:
         record = labels.set_labels(w, changed, label, on=on) if changed else None
         if record and record.face_ids:  # another tab may have done it already
             st.session_state["fl_undo"] = record
+        for fid in changed:  # the clicked box's state is spent: it must not be read again later
+            st.session_state.pop(label_box_key(label, fid, not on), None)
     if give or take:
         tags, counts = labels.labels_of(w), labels.counts(w)
 

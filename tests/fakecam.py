@@ -76,6 +76,10 @@ def network_namespace(prefix: str) -> Iterator[list[str]]:
     name = f"{prefix}_{os.getpid()}_{int(time.time()) % 100000}"
     steps = [
         ["ip", "netns", "add", name],
+        # No IPv6: its link-local addresses appear a moment after the links come up, and
+        # Chromium, seeing the network change, aborts the page's loads (ERR_NETWORK_CHANGED).
+        ["ip", "netns", "exec", name, "sh", "-c", "for c in all default; do f=/proc/sys/net/ipv6/conf/$c/"
+         "disable_ipv6; if [ -w $f ]; then echo 1 > $f; fi; done"],
         ["ip", "-n", name, "link", "set", "lo", "up"],
         ["ip", "-n", name, "link", "add", "v0", "type", "veth", "peer", "name", "v1"],
         ["ip", "-n", name, "addr", "add", "10.77.0.1/24", "dev", "v0"],

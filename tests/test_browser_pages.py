@@ -13,7 +13,7 @@ SHOTS = REPO / "docs" / "screenshots"
 PAGES = {  # url path → what shows the page is really there (text, or a CSS selector)
     "dataset": "text=Contact sheet",
     "train": "text=All runs",
-    "explore": ".st-key-fl_map_box g.mark-symbol path",
+    "explore": ".st-key-fl_map_box g.mark-symbol.role-mark path",
     "label": "text=Label counts",
     "shift": "text=shifted",
     "webcam": "iframe[title*='streamlit_webrtc']",
@@ -29,5 +29,8 @@ def test_every_page_renders_on_the_sample(page, home, app_url) -> None:
         page.locator(marker).first.wait_for(timeout=60_000)
         wait_for_app(page, 90_000)
         assert page.locator("[data-testid='stException']").count() == 0, f"{path} shows an error"
+        page.wait_for_function(  # every image on screen has arrived
+            "() => [...document.querySelectorAll('[data-testid=stMain] img')]"
+            ".every(i => i.complete && i.naturalWidth > 0)", timeout=30_000)
         page.wait_for_timeout(500)  # let charts finish drawing
         page.screenshot(path=str(SHOTS / f"{path}.png"))

@@ -148,3 +148,44 @@ def main(home: str, y4m: str, out: str) -> None:
 
 if __name__ == "__main__":
     main(*sys.argv[1:4])
+
+
+def test_snapshot_fallback_without_webrtc(home, tmp_path) -> None:
+    """No WebRTC (so no namespace): the snapshot camera takes a still of the fake camera and the
+    page shows it boxed, through the model, with a predicted expression."""
+    from playwright.sync_api import sync_playwright
+
+    from facelab import sample
+
+    sample.ensure_sample(say=lambda _: None)
+    y4m = write_y4m(shared_file("WolfgangLanger_Pexels.mp4"), tmp_path / "face.y4m", frames=30)
+    outside: list[str] = []
+    with streamlit_server(home) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=fake_camera_args(y4m))
+        page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+        page.on("request", lambda r: None if r.url.startswith(LOCAL_PREFIXES) else outside.append(r.url))
+        try:
+            page.goto(f"{url}/webcam")
+            wait_for_app(page, 90_000)
+            page.get_by_text("No live video? Take a snapshot instead").click()
+            page.get_by_text("Open the snapshot camera").click()
+            take = page.get_by_role("button", name=re.compile("Take photo", re.I))
+            take.wait_for(timeout=30_000)
+            page.wait_for_function(
+                "() => [...document.querySelectorAll('[data-testid=stCameraInput] video')]"
+                ".some(v => v.videoWidth > 0 && v.currentTime > 0.2)", timeout=30_000)
+            take.click()
+            result = page.locator("[data-testid='stImage']").filter(has_text="Predicted expression:")
+            result.wait_for(timeout=60_000)
+            caption = result.inner_text().strip()
+            assert page.locator("[data-testid='stException']").count() == 0
+            src = result.locator("img").get_attribute("src")  # the processed still, as the server sent it
+            body = page.request.get(src if src.startswith("http") else url + src).body()
+            (ARTIFACTS / "webcam-snapshot.img").write_bytes(body)
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "webcam-snapshot-page.png"), full_page=True)
+            browser.close()
+    assert not outside, f"the page sent requests off this machine: {outside[:5]}"
+    assert re.fullmatch(r"Predicted expression: \S.*", caption), caption
+    still = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+    assert green_pixels(cv2.cvtColor(still, cv2.COLOR_BGR2RGB)) > 30, "no face box on the snapshot"
