@@ -31,6 +31,19 @@ def fake_camera_args(y4m: Path | str) -> list[str]:
             f"--use-file-for-fake-video-capture={y4m}"]
 
 
+def start_camera(page):
+    """Press the Webcam page's START and wait for processed frames to play; (webrtc frame, video)."""
+    webrtc = page.frame_locator("iframe[title*='streamlit_webrtc']")
+    webrtc.get_by_role("button", name="START").click(timeout=60_000)
+    video = webrtc.locator("video").first
+    video.wait_for(timeout=30_000)
+    video.evaluate("v => new Promise((ok, bad) => { const t0 = Date.now(); (function poll() {"
+                   " if (v.videoWidth > 0 && v.currentTime > 0.5) ok();"
+                   " else if (Date.now() - t0 > 45000) bad(new Error('no processed frame'));"
+                   " else setTimeout(poll, 100); })(); })")
+    return webrtc, video
+
+
 def namespaces_possible() -> str | None:
     """None when this machine can make a network namespace, else why not."""
     if os.geteuid() != 0:

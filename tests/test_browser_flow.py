@@ -24,7 +24,7 @@ import pytest
 
 from conftest import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LOCAL_PREFIXES, click_point, map_points,
                       move_slider_until_face_changes, shared_file, streamlit_server, wait_for_app)
-from fakecam import fake_camera_args, namespaces_possible, network_namespace, write_y4m
+from fakecam import fake_camera_args, namespaces_possible, network_namespace, start_camera, write_y4m
 from facelab import archive, labels
 from facelab import workspace as ws
 
@@ -199,14 +199,7 @@ def flow(page, url: str, home: Path, shot: Shots, webcam: bool) -> None:
     # 8. Webcam: the fake camera streams through the model, the face gets a place on the map.
     if webcam:
         go(page, "Webcam")
-        webrtc = page.frame_locator("iframe[title*='streamlit_webrtc']")
-        webrtc.get_by_role("button", name="START").click(timeout=60_000)
-        video = webrtc.locator("video").first
-        video.wait_for(timeout=30_000)
-        video.evaluate("v => new Promise((ok, bad) => { const t0 = Date.now(); (function poll() {"
-                       " if (v.videoWidth > 0 && v.currentTime > 0.5) ok();"
-                       " else if (Date.now() - t0 > 45000) bad(new Error('no processed frame'));"
-                       " else setTimeout(poll, 100); })(); })")
+        webrtc, _ = start_camera(page)
         page.get_by_text("Predicted expression:").wait_for(timeout=30_000)
         shot("webcam")
         webrtc.get_by_role("button", name="STOP").click()

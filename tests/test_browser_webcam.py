@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 from conftest import ARTIFACTS, CHROMIUM, LOCAL_PREFIXES, shared_file, streamlit_server, wait_for_app
-from fakecam import fake_camera_args, namespaces_possible, network_namespace, write_y4m, y4m_frames
+from fakecam import (fake_camera_args, namespaces_possible, network_namespace, start_camera, write_y4m,
+                     y4m_frames)
 
 pytestmark = pytest.mark.browser
 GREEN_RGB = (80, 220, 80)  # facelab.live.BOX_COLOUR (BGR (80, 220, 80)) as RGB
@@ -91,14 +92,7 @@ def drive_browser(url: str, y4m: str, out: Path) -> dict:
         try:
             page.goto(f"{url}/webcam")
             wait_for_app(page, 90_000)
-            webrtc = page.frame_locator("iframe[title*='streamlit_webrtc']")
-            webrtc.get_by_role("button", name="START").click(timeout=60_000)
-            video = webrtc.locator("video").first
-            video.wait_for(timeout=30_000)
-            video.evaluate("v => new Promise((ok, bad) => { const t0 = Date.now(); (function poll() {"
-                           " if (v.videoWidth > 0 && v.currentTime > 0.5) ok();"
-                           " else if (Date.now() - t0 > 45000) bad(new Error('no processed frame'));"
-                           " else setTimeout(poll, 100); })(); })")
+            webrtc, video = start_camera(page)
             seen["video_width"], seen["video_height"] = video.evaluate("v => [v.videoWidth, v.videoHeight]")
             seen["times"] = []
             for _ in range(3):
