@@ -105,13 +105,19 @@ def app_url(home: Path) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def browser():
+def pw():
+    """The one Playwright of the test process (a second one cannot start beside it)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+        yield p
+
+
+@pytest.fixture(scope="session")
+def browser(pw):
+    b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    yield b
+    b.close()
 
 
 @pytest.fixture

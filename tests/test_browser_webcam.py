@@ -144,18 +144,16 @@ if __name__ == "__main__":
     main(*sys.argv[1:4])
 
 
-def test_snapshot_fallback_without_webrtc(home, tmp_path) -> None:
+def test_snapshot_fallback_without_webrtc(pw, home, tmp_path) -> None:
     """No WebRTC (so no namespace): the snapshot camera takes a still of the fake camera and the
     page shows it boxed, through the model, with a predicted expression."""
-    from playwright.sync_api import sync_playwright
-
     from facelab import sample
 
     sample.ensure_sample(say=lambda _: None)
     y4m = write_y4m(shared_file("WolfgangLanger_Pexels.mp4"), tmp_path / "face.y4m", frames=30)
     outside: list[str] = []
-    with streamlit_server(home) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=fake_camera_args(y4m))
+    with streamlit_server(home) as url:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=fake_camera_args(y4m))
         page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
         page.on("request", lambda r: None if r.url.startswith(LOCAL_PREFIXES) else outside.append(r.url))
         try:
