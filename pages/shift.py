@@ -112,8 +112,9 @@ with shift_tab:
 
     moves = {n: d for n, d in stored.items() if d.kind != "centre"}
     centres = {n: d for n, d in stored.items() if d.kind == "centre"}
+    hint = st.empty()  # drawn on every run: see state.show_flash (the fragment below keeps its place)
     if not stored:
-        st.info("No direction yet: make one in the **Make a direction** tab.")
+        hint.info("No direction yet: make one in the **Make a direction** tab.")
 
     @st.fragment
     def shifter() -> None:

@@ -175,7 +175,9 @@ def move_slider_until_face_changes(page, slider_text: str, steps: int = 15) -> N
     import time
 
     shifted = page.locator("[data-testid='stImage']").filter(has_text="shifted").locator("img")
-    shifted.wait_for(timeout=60_000)
+    page.wait_for_function(  # one shifted face once the page has settled (two mid-rerun is normal)
+        "() => [...document.querySelectorAll('[data-testid=stImage]')]"
+        ".filter(e => e.innerText.includes('shifted')).length === 1", timeout=60_000)
     before = shifted.get_attribute("src")
     page.locator("[data-testid='stSlider']").filter(has_text=slider_text).get_by_role("slider").focus()
     for _ in range(steps):
