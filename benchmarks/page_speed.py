@@ -33,26 +33,13 @@ def timed_load(page, url: str, selector: str) -> float:
 
 def large_explore(n: int, repeats: int) -> dict:
     """Explore timings on a workspace of n crops, in its own home and server."""
-    import os
-
     from playwright.sync_api import sync_playwright
 
-    from explore_speed import real_crops
+    from explore_speed import fake_workspace, real_crops
     from facelab import latent, transfer
-    from facelab import workspace as ws
-    from facelab.db import now_iso
     from facelab.sample import MODEL_DIR, RUN_ID
-    from facelab.storage import save_npy_atomic
 
-    home = Path(tempfile.mkdtemp(prefix="facelab-bench-large-"))
-    os.environ["FACELAB_HOME"] = str(home)
-    w = ws.create("large")
-    save_npy_atomic(w.faces_path, real_crops(n))
-    with w.connect(write=True) as c:
-        src = c.execute("INSERT INTO sources(name, settings, counts, created_at) VALUES('bench', '{}', '{}', ?)",
-                        (now_iso(),)).lastrowid
-        c.executemany("INSERT INTO faces(id, source_id, frame_index, t_seconds, x, y, w, h) "
-                      "VALUES(?, ?, ?, ?, 0, 0, 64, 64)", [(i, src, i, i / 8.0) for i in range(n)])
+    w, home = fake_workspace(real_crops(n))  # its random-weight model stays unregistered
     transfer.import_run(w, MODEL_DIR, RUN_ID)
     latent.encode_run(w, RUN_ID)
     # Vega draws a map this large on a canvas, so "drawn" is the canvas (or SVG points) showing.

@@ -6,13 +6,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from facelab.cli import CliError
-from facelab.cli import resolve_workspace
+from facelab.cli import CliError, add_workspace_arg, resolve_workspace
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a workspace (crops, labels, trained runs) to one .zip")
-    p.add_argument("--workspace", "-w", required=True, help="workspace name, or path to its folder")
+    add_workspace_arg(p)
     p.add_argument("--out", "-o", help="zip file to write (default: ./<workspace>.zip)")
     p.add_argument("--checkpoints", action="store_true",
                    help="also pack each run's checkpoint.pt (large; only needed to resume training)")
@@ -25,13 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_import)
 
     p = sub.add_parser("run-export", help="write one finished run (config, weights, metrics) to a folder")
-    p.add_argument("--workspace", "-w", required=True, help="workspace name, or path to its folder")
+    add_workspace_arg(p)
     p.add_argument("run", help="run id (see `facelab runs`)")
     p.add_argument("--out", "-o", help="folder to write (default: ./<run id>)")
     p.set_defaults(func=_run_export)
 
     p = sub.add_parser("run-import", help="add a run folder made by `facelab run-export` (verified first)")
-    p.add_argument("--workspace", "-w", required=True, help="workspace name, or path to its folder")
+    add_workspace_arg(p)
     p.add_argument("folder", help="the exported run folder")
     p.add_argument("--as", dest="run_id", help="run id to give it here (default: its own)")
     p.set_defaults(func=_run_import)
