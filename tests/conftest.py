@@ -155,6 +155,15 @@ def wait_for_app(page, timeout_ms: int = 30_000) -> None:
     )
 
 
+def choose(page, label: str, option: str) -> None:
+    """Pick a selectbox option as a person does: open it, type the option, Enter."""
+    page.get_by_label(label).click()
+    page.keyboard.type(option, delay=30)
+    page.wait_for_timeout(300)
+    page.keyboard.press("Enter")
+    wait_for_app(page)
+
+
 def map_points(page, box: str):
     """The latent-map chart inside the container keyed `box`, and its drawn points."""
     chart = page.locator(f".st-key-{box} [data-testid='stVegaLiteChart']")

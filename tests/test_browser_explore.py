@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import move_slider_until_face_changes, click_point, map_points, wait_for_app
+from conftest import choose, click_point, map_points, move_slider_until_face_changes, wait_for_app
 from facelab import labels, sample
 
 pytestmark = pytest.mark.browser
@@ -46,10 +46,7 @@ def test_map_hover_click_box_select_and_label(page, sample_app) -> None:
     n = int(heading.inner_text().split()[0])
     assert n > 0
 
-    page.get_by_label("Label them as").click()
-    page.keyboard.type("surprise", delay=30)
-    page.wait_for_timeout(300)
-    page.keyboard.press("Enter")
+    choose(page, "Label them as", "surprise")
     page.get_by_role("button", name=f"Label {n} frames").wait_for()
     page.get_by_role("button", name=f"Label {n} frames").click()
     page.get_by_text(f"Labelled {n} frames as surprise.").wait_for(timeout=30_000)

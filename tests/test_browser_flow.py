@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LOCAL_PREFIXES, click_point, map_points,
+from conftest import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LOCAL_PREFIXES, choose, click_point, map_points,
                       move_slider_until_face_changes, shared_file, streamlit_server, wait_for_app)
 from fakecam import fake_camera_args, namespaces_possible, network_namespace, start_camera, write_y4m
 from facelab import archive, labels
@@ -65,15 +65,6 @@ def go(page, name: str) -> None:
     page.locator("[data-testid='stSidebarNav']").get_by_role("link", name=name).click()
     page.get_by_role("heading", name=name, exact=True).wait_for(timeout=60_000)
     wait_for_app(page, 90_000)
-
-
-def choose(page, label: str, option: str) -> None:
-    """Pick a selectbox option by typing it, as the existing browser tests do."""
-    page.get_by_label(label).click()
-    page.keyboard.type(option, delay=30)
-    page.wait_for_timeout(300)
-    page.keyboard.press("Enter")
-    wait_for_app(page)
 
 
 def farthest_from(points, i: int) -> int:

@@ -19,7 +19,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO, streamlit_server, wait_for_app
+from conftest import REPO, choose, streamlit_server, wait_for_app
 from facelab import jobs, labels, train
 from facelab import workspace as ws
 from facelab.models import ModelConfig
@@ -237,10 +237,7 @@ def open_label_page(tab, url: str, label: str) -> None:
     tab.goto(f"{url}/label")
     tab.get_by_text("Label counts").wait_for(timeout=60_000)  # drawn below the grid
     wait_for_app(tab, 60_000)
-    tab.get_by_label("Label to apply").click()
-    tab.keyboard.type(label, delay=30)
-    tab.wait_for_timeout(300)
-    tab.keyboard.press("Enter")
+    choose(tab, "Label to apply", label)
     tab.locator(f"[class*='st-key-fl_lab_{label}_']").first.wait_for(timeout=30_000)
     wait_for_app(tab)
 
