@@ -89,6 +89,10 @@ def drive_browser(url: str, y4m: str, out: Path) -> dict:
         page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
         page.set_default_timeout(30_000)
         page.on("request", lambda r: None if r.url.startswith(LOCAL_PREFIXES) else seen["outside"].append(r.url))
+        # On a failure the traceback alone does not say why the page went blank: keep the browser's side.
+        page.on("console", lambda m: print(f"console {m.type}: {m.text[:300]}", file=sys.stderr)
+                if m.type == "error" else None)
+        page.on("crash", lambda _: print("the page crashed", file=sys.stderr))
         try:
             page.goto(f"{url}/webcam")
             wait_for_app(page, 90_000)
