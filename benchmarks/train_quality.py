@@ -1,19 +1,31 @@
-"""Model quality: a β-VAE (β=1, 32 latents) against PCA with 32 components, same split.
+"""Model quality on real clips: candidate recipes against the mean crop and PCA-32, per clip.
 
-    .venv/bin/python benchmarks/train_quality.py [--epochs 60] [--out bench-out/quality]
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/train_quality.py \
+        [--clips pexels8,lp_d11] [--candidates default,paper] [--steps 800] [--out bench-out/quality]
 
-Every frame of the Pexels clip (24 fps) → 64×64 face crops; held-out = every fifth 2-second
-block (time blocks, as the dataset builder does, so neighbouring near-identical frames do not
-leak between train and val). Prints held-out PSNR/SSIM and active units for both, and writes
-PNGs: reconstructions (originals above), the three-point triangle, and traversals.
+Each clip is built into a workspace of its own (under --home, kept between runs) with the real
+builder, `facelab.dataset.build`, and its split; each candidate trains through the real code path
+(`jobs.create_run` + `train.train_run`). Per clip it prints the mean-crop and PCA-32 held-out PSNR
+and, per candidate, held-out PSNR, SSIM, active units, wall seconds and CPU milliseconds per step
+(CPU time, so that candidates compare fairly on a machine shared with other work); it writes a
+PNG of held-out reconstructions per candidate (originals on the odd rows). On the Pexels clips it
+also checks that the expression survives reconstruction: a HOG + logistic-regression judge trained
+on the labelled original crops (models/sample/labels.json) labels each reconstruction; printed is
+the share that gets the original's label, on held-out and on all labelled frames.
+
+Clips (../shared/data, or FACELAB_SHARED_DATA): the Pexels clip at 8 fps, at 24 fps and its first
+8 seconds (24 fps), and the five liveportrait_*.mp4 at their own frame rate.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,67 +33,167 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+DATA = Path(os.environ.get("FACELAB_SHARED_DATA", REPO.parent / "shared" / "data"))
+PEXELS = "WolfgangLanger_Pexels.mp4"
+CLIPS = {  # name: (file, fps (None = the video's own), seconds (None = all))
+    "pexels8": (PEXELS, 8.0, None),
+    "pexels24": (PEXELS, 24.0, None),
+    "pexels24_8s": (PEXELS, 24.0, 8.0),
+    **{f"lp_{k}": (f"liveportrait_{k}.mp4", None, None) for k in ("d0", "d11", "d12", "d13", "d20")},
+}
+CANDIDATES = {  # name: ModelConfig changes from the defaults
+    "default": {},
+    "paper": {"arch": "paper", "recon": "bce", "lr_schedule": "constant", "lr_warmup_steps": 0},
+    "paper_mse": {"arch": "paper", "recon": "mse"},
+    "pcares_bce": {"recon": "bce"},
+    "pcares_const": {"lr_schedule": "constant", "lr_warmup_steps": 0},
+    "pcares_kl": {"kl_warmup_steps": 1000},
+    "pcares_clip": {"grad_clip": 100.0},
+    "pcares_b4": {"beta": 4.0},
+}
 
-from train_speed import pexels_crops  # noqa: E402
 
-from facelab import evaluate  # noqa: E402
-from facelab.models import ModelConfig, PCABaseline, TorchCodec  # noqa: E402
-from facelab.train import Trainer, pca_metrics  # noqa: E402
+def trim(video: Path, seconds: float, out: Path) -> Path:
+    """The first `seconds` of `video`, re-encoded (mp4v) to `out`."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    for _ in range(int(round(fps * seconds))):
+        ok, frame = cap.read()
+        if not ok:
+            break
+        writer.write(frame)
+    writer.release()
+    cap.release()
+    return out
+
+
+def clip_workspace(name: str, home: Path):
+    """The clip's workspace, built once with the real builder (reused when it exists)."""
+    from facelab import workspace as ws
+    from facelab.dataset import BuildSettings, build
+    from facelab.video import probe
+
+    try:
+        return ws.open_workspace(name, home)
+    except ws.WorkspaceError:
+        pass
+    file, fps, seconds = CLIPS[name]
+    video = DATA / file
+    if seconds is not None:
+        video = trim(video, seconds, Path(tempfile.mkdtemp()) / f"{name}.mp4")
+    fps = fps or probe(video).fps
+    w = ws.create(name, home)
+    report = build(w, video, BuildSettings(fps=fps), name=file)
+    print(f"built {name}: {report.kept} crops", flush=True)
+    return w
+
+
+def times_of(w, ids: np.ndarray) -> np.ndarray:
+    with w.connect() as c:
+        t = dict(c.execute("SELECT id, t_seconds FROM faces").fetchall())
+    return np.array([t[int(i)] for i in ids])
+
+
+def labels_at(times: np.ndarray) -> np.ndarray:
+    spans = json.loads((REPO / "models" / "sample" / "labels.json").read_text())["spans"]
+    out = np.array([""] * len(times), dtype=object)
+    for s in spans:
+        out[(times >= s["from"]) & (times <= s["to"])] = s["label"]
+    return out
+
+
+def hog(images: np.ndarray) -> np.ndarray:
+    import cv2
+
+    d = cv2.HOGDescriptor((64, 64), (16, 16), (8, 8), (8, 8), 9)
+    return np.stack([d.compute(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)).ravel() for im in images])
+
+
+def expression_check(codec, w, split, train_x, val_x) -> str:
+    """Share of labelled frames whose reconstruction the judge labels as the original."""
+    from sklearn.linear_model import LogisticRegression
+
+    from facelab.models import resize_images
+
+    tr_lab, va_lab = labels_at(times_of(w, split.train_ids)), labels_at(times_of(w, split.val_ids))
+    x_all = np.concatenate([train_x, val_x])
+    lab_all = np.concatenate([tr_lab, va_lab])
+    keep = lab_all != ""
+    if len(set(lab_all[keep])) < 2:
+        return "expression check: fewer than 2 labels in this clip"
+    judge = LogisticRegression(max_iter=2000, C=1.0).fit(hog(resize_images(x_all[keep], 64)),
+                                                         lab_all[keep])
+    parts = []
+    for what, x, lab in (("held-out", val_x, va_lab), ("all labelled", x_all, lab_all)):
+        m = lab != ""
+        if not m.any():
+            parts.append(f"{what}: no labelled frames")
+            continue
+        orig = judge.predict(hog(resize_images(x[m], 64)))
+        rec = judge.predict(hog(resize_images(codec.decode(codec.encode(x[m])[0]), 64)))
+        counts = {k: int((lab[m] == k).sum()) for k in sorted(set(lab[m]))}
+        parts.append(f"{what} {m.sum()} {counts}: same label {np.mean(orig == rec) * 100:.1f} %"
+                     f" (judge right on originals {np.mean(orig == lab[m]) * 100:.0f} %,"
+                     f" on reconstructions {np.mean(rec == lab[m]) * 100:.0f} %)")
+    return "expression check: " + "; ".join(parts)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=60)
-    ap.add_argument("--latent", type=int, default=32)
-    ap.add_argument("--beta", type=float, default=1.0)
-    ap.add_argument("--lr", type=float, default=1e-3, help="(1e-4, the default, needs ~10× the epochs)")
+    ap.add_argument("--clips", default=",".join(CLIPS))
+    ap.add_argument("--candidates", default="default,paper")
+    ap.add_argument("--steps", type=int, help="steps per run (default: ModelConfig's)")
+    ap.add_argument("--home", default=str(Path(tempfile.gettempdir()) / "facelab-bench-quality"))
     ap.add_argument("--out", default=str(REPO / "bench-out" / "quality"))
     args = ap.parse_args()
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
-    out = Path(args.out)
+    torch.set_num_threads(2)
+    os.environ.setdefault("FACELAB_THREADS", "2")
 
-    images, times = pexels_crops(64, every=1)
-    val = (times // 2.0).astype(int) % 5 == 4
-    train_x, val_x = images[~val], images[val]
-    print(f"crops: {len(images)} (train {len(train_x)}, held-out {len(val_x)} in 2-s blocks)")
+    from facelab import evaluate, jobs, quality
+    from facelab.models import ModelConfig, load_codec
+    from facelab.train import load_images, split_ids, train_run
 
-    config = ModelConfig(kind="vae" if args.beta == 1 else "betavae", beta=args.beta,
-                         latent_dim=args.latent, image_size=64, lr=args.lr, epochs=args.epochs)
-    pca = PCABaseline(ModelConfig(kind="pca", latent_dim=args.latent, image_size=64)).fit(train_x)
-    p = pca_metrics(pca, val_x)
-
-    t = time.perf_counter()
-    trainer = Trainer(config, train_x, val_x)
-    for e in range(args.epochs):
-        row = trainer.run_epoch()
-        if (e + 1) % 10 == 0 or e == 0:
-            print(f"  epoch {e + 1:>3}: loss {row['train_loss']:.1f}  val PSNR {row['val_psnr']:.2f}  "
-                  f"active {row['active_units']}", flush=True)
-    v = trainer.validate()
-    seconds = time.perf_counter() - t
-    vae = TorchCodec(trainer.model, torch.device("cpu"))
-
-    print(f"\n{'model':<28} {'val PSNR dB':>11} {'val SSIM':>9} {'active':>7}")
-    print(f"{'PCA, ' + str(args.latent) + ' components':<28} {p['val_psnr']:>11.2f} {p['val_ssim']:>9.3f} "
-          f"{p['active_units']:>7}")
-    print(f"{config.kind + f' β={config.effective_beta:g}, z={args.latent}':<28} {v['val_psnr']:>11.2f} "
-          f"{v['val_ssim']:>9.3f} {v['active_units']:>7}   ({args.epochs} epochs, {seconds:.0f} s)")
-    print(f"β-VAE − PCA: {v['val_psnr'] - p['val_psnr']:+.2f} dB")
-
-    rng = np.random.default_rng(0)
-    pick = np.sort(rng.choice(len(val_x), 8, replace=False))
-    mu_vae = vae.encode(val_x)[0]
-    mu_pca = pca.encode(val_x)[0]
-    corners = [0, len(val_x) // 2, len(val_x) - 1]  # three real held-out frames
-    for name, codec, mu in (("vae", vae, mu_vae), ("pca", pca, mu_pca)):
-        evaluate.save_png(out / f"{name}_reconstructions.png", evaluate.reconstructions(codec, val_x[pick]), 2)
-        evaluate.save_png(out / f"{name}_triangle_data.png", evaluate.three_point(codec, mu[corners]), 2)
-        evaluate.save_png(out / f"{name}_triangle_prior.png", evaluate.three_point(codec, seed=1), 2)
-        evaluate.save_png(out / f"{name}_samples.png", evaluate.prior_samples(codec, 16), 2)
-    trav, _ = evaluate.traversals(vae, mu_vae[0], v["kl_per_dim"], n_dims=8)
-    evaluate.save_png(out / "vae_traversals.png", trav, 2)
-    print(f"wrote PNGs to {out}")
+    out, home = Path(args.out), Path(args.home)
+    base = ModelConfig()
+    results: dict = {}
+    for clip in args.clips.split(","):
+        w = clip_workspace(clip, home)
+        for old in jobs.list_runs(w):  # the bench's own workspace: runs of an earlier call go
+            jobs.delete_run(w, old.run_id)
+        split = split_ids(w)
+        train_x, val_x = (load_images(w, split.train_ids, base.image_size),
+                          load_images(w, split.val_ids, base.image_size))
+        b = quality.compute_baselines(train_x, val_x)
+        print(f"\n== {clip}: {len(train_x)} train / {len(val_x)} held-out crops; mean crop "
+              f"{b['mean_crop_psnr']:.2f} dB, PCA-32 {b['pca32_psnr']:.2f} dB {split.note}", flush=True)
+        print(f"{'candidate':<14} {'steps':>6} {'PSNR dB':>8} {'vs PCA':>7} {'SSIM':>6} {'active':>7} "
+              f"{'seconds':>8} {'CPU ms/step':>11}", flush=True)
+        rng = np.random.default_rng(0)
+        pick = np.sort(rng.choice(len(val_x), min(8, len(val_x)), replace=False))
+        for cand in args.candidates.split(","):
+            config = replace(base, **CANDIDATES[cand], **({"steps": args.steps} if args.steps else {}))
+            config = replace(config, eval_every=min(config.eval_every, config.steps))
+            run_id = jobs.create_run(w, config, f"{cand} {config.steps}")
+            t0, c0 = time.perf_counter(), time.process_time()
+            s = train_run(w, run_id)
+            secs, cpu = time.perf_counter() - t0, time.process_time() - c0
+            codec = load_codec(w.run_dir(run_id))
+            row = {"psnr": s["val_psnr"], "ssim": s["val_ssim"], "active": s["active_units"],
+                   "seconds": secs, "cpu_seconds": cpu, "steps": config.steps, **b}
+            results.setdefault(clip, {})[cand] = row
+            print(f"{cand:<14} {config.steps:>6} {row['psnr']:>8.2f} {row['psnr'] - b['pca32_psnr']:>+7.2f} "
+                  f"{row['ssim']:>6.3f} {row['active']:>4}/{config.latent_dim:<2} {secs:>8.1f} "
+                  f"{cpu / config.steps * 1000:>11.1f}", flush=True)
+            evaluate.save_png(out / f"{clip}_{cand}.png", evaluate.reconstructions(codec, val_x[pick]), 2)
+            if clip.startswith("pexels") and cand == "default":
+                print("  " + expression_check(codec, w, split, train_x, val_x), flush=True)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    print(f"\nwrote PNGs and results.json to {out}")
 
 
 if __name__ == "__main__":

@@ -47,13 +47,16 @@ import numpy as np
 
 import facelab
 from facelab import db
+from facelab.processes import owned_name
 from facelab.storage import load_npy, write_atomic
 from facelab.workspace import (
     DB_FILE,
     FACES_FILE,
+    IMPORT_PREFIX,
     NAME_RE,
     Workspace,
     WorkspaceError,
+    remove_leftovers,
     validate_name,
     workspaces_root,
 )
@@ -75,9 +78,7 @@ MAX_JSON_BYTES = 16 << 20
 MAX_RATIO = 200
 RATIO_MIN_BYTES = 64 << 20  # smaller members are not worth a ratio check
 DISK_MARGIN_BYTES = 64 << 20
-STALE_IMPORT_S = 24 * 3600  # hidden import folders older than this were left by a crash
 
-IMPORT_PREFIX = ".importing-"
 _PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _RUN_SUFFIXES = (".json", ".npy", ".npz")
@@ -344,7 +345,7 @@ def _read_manifest(z: zipfile.ZipFile, files: dict[str, zipfile.ZipInfo]) -> dic
         raise ArchiveError(f"{MANIFEST_FILE} is implausibly large")
     try:
         m = json.loads(z.read(info))
-    except (ValueError, zipfile.BadZipFile, zlib.error, EOFError) as e:
+    except (ValueError, RecursionError, zipfile.BadZipFile, zlib.error, EOFError) as e:  # too deeply nested: damaged
         raise ArchiveError(f"{MANIFEST_FILE} is damaged ({e})") from None
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise ArchiveError(f"{MANIFEST_FILE} does not describe a facelab workspace")
@@ -453,7 +454,7 @@ def _check_db(path: Path, schema: int, n_faces: int, crop_size: int | None) -> N
             raise ArchiveError(f"{DB_FILE} says the crops are {row[0]} px but {FACES_FILE} holds {crop_size} px")
     except ArchiveError:
         raise
-    except (sqlite3.Error, ValueError) as e:
+    except (sqlite3.Error, ValueError, RecursionError) as e:
         raise ArchiveError(f"{DB_FILE} is damaged or not a facelab database ({e})") from None
     finally:
         conn.close()
@@ -498,7 +499,7 @@ def _check_file(path: Path, name: str) -> None:
             raise ArchiveError(f"{name!r} is implausibly large")
         try:
             json.loads(path.read_bytes())
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:  # nested too deeply for the parser: refused, not a traceback
             raise ArchiveError(f"{name!r} is not valid JSON ({e})") from None
     elif name.endswith(".npz"):
         _check_npz(path, name)
@@ -574,16 +575,6 @@ def _target_name(root: Path, manifest: dict, name: str | None) -> str:
     return chosen
 
 
-def _remove_stale_imports(root: Path) -> None:
-    cutoff = time.time() - STALE_IMPORT_S
-    for p in root.glob(IMPORT_PREFIX + "*"):
-        try:
-            if p.is_dir() and not p.is_symlink() and p.stat().st_mtime < cutoff:
-                shutil.rmtree(p, ignore_errors=True)
-        except OSError:
-            pass
-
-
 def import_workspace(source: Source, name: str | None = None, home: str | Path | None = None) -> Workspace:
     """Verify the archive completely, then add it as a new workspace (its own name, or `name`).
 
@@ -599,11 +590,11 @@ def import_workspace(source: Source, name: str | None = None, home: str | Path |
         new_name = _target_name(root, manifest, name)
         created_root = not root.exists()
         root.mkdir(parents=True, exist_ok=True)
-        _remove_stale_imports(root)
+        remove_leftovers(root)  # what killed imports left (their owner pid is in the name)
         need = sum(i.file_size for i in files.values()) + DISK_MARGIN_BYTES
         if shutil.disk_usage(root).free < need:
             raise ArchiveError(f"not enough free disk space to import {label} ({need >> 20} MiB needed)")
-        tmp = root / f"{IMPORT_PREFIX}{new_name}-{secrets.token_hex(4)}"
+        tmp = root / owned_name(IMPORT_PREFIX, new_name)
         try:
             tmp.mkdir()
             try:

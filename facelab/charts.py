@@ -10,17 +10,26 @@ import pandas as pd
 LOSS_KEYS = {"train_loss": "train", "val_loss": "held-out"}
 
 
+def _x(row: dict) -> int:
+    """Where a metrics row was taken: its training step (runs before step budgets: its epoch)."""
+    return row.get("step", row["epoch"])
+
+
+def _x_title(rows: Sequence[dict]) -> str:
+    return "step" if rows and all("step" in r for r in rows) else "epoch"
+
+
 def loss_curves(epochs: Sequence[dict], run_label: str = "run") -> alt.Chart:
-    """Train and held-out loss per epoch (one line each)."""
+    """Train and held-out loss per evaluation (one line each), against the training step."""
     rows = [
-        {"epoch": e["epoch"], "loss": e[k], "split": name, "run": run_label}
+        {"epoch": _x(e), "loss": e[k], "split": name, "run": run_label}
         for e in epochs for k, name in LOSS_KEYS.items() if e.get(k) is not None
     ]
     return (
         alt.Chart(pd.DataFrame(rows, columns=["epoch", "loss", "split", "run"]))
         .mark_line(point=True)
         .encode(
-            x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)),
+            x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1), title=_x_title(epochs)),
             y=alt.Y("loss:Q", scale=alt.Scale(zero=False), title="loss per image"),
             color=alt.Color("split:N", title=None),
             tooltip=["epoch:Q", "split:N", alt.Tooltip("loss:Q", format=".2f")],
@@ -30,16 +39,17 @@ def loss_curves(epochs: Sequence[dict], run_label: str = "run") -> alt.Chart:
 
 
 def metric_curves(runs: dict[str, Sequence[dict]], key: str, title: str) -> alt.Chart:
-    """One line per run of an epoch metric (e.g. held-out PSNR), to compare runs."""
+    """One line per run of an evaluation metric (e.g. held-out PSNR), to compare runs."""
     rows = [
-        {"epoch": e["epoch"], "value": e[key], "run": run}
+        {"epoch": _x(e), "value": e[key], "run": run}
         for run, epochs in runs.items() for e in epochs if e.get(key) is not None
     ]
     return (
         alt.Chart(pd.DataFrame(rows, columns=["epoch", "value", "run"]))
         .mark_line(point=True)
         .encode(
-            x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)),
+            x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1),
+                    title=_x_title([e for r in runs.values() for e in r])),
             y=alt.Y("value:Q", scale=alt.Scale(zero=False), title=title),
             color=alt.Color("run:N"),
             tooltip=["run:N", "epoch:Q", alt.Tooltip("value:Q", format=".3f")],

@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,7 @@ from facelab.faces import (
     DEFAULT_MARGIN,
     DEFAULT_SHIFT,
     Box,
+    BoxSmoother,
     FaceDetector,
     crop_face,
     crop_sharpness,
@@ -52,6 +54,10 @@ from facelab.workspace import Workspace, WorkspaceError
 CROP_SIZES = (32, 64, 128)
 REASONS = ("no_face", "ambiguous", "blurred", "duplicate")
 PROGRESS_EVERY_S = 0.1  # at most ~10 progress calls a second
+# Sampled frames waiting for detection (chunks queued for the threads, plus the one being
+# gathered): with frames shrunk to `BuildSettings.keep_short_side`, memory stays bounded
+# whatever the video's resolution or the sampling rate.
+FRAMES_IN_FLIGHT = 32
 
 
 class BuildError(WorkspaceError):
@@ -60,6 +66,11 @@ class BuildError(WorkspaceError):
 
 class BuildCancelled(Exception):
     """The build was cancelled by its `cancel` callback; nothing was stored."""
+
+
+class DuplicateVideo(BuildError):
+    """The very same file (same SHA-256) was built into this workspace before; building it
+    again would add every crop a second time. `build(..., again=True)` adds it anyway."""
 
 
 @dataclass
@@ -79,6 +90,7 @@ class BuildSettings:
     min_face: float = 0.2  # smallest face searched, as a share of the frame's short side
     redetect_s: float = 1.0  # a full-frame search at least this often (new or second faces)
     workers: int = 2  # detection threads (0 or 1: all in the calling thread)
+    smooth: int = 3  # face box averaged over this many sampled frames either side (0: off)
 
     def check(self) -> None:
         """Raise `BuildError` for a value that makes no sense, naming it."""
@@ -97,11 +109,19 @@ class BuildSettings:
             problems.append("blur and duplicate thresholds must be >= 0")
         if not (0 < self.min_face < 1) or self.detect_short_side < 48 or self.redetect_s <= 0:
             problems.append("detection settings out of range")
+        if not (0 <= self.smooth <= 10):
+            problems.append(f"smooth must be between 0 and 10 frames, not {self.smooth}")
         if problems:
             raise BuildError("bad build settings: " + "; ".join(problems))
 
     def detector(self) -> FaceDetector:
         return FaceDetector(short_side=self.detect_short_side, min_face=self.min_face)
+
+    def keep_short_side(self) -> int:
+        """Frames are shrunk to this short side as they are decoded: the smallest face searched
+        (`min_face` of it) is then still 2x the crop (a sharp crop), and detection's grey frame
+        (`detect_short_side`) is still a true downscale."""
+        return max(2 * self.detect_short_side, math.ceil(2 * self.size / self.min_face))
 
 
 @dataclass
@@ -128,6 +148,8 @@ class BuildReport:
     duplicate: int
     seconds: float
     name: str = ""
+    notes: list[str] = field(default_factory=list)  # what the user should know about the file
+
 
     def counts(self) -> dict[str, int]:
         """Frames per outcome, for tables and charts: sampled, kept and each skip reason."""
@@ -137,21 +159,37 @@ class BuildReport:
     def message(self) -> str:
         """One line for the user saying what the build did."""
         why = ", ".join(f"{r} {getattr(self, r)}" for r in REASONS if getattr(self, r))
+        notes = "".join(f". {n}" for n in self.notes)
         if self.kept == 0:
             what = "no face found" if self.no_face == self.sampled else "no usable face found"
             return (f"{what} in {self.sampled} sampled frames of {self.name}"
-                    f"{f' ({why})' if why else ''}: nothing was added")
+                    f"{f' ({why})' if why else ''}: nothing was added{notes}")
         return (f"{self.name}: kept {self.kept} of {self.sampled} sampled frames"
-                f"{f' (skipped: {why})' if why else ''} in {self.seconds:.1f} s")
+                f"{f' (skipped: {why})' if why else ''} in {self.seconds:.1f} s{notes}")
 
 
-def split_for(t_seconds: float, block_s: float = 2.0, every: int = 10) -> str:
-    """'val' for every `every`-th block of `block_s` seconds, else 'train'.
+HELD_OUT_SHARE = 0.1  # of each source's time, held out in whole blocks
+HELD_OUT_PERIOD_S = 20.0  # about one held-out block per this many seconds (2-s blocks)
+MIN_HELD_OUT_S = 5.0  # a source shorter than this holds nothing out (see `split_for`)
+
+
+def split_for(t_seconds: float, duration_s: float | None = None) -> str:
+    """'val' for the last `HELD_OUT_SHARE` of every period of the source's time, else 'train'.
 
     Held out by time blocks, not by random frames: neighbouring frames are near copies, so a
-    random split would let validation frames leak into training.
+    random split would let validation frames leak into training. The period is about
+    `HELD_OUT_PERIOD_S`, stretched so a whole number of periods fills the source's
+    `duration_s`: every source of `MIN_HELD_OUT_S` or more (an 8-s clip too) gets ~10 % held
+    out, the last block ending with the clip. A shorter one is all 'train' (one block would
+    be a handful of frames); training then holds out the workspace's last faces by time if
+    no source has a 'val' block. Without a duration, 2-s blocks every 20 s.
     """
-    return "val" if int(t_seconds // block_s) % every == every - 1 else "train"
+    period = HELD_OUT_PERIOD_S
+    if duration_s is not None:
+        if duration_s < MIN_HELD_OUT_S:
+            return "train"
+        period = duration_s / max(1, round(duration_s / HELD_OUT_PERIOD_S))
+    return "val" if t_seconds % period >= (1 - HELD_OUT_SHARE) * period else "train"
 
 
 @dataclass
@@ -164,6 +202,8 @@ class _Frame:
     box: Box | None = None
     crop: np.ndarray | None = None
     sharpness: float = 0.0
+    frame: np.ndarray | None = None  # the BGR frame, until it is cropped (after smoothing)
+    roll: float = 0.0  # eye roll in degrees (settings.align), measured on the detected box
 
 
 def _process_chunk(frames: list[tuple[int, float, np.ndarray]], settings: BuildSettings,
@@ -193,12 +233,18 @@ def _process_chunk(frames: list[tuple[int, float, np.ndarray]], settings: BuildS
                 continue
             box = boxes[0]
             last = box
-        crop = crop_face(frame, box, settings.size, settings.margin, settings.align, settings.shift,
-                         detector=detector)
-        sharp = crop_sharpness(crop)
-        reason = "blurred" if sharp < settings.blur_threshold else None
-        out.append(_Frame(index, t, reason, box, crop, sharp))
+        roll = detector.eye_roll(frame, box) if settings.align else 0.0
+        out.append(_Frame(index, t, None, box, frame=frame, roll=roll))
     return out
+
+
+def _crop(fr: _Frame, box: Box, settings: BuildSettings) -> None:
+    """Cut the crop of a frame at its (smoothed) box, and mark it 'blurred' if it is."""
+    fr.box = box
+    fr.crop = crop_face(fr.frame, box, settings.size, settings.margin, fr.roll, settings.shift)
+    fr.frame = None
+    fr.sharpness = crop_sharpness(fr.crop)
+    fr.reason = "blurred" if fr.sharpness < settings.blur_threshold else None
 
 
 def _chunks(frames: Iterable[tuple[int, float, np.ndarray]], n: int) -> Iterable[list]:
@@ -228,8 +274,12 @@ def build(
     name: str | None = None,
     progress: Callable[[BuildProgress], None] | None = None,
     cancel: Callable[[], bool] | None = None,
+    again: bool = False,
 ) -> BuildReport:
     """Add the faces of `video` to `workspace`; returns what was kept and skipped.
+
+    A file already built into the workspace (same SHA-256) raises `DuplicateVideo`, saying
+    when and under what name, as soon as the file is hashed, unless `again` is True.
 
     `name` is the source's display name (default: the file's name; an upload saved to a temp
     file passes its original name). `progress` is called at most ~10 times a second and once
@@ -255,13 +305,32 @@ def build(
 
     total = max(1, sampled_count(info, settings.fps))
     detector = settings.detector()
-    chunk_len = max(1, round(settings.fps * settings.redetect_s))
+    threads = max(1, settings.workers)
+    # Chunks short enough that `threads` of them (queued) plus the one gathered fit in flight.
+    chunk_len = max(1, min(round(settings.fps * settings.redetect_s), FRAMES_IN_FLIGHT // (threads + 1)))
+    notes: list[str] = []
+    keep = settings.keep_short_side()
+    scale = min(info.width, info.height) / keep if min(info.width, info.height) > keep else 1.0
+
+    def check_known() -> None:  # as soon as the hash is ready, to refuse before the work
+        if not again and not state.get("checked") and "sha256" in digest:
+            state["checked"] = True
+            _refuse_known(workspace, digest["sha256"], name)
     results: list[_Frame] = []
     counts = dict.fromkeys(REASONS, 0)
     state = {"kept": 0, "last_crop": None, "last_report": 0.0}
 
-    def take(chunk_result: list[_Frame]) -> None:
-        for fr in chunk_result:
+    smoother = BoxSmoother(radius=settings.smooth)
+
+    def take(chunk_result: list[_Frame], final: bool = False) -> None:
+        ready: list[tuple[_Frame, Box | None]] = []
+        for fr in chunk_result:  # boxes in time order through the smoother, then cropped
+            ready += smoother.push(fr.t, fr.box if fr.reason is None else None, fr)
+        if final:
+            ready += smoother.flush()
+        for fr, box in ready:
+            if box is not None:
+                _crop(fr, box, settings)
             if fr.reason is None:
                 prev = state["last_crop"]
                 if prev is not None and difference(prev, fr.crop) < settings.duplicate_threshold:
@@ -286,16 +355,17 @@ def build(
         eta = elapsed / done * (tot - done) if done else None
         progress(BuildProgress(done, tot, state["kept"], elapsed, eta))
 
-    frames = sample_frames(info.path, settings.fps, name)
+    frames = sample_frames(info.path, settings.fps, name, max_short_side=keep, notes=notes)
     pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="facelab-build") \
         if settings.workers > 1 else None
     pending: deque[Future] = deque()
-    max_pending = 2 * max(1, settings.workers)
+    max_pending = max(1, min(2 * threads, FRAMES_IN_FLIGHT // chunk_len - 1))
     try:
         report_progress()
         for chunk in _chunks(frames, chunk_len):
             if cancel is not None and cancel():
                 raise BuildCancelled(f"build of {name} cancelled: nothing was added")
+            check_known()
             if pool is None:
                 take(_process_chunk(chunk, settings, detector))
                 continue
@@ -306,18 +376,20 @@ def build(
             if cancel is not None and cancel():
                 raise BuildCancelled(f"build of {name} cancelled: nothing was added")
             take(pending.popleft().result())
+        take([], final=True)  # the smoother's last boxes
     finally:
         frames.close()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
     hasher.join()
+    check_known()
     kept = [fr for fr in results if fr.reason is None]
     report = BuildReport(None, len(results), len(kept), counts["no_face"], counts["ambiguous"],
-                         counts["blurred"], counts["duplicate"], 0.0, name)
+                         counts["blurred"], counts["duplicate"], 0.0, name, notes)
     if kept:
         report.source_id = _commit(workspace, info, name, digest.get("sha256"), settings, results,
-                                   kept, report)
+                                   kept, report, scale, again)
     report.seconds = time.monotonic() - started
     report_progress(final=True)
     return report
@@ -336,14 +408,40 @@ def _check_crop_size(workspace: Workspace, size: int, conn=None) -> None:
         )
 
 
+def known_source(workspace: Workspace, sha256: str, conn=None) -> dict | None:
+    """The latest source of the workspace with this SHA-256 (name, created_at, crops: how many
+    of its crops are not deleted), or None."""
+    if conn is None:
+        with workspace.connect() as c:
+            return known_source(workspace, sha256, c)
+    row = conn.execute(
+        "SELECT s.name, s.created_at, (SELECT COUNT(*) FROM faces f WHERE f.source_id = s.id "
+        "AND f.deleted = 0) AS crops FROM sources s WHERE s.sha256 = ? ORDER BY s.id DESC LIMIT 1",
+        (sha256,)).fetchone()
+    return dict(row) if row else None
+
+
+def _refuse_known(workspace: Workspace, sha256: str, name: str, conn=None) -> None:
+    known = known_source(workspace, sha256, conn)
+    if known is not None:
+        when = known["created_at"][:16].replace("T", " ") + " UTC"
+        raise DuplicateVideo(
+            f"{name} is already in this workspace (built on {when} as {known['name']}, "
+            f"{known['crops']} crops): building it again would add every crop a second time"
+        )
+
+
 def _commit(workspace: Workspace, info: VideoInfo, name: str, sha256: str | None,
             settings: BuildSettings, results: list[_Frame], kept: list[_Frame],
-            report: BuildReport) -> int:
+            report: BuildReport, scale: float = 1.0, again: bool = False) -> int:
     """Append the staged crops and rows: array first (atomic rename), then the rows, all under
-    the database's write lock so two builds never interleave."""
+    the database's write lock so two builds never interleave. Boxes are stored in the video's
+    own pixels (frames were shrunk by `scale` to be searched)."""
     s = settings.size
     with workspace.connect(write=True) as c:
         _check_crop_size(workspace, s, c)
+        if sha256 and not again:  # again, under the lock: a build of the same file may just have ended
+            _refuse_known(workspace, sha256, name, c)
         n0 = int(c.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
         cur = c.execute(
             "INSERT INTO sources(name, sha256, video_fps, frame_count, width, height, duration_s, "
@@ -352,10 +450,12 @@ def _commit(workspace: Workspace, info: VideoInfo, name: str, sha256: str | None
              json.dumps(asdict(settings)), json.dumps(report.counts()), now_iso()),
         )
         source_id = int(cur.lastrowid)
+        span = max(fr.t for fr in results) + 1 / settings.fps  # the sampled frames' time
         c.executemany(
             "INSERT INTO faces(id, source_id, frame_index, t_seconds, x, y, w, h, sharpness, split) "
             "VALUES(?,?,?,?,?,?,?,?,?,?)",
-            [(n0 + k, source_id, fr.index, fr.t, *fr.box.as_tuple(), fr.sharpness, split_for(fr.t))
+            [(n0 + k, source_id, fr.index, fr.t, *(round(v * scale) for v in fr.box.as_tuple()), fr.sharpness,
+              split_for(fr.t, span))
              for k, fr in enumerate(kept)],
         )
         c.executemany(
@@ -424,13 +524,25 @@ def skip_counts(workspace: Workspace) -> dict[str, int]:
 
 
 def delete_faces(workspace: Workspace, ids: Iterable[int]) -> int:
-    """Delete crops for good: their pixels are zeroed in faces.npy (rewritten atomically) and
-    their rows marked deleted, in one transaction (the array is renamed into place just before
-    the commit; if writing it fails nothing changes). Ids stay, so row i is still faces.id i.
-    Returns how many crops were newly deleted; unknown ids raise `WorkspaceError`."""
+    """Delete crops for good; returns how many were newly deleted. Unknown ids raise
+    `WorkspaceError` and change nothing.
+
+    Their pixels are overwritten with zeros where they lie in faces.npy (a new file renamed over
+    the old one would leave the old bytes in free disk blocks), inside the transaction that marks
+    their rows deleted; then every run's codes, maps, clusters and evaluation images of them are
+    erased (`facelab.erase`). Ids stay, so row i is still faces.id i. Models trained before keep
+    what they learned from the crops (see `RETRAIN_NOTE`).
+
+    If the overwrite fails (I/O error), the rows are still marked deleted, so no half-erased crop
+    is ever shown or trained on, and `BuildError` asks to delete again: the requested rows are
+    overwritten every time, deleted already or not.
+    """
+    from facelab.erase import erase_derived, zero_npy_rows
+
     wanted = sorted({int(i) for i in ids})
     if not wanted:
         return 0
+    failed: OSError | None = None
     with workspace.connect(write=True) as c:
         n = int(c.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
         unknown = [i for i in wanted if not 0 <= i < n]
@@ -439,17 +551,25 @@ def delete_faces(workspace: Workspace, ids: Iterable[int]) -> int:
                                  f"{' ...' if len(unknown) > 5 else ''} in workspace {workspace.name!r}")
         alive = [r[0] for r in c.execute(
             f"SELECT id FROM faces WHERE deleted = 0 AND id IN ({','.join('?' * len(wanted))})", wanted)]
-        if not alive:
-            return 0
         c.executemany("UPDATE faces SET deleted = 1 WHERE id = ?", [(i,) for i in alive])
-        array = np.array(load_npy(workspace.faces_path, mmap=True))  # a private copy to edit
-        array[alive] = 0
         try:
-            save_npy_atomic(workspace.faces_path, array)
+            zero_npy_rows(workspace.faces_path, wanted)
         except OSError as e:
-            raise BuildError(f"could not delete crops in workspace {workspace.name!r} "
-                             f"({e.strerror or e}); nothing was deleted") from e
+            failed = e  # commit the marks anyway: see the docstring
+    if failed is not None:
+        raise BuildError(f"the {len(wanted)} crops are marked deleted in workspace {workspace.name!r}, "
+                         f"but their pixels could not all be overwritten ({failed.strerror or failed}): "
+                         "delete them again")
+    try:
+        erase_derived(workspace, wanted)
+    except OSError as e:
+        raise BuildError(f"the crops are deleted in workspace {workspace.name!r}, but what runs made "
+                         f"from them could not all be erased ({e.strerror or e}): delete them again") from e
     return len(alive)
+
+
+RETRAIN_NOTE = ("Models trained before this delete still hold what they learned from these faces "
+                "(their decoders can draw faces like them): retrain, or delete those runs, to be rid of it.")
 
 
 def build_settings_of(ws: Workspace) -> BuildSettings:

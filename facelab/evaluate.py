@@ -224,18 +224,15 @@ def compression_curve(
             # Small models on a small dataset: a higher lr and at least `min_steps` updates, or
             # the neural points would measure under-training rather than latent size.
             steps_per_epoch = max(1, math.ceil(len(train_images) / ModelConfig().batch_size))
-            n_epochs = max(epochs, math.ceil(min_steps / steps_per_epoch))
+            n_steps = max(min_steps, epochs * steps_per_epoch)
             config = ModelConfig(kind=kind, latent_dim=d, beta=beta, image_size=image_size,
-                                 epochs=n_epochs, seed=seed, lr=lr)
+                                 steps=n_steps, eval_every=n_steps, seed=seed, lr=lr)
             if kind == "pca":
                 m = pca_metrics(PCABaseline(config).fit(train_images), val_images)
             else:
-                trainer = Trainer(config, train_images, val_images)
-                for _ in range(n_epochs):
-                    trainer.run_epoch(should_stop)
-                    if should_stop is not None and should_stop():
-                        return points
-                m = trainer.validate()
+                m = Trainer(config, train_images, val_images).run(should_stop)
+                if m is None:
+                    return points
             points.append({"kind": kind, "latent_dim": d, "val_psnr": m["val_psnr"],
                            "val_ssim": m["val_ssim"], "active_units": m["active_units"]})
     if progress is not None:

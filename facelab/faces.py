@@ -295,3 +295,87 @@ def difference(a_rgb: np.ndarray, b_rgb: np.ndarray) -> float:
         return cv2.resize(g, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
 
     return float(np.abs(small(a_rgb) - small(b_rgb)).mean())
+
+
+class BoxSmoother:
+    """Centred smoothing of one source's face boxes over time, so a still head gives a still crop.
+
+    Haar boxes come in scale steps of a few per cent, so a still face's box jitters in size
+    from frame to frame and the model would spend capacity on the zoom. Each box is replaced by
+    the mean (centre, log of width and height) of the boxes within `radius` frames on either
+    side (fewer near a segment's ends, the same number on both sides, so a steady move is
+    followed without lag), over one *segment*: a run of boxes with no frame without a face, no gap over `max_gap_s`
+    and no jump (centre moved over `jump` of the side, or size changed by over `jump`). A real
+    jump starts a new segment, so it is followed at once rather than smeared. A smoothed box
+    within `hold` of the one before (centre and size, as a share of the side) is replaced by
+    it, so a still head keeps the very same crop instead of drifting by a pixel.
+
+    Feed it in time order: `push(t, box, item)` returns the (item, smoothed box) pairs whose
+    window is complete (a delay of `radius` frames), `flush()` the rest at the end. `box=None`
+    (no face in that frame) ends the segment and comes back as (item, None) in order.
+    """
+
+    def __init__(self, radius: int = 3, jump: float = 0.25, max_gap_s: float = 1.0,
+                 hold: float = 0.015) -> None:
+        self.radius, self.jump, self.max_gap_s, self.hold = radius, jump, max_gap_s, hold
+        self._held: Box | None = None  # the last box given back in the open segment
+        self._seg: list[tuple[float, Box, object]] = []  # the open segment (from its first box)
+        self._next = 0  # index in _seg of the first box not yet given back
+        self._dropped = 0  # boxes of the open segment no longer kept in _seg
+
+    def push(self, t: float, box: Box | None, item: object = None) -> list[tuple[object, Box | None]]:
+        out: list[tuple[object, Box | None]] = []
+        if box is None or (self._seg and self._breaks(self._seg[-1], t, box)):
+            out += self.flush()
+        if box is None:
+            return out + [(item, None)]
+        self._seg.append((t, box, item))
+        while self._next < len(self._seg) - self.radius:
+            out.append(self._emit(self._next))
+            self._next += 1
+        # Keep only what the next windows still need.
+        drop = max(0, self._next - self.radius)
+        if drop:
+            del self._seg[:drop]
+            self._next -= drop
+            self._dropped += drop
+        return out
+
+    def flush(self) -> list[tuple[object, Box | None]]:
+        """Every box not given back yet (end of the source, or of a segment)."""
+        out = [self._emit(i) for i in range(self._next, len(self._seg))]
+        self._seg, self._next, self._held, self._dropped = [], 0, None, 0
+        return out
+
+    def _breaks(self, prev: tuple[float, Box, object], t: float, box: Box) -> bool:
+        pt, pb, _ = prev
+        (px, py), (bx, by) = pb.center, box.center
+        side = max(pb.w, pb.h)
+        return (t - pt > self.max_gap_s
+                or math.hypot(bx - px, by - py) > self.jump * side
+                or abs(math.log(max(box.w, box.h) / side)) > math.log1p(self.jump))
+
+    def _emit(self, i: int) -> tuple[object, Box]:
+        r = min(self.radius, i + self._dropped, len(self._seg) - 1 - i)
+        window = self._seg[i - r:i + r + 1]
+        n = len(window)
+        cx = sum(b.center[0] for _, b, _ in window) / n
+        cy = sum(b.center[1] for _, b, _ in window) / n
+        w = math.exp(sum(math.log(b.w) for _, b, _ in window) / n)
+        h = math.exp(sum(math.log(b.h) for _, b, _ in window) / n)
+        box = Box(round(cx - w / 2), round(cy - h / 2), round(w), round(h))
+        held = self._held
+        if held is not None:
+            (hx, hy), side = held.center, max(held.w, held.h)
+            if (abs(cx - hx) <= self.hold * side and abs(cy - hy) <= self.hold * side
+                    and abs(math.log(max(w, h) / side)) <= self.hold):
+                box = held
+        self._held = box
+        return self._seg[i][2], box
+
+
+def size_jitter(boxes: list[Box | None]) -> float:
+    """Median |Δsize| / size between consecutive boxes (both present) of one source: how much
+    the crop zooms from frame to frame (0 for a perfectly still crop)."""
+    steps = [abs(b.w - a.w) / a.w for a, b in zip(boxes, boxes[1:]) if a is not None and b is not None]
+    return float(np.median(steps)) if steps else float("nan")

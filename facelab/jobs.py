@@ -30,17 +30,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from facelab import processes
 from facelab.db import now_iso
 from facelab.models import ModelConfig
 from facelab.processes import pid_alive
+from facelab.storage import make_folder
 from facelab.workspace import DB_FILE, Workspace, WorkspaceError
 
 STATES = ("queued", "running", "done", "failed", "cancelled", "dead")
 HEARTBEAT_S = 2.0
 STALE_S = 30.0  # a heartbeat older than this means the process hung or died
 LOG_FILE = "train.log"
-
-_children: dict[int, subprocess.Popen] = {}  # processes this process started (to reap them)
 
 
 class JobError(WorkspaceError):
@@ -91,11 +91,7 @@ def max_jobs() -> int:
 
 # --- process liveness ------------------------------------------------------------------
 def _pid_alive(pid: int | None, run_id: str | None = None) -> bool:
-    """`processes.pid_alive`, after reaping the child if this process started it."""
-    child = _children.get(pid)
-    if child is not None and child.poll() is not None:
-        _children.pop(pid, None)
-        return False
+    """`processes.pid_alive` (which first reaps the children this process started)."""
     return pid_alive(pid, run_id)
 
 
@@ -136,7 +132,7 @@ def create_run(workspace: Workspace, config: ModelConfig, name: str | None = Non
             (run_id, (name or "").strip() or default_name(config), config.kind, config.to_json(), now, now),
         )
         c.execute("INSERT INTO jobs(run_id, state, queued_at) VALUES(?, 'queued', ?)", (run_id, now))
-    workspace.run_dir(run_id).mkdir(parents=True, exist_ok=True)
+    make_folder(workspace.run_dir(run_id))
     return run_id
 
 
@@ -180,8 +176,7 @@ def _running_elsewhere(workspace: Workspace) -> int:
 
 
 def _spawn(workspace: Workspace, run_id: str) -> int:
-    run_dir = workspace.run_dir(run_id)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = make_folder(workspace.run_dir(run_id))
     log = open(run_dir / LOG_FILE, "ab")
     try:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # OMP_WAIT_POLICY: see facelab/__init__.py
@@ -193,7 +188,7 @@ def _spawn(workspace: Workspace, run_id: str) -> int:
         )
     finally:
         log.close()
-    _children[proc.pid] = proc
+    processes.track(proc, workspace.path)  # reaped when done; stopped if the workspace is deleted
     return proc.pid
 
 
@@ -299,7 +294,7 @@ def _status_from(row, job, last_metrics: dict | None) -> RunStatus:
     state = "dead" if _is_dead(job) else job["state"]
     error = job["error"]
     age = time.time() - job["heartbeat"] if job["heartbeat"] is not None else None
-    epochs = 1 if config.kind == "pca" else config.epochs
+    epochs = config.intervals  # evaluation intervals (the rows of the epochs table)
     last = last_metrics or {}
     eta = progress.get("eta_s") if state == "running" else None
     if eta is not None and job["heartbeat"] is not None:
@@ -330,6 +325,7 @@ def _from_joined(r) -> RunStatus:
 
 
 def status(workspace: Workspace, run_id: str) -> RunStatus:
+    processes.reap()  # pages poll this: finished children do not linger as zombies
     with workspace.connect() as c:
         r = c.execute(_STATUS_SQL + " WHERE r.id = ?", (run_id,)).fetchone()
     if r is None:
@@ -339,6 +335,7 @@ def status(workspace: Workspace, run_id: str) -> RunStatus:
 
 def list_runs(workspace: Workspace) -> list[RunStatus]:
     """Every run of the workspace, newest first."""
+    processes.reap()  # pages poll this: finished children do not linger as zombies
     with workspace.connect() as c:
         rows = c.execute(_STATUS_SQL + " ORDER BY r.created_at DESC, r.id DESC").fetchall()
     return [_from_joined(r) for r in rows]

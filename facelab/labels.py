@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import sqlite3
 import unicodedata
 from collections.abc import Iterable
@@ -24,6 +25,7 @@ DEFAULT_LABELS = ("smile", "neutral", "surprise", "sad", "angry")
 MAX_LABEL_LEN = 32
 CSV_HEADER = ("face_id", "label", "t_seconds", "source")
 _DEFAULTS_META = "default_labels_created"
+_FORMULA_START = re.compile(r"'*[=+\-@\t\r]")  # what a spreadsheet would run as a formula
 
 
 class LabelError(ValueError):
@@ -187,6 +189,17 @@ def counts(workspace: Workspace) -> dict[str, int]:
         return {name: int(n) for name, n in rows}
 
 
+def _cell_out(text: str) -> str:
+    """A text cell a spreadsheet shows as text: one leading apostrophe before a formula start
+    (`=`, `+`, `-`, `@`, tab, CR), also before apostrophes already there, so import can undo it."""
+    return "'" + text if _FORMULA_START.match(text) else text
+
+
+def _cell_in(text: str) -> str:
+    """Undo `_cell_out`: drop the one apostrophe it added."""
+    return text[1:] if text.startswith("'") and _FORMULA_START.match(text[1:]) else text
+
+
 def export_csv(workspace: Workspace) -> str:
     """`face_id,label,t_seconds,source`, one row per (frame, label), sorted by frame."""
     buf = io.StringIO()
@@ -199,7 +212,7 @@ def export_csv(workspace: Workspace) -> str:
             "ORDER BY l.face_id, l.label"
         )
         for face_id, label, t, source in rows:
-            w.writerow((face_id, label, f"{t:.3f}", source or ""))
+            w.writerow((face_id, _cell_out(label), f"{t:.3f}", _cell_out(source or "")))
     return buf.getvalue()
 
 
@@ -229,7 +242,7 @@ def import_csv(workspace: Workspace, text: str) -> int:
         except ValueError:
             raise LabelError(f"line {lineno}: face id {row[0]!r} is not a whole number") from None
         try:
-            label = validate_label_name(row[1])
+            label = validate_label_name(_cell_in(row[1].strip()))
         except LabelError as e:
             raise LabelError(f"line {lineno}: {e}") from None
         pairs.append((face_id, label, lineno))

@@ -8,9 +8,13 @@ key still matches. The short `Latents.key` digest is what projections and cluste
 own caches on, so anything stale downstream follows automatically.
 
 Why re-encode less than everything: the code of crop i depends only on the model and the
-crop, so when only the deleted set changed the rows are kept (the key still changes, which
+crop, so when only the deleted set changed the other rows are kept (the key still changes, which
 invalidates the maps and clusters computed on the active rows), and when crops were appended
 only the new rows are encoded. A new model file re-encodes everything.
+
+The rows of deleted crops are zeros, never their codes: decoding a code gives the face back.
+`erase_latent_rows` zeroes them in place when crops are deleted (`facelab.erase`), and
+`encode_run` zeroes them again before every write.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from facelab.erase import shred
 from facelab.storage import write_atomic
 from facelab.workspace import Workspace
 
@@ -82,10 +87,8 @@ def current_stamp(workspace: Workspace, run_id: str) -> dict[str, Any]:
             continue
     else:
         raise LatentsMissing(f"run {run_id!r} has no trained model yet")
-    with workspace.connect() as c:
-        n = int(c.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
-        deleted = [r[0] for r in c.execute("SELECT id FROM faces WHERE deleted = 1 ORDER BY id")]
-    digest = hashlib.sha1(np.asarray(deleted, dtype="<i8").tobytes()).hexdigest()
+    n, deleted = _face_counts(workspace)
+    digest = hashlib.sha1(deleted.astype("<i8").tobytes()).hexdigest()
     return {
         "model_file": name,
         "model_mtime_ns": st.st_mtime_ns,
@@ -93,6 +96,41 @@ def current_stamp(workspace: Workspace, run_id: str) -> dict[str, Any]:
         "n_faces": n,
         "deleted_sha1": digest,
     }
+
+
+def _face_counts(workspace: Workspace) -> tuple[int, np.ndarray]:
+    """(number of crops, sorted ids of the deleted ones), read in one transaction."""
+    with workspace.connect() as c:
+        n = int(c.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
+        deleted = [r[0] for r in c.execute("SELECT id FROM faces WHERE deleted = 1 ORDER BY id")]
+    return n, np.asarray(deleted, dtype=np.int64)
+
+
+def dataset_key(workspace: Workspace) -> str:
+    """A short digest of the crops' count and deleted set: in-memory caches of anything drawn
+    from crops key on it, so a delete drops them."""
+    n, deleted = _face_counts(workspace)
+    return hashlib.sha1(f"{n}:".encode() + deleted.astype("<i8").tobytes()).hexdigest()[:16]
+
+
+def erase_latent_rows(workspace: Workspace, run_id: str, ids: np.ndarray) -> None:
+    """Zero the rows of crops `ids` in the run's cache: the old file is overwritten in place
+    (`shred`) before the edited copy is written, so the codes leave the disk too. The stamp is
+    kept: `encode_run` then refreshes it without encoding anything. A crash in between leaves
+    no cache (recomputed on demand), never the old codes."""
+    path = latents_path(workspace, run_id)
+    if not path.exists():
+        return
+    cached = _read_cache(path)
+    shred(path)
+    if cached is None or not cached.mu.ndim == 2:
+        return  # unreadable: nothing to keep
+    ids = np.asarray(ids, dtype=np.int64)
+    ids = ids[(ids >= 0) & (ids < cached.mu.shape[0])]
+    mu, logvar = np.array(cached.mu), np.array(cached.logvar)
+    mu[ids] = 0
+    logvar[ids] = 0
+    _write_cache(path, Latents(mu=mu, logvar=logvar, stamp=cached.stamp))
 
 
 def stamp_digest(stamp: dict[str, Any]) -> str:
@@ -195,6 +233,10 @@ def encode_run(
         mu_all, logvar_all = np.concatenate(mus), np.concatenate(logvars)
     else:  # no crops at all
         mu_all = logvar_all = np.zeros((0, 0), np.float32)
+    deleted = _face_counts(workspace)[1]
+    deleted = deleted[deleted < mu_all.shape[0]]
+    mu_all[deleted] = 0  # never store a deleted crop's code (see the module docstring)
+    logvar_all[deleted] = 0
     lat = Latents(mu=mu_all, logvar=logvar_all, stamp=stamp)
     _write_cache(path, lat)
     return lat

@@ -1,4 +1,4 @@
-"""The models: the β-VAE of Higgins et al. (2017), its AE/VAE variants, a PCA baseline.
+"""The models: β-VAE networks (the paper's, and a PCA-started residual one), AE/VAE variants, PCA.
 
 Every kind is used through one `Codec` interface, numpy in and out, so pages never care which
 model a run holds: `encode(uint8 N×S×S×3) -> (μ, logσ²)` and `decode(z) -> uint8 images`.
@@ -9,9 +9,7 @@ nothing is ever unpickled.
 from __future__ import annotations
 
 import io
-import json
 import pickle
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Protocol
 
@@ -19,91 +17,24 @@ import numpy as np
 import torch
 from torch import nn
 
+from facelab.model_config import (  # noqa: F401  (re-exported: models is where callers look)
+    ARCHS, CONFIG_FILE, IMAGE_SIZES, KINDS, LEGACY, LR_SCHEDULES, MODEL_FILE, MSE_SIGMA, PCA_FILE, RECONS,
+    ModelConfig, ModelError,
+)
 from facelab.storage import write_atomic, write_bytes_atomic
 
-KINDS = ("betavae", "vae", "ae", "pca")
-IMAGE_SIZES = (32, 64, 128)
-RECONS = ("bce", "mse")
-CONFIG_FILE = "config.json"
-MODEL_FILE = "model.pt"
-PCA_FILE = "pca.npz"
 
-
-class ModelError(ValueError):
-    """A bad model setting or a run folder that cannot be loaded; the message is for the user."""
-
-
-@dataclass
-class ModelConfig:
-    """Everything that defines a run's model and its training; saved as config.json."""
-
-    kind: str = "betavae"  # "betavae" | "vae" (β=1) | "ae" (deterministic) | "pca"
-    latent_dim: int = 32
-    beta: float = 4.0
-    image_size: int = 64  # 32 / 64 / 128; crops of another size are resized once at load
-    recon: str = "bce"  # "bce" (Bernoulli) | "mse" (Gaussian)
-    lr: float = 1e-4
-    batch_size: int = 64
-    epochs: int = 50
-    kl_warmup_epochs: int = 0
-    seed: int = 0
-    compile: bool = False
-
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> "ModelConfig":
-        if self.kind not in KINDS:
-            raise ModelError(f"unknown model kind {self.kind!r}: choose one of {', '.join(KINDS)}")
-        if self.image_size not in IMAGE_SIZES:
-            raise ModelError(f"image size must be one of {IMAGE_SIZES}, not {self.image_size}")
-        if self.recon not in RECONS:
-            raise ModelError(f"reconstruction loss must be 'bce' or 'mse', not {self.recon!r}")
-        if not 1 <= int(self.latent_dim) <= 1024:
-            raise ModelError(f"latent size must be between 1 and 1024, not {self.latent_dim}")
-        if self.beta < 0:
-            raise ModelError(f"β must be 0 or more, not {self.beta}")
-        if not self.lr > 0:
-            raise ModelError(f"learning rate must be positive, not {self.lr}")
-        if self.batch_size < 1 or self.epochs < 1 or self.kl_warmup_epochs < 0:
-            raise ModelError("batch size and epochs must be at least 1, KL warm-up 0 or more")
-        return self
-
-    @property
-    def effective_beta(self) -> float:
-        """β as trained: 1 for a plain VAE, 0 for an AE (which has no KL term)."""
-        return {"vae": 1.0, "ae": 0.0}.get(self.kind, float(self.beta))
-
-    @property
-    def deterministic(self) -> bool:
-        return self.kind == "ae"
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, s: str) -> "ModelConfig":
-        try:
-            data = json.loads(s)
-        except json.JSONDecodeError as e:
-            raise ModelError(f"model config is not valid JSON: {e}") from None
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ModelError(f"unknown model settings: {', '.join(unknown)}")
-        return cls(**data)
-
-
-# --- the network ---------------------------------------------------------------------------
+# --- the networks --------------------------------------------------------------------------
 class BetaVAE(nn.Module):
-    """The β-VAE paper's CelebA network, for 32/64/128-pixel inputs.
+    """The β-VAE paper's CelebA network (arch "paper"), for 32/64/128-pixel inputs.
 
     Encoder: four 4×4 stride-2 convolutions (32, 32, 64, 64 channels) → FC 256 → μ and logσ².
     Decoder: the mirror image with transposed convolutions. ReLU throughout. The decoder returns
-    logits; `torch.sigmoid` of them is the image in [0, 1] (for both BCE and MSE losses, which
-    keeps MSE outputs in range too). With `config.kind == "ae"` there is no logσ² head and no
-    sampling: it is a plain deterministic autoencoder.
+    logits; `image()` (a sigmoid) turns them into the image in [0, 1]. With `config.kind == "ae"`
+    there is no logσ² head and no sampling: it is a plain deterministic autoencoder.
     """
+
+    logits = True  # decode() gives logits (BCE applies to them directly)
 
     def __init__(self, config: ModelConfig):
         super().__init__()
@@ -131,27 +62,100 @@ class BetaVAE(nn.Module):
             nn.ConvTranspose2d(32, 3, 4, 2, 1),
         )
 
-    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: float N×3×S×S in [0, 1] → (μ, logσ²); an AE gives logσ² = zeros."""
+    def init_from_data(self, images_u8: np.ndarray) -> None:
+        """Data-dependent initialisation before training: none for the paper's network."""
+
+    def _stats(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         stats = self.to_stats(self.encoder(x))
         if self.config.deterministic:
             return stats, torch.zeros_like(stats)
         mu, logvar = stats.chunk(2, dim=1)
         return mu, logvar
 
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: float N×3×S×S in [0, 1] → (μ, logσ²); an AE gives logσ² = zeros."""
+        return self._stats(x)
+
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """z → logits N×3×S×S (channels_last when the model is)."""
+        """z → the network's raw output N×3×S×S (logits here); `image()` maps it to [0, 1]."""
         h = self.decoder_fc(z).view(-1, 64, self.feat, self.feat)
         return self.decoder(h)
+
+    def image(self, out: torch.Tensor) -> torch.Tensor:
+        """The decoder's raw output → the image in [0, 1]."""
+        return torch.sigmoid(out)
 
     def forward(
         self, x: torch.Tensor, noise: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (logits, μ, logσ²); `noise` ~ N(0, I) is given by the caller so that the
+        """Returns (raw output, μ, logσ²); `noise` ~ N(0, I) is given by the caller so that the
         training loop owns (and checkpoints) every random number."""
         mu, logvar = self.encode(x)
         z = mu if noise is None or self.config.deterministic else mu + noise * torch.exp(0.5 * logvar)
         return self.decode(z), mu, logvar
+
+
+class PCAResidualVAE(BetaVAE):
+    """Arch "pcares": decoded = mean + W z + residual(z), μ = P (x − mean) + residual(x).
+
+    W and P start as the training crops' PCA basis scaled for unit-variance codes (the whitened
+    PCA of `PCABaseline`), so the model reconstructs like PCA from step 0 and training only has
+    to learn what is non-linear; the residual paths are the paper's convolutional networks with
+    their last layer zeroed. A short clip gets a good model in minutes this way, where the
+    paper's network alone starts from a grey blur. Outputs pixels, not logits. Everything
+    learned or fitted is a parameter, so it lives in the state_dict.
+    """
+
+    logits = False
+    LOGVAR_INIT = -4.0  # posterior σ ≈ 0.14 of a unit-variance code at the start
+
+    def __init__(self, config: ModelConfig):
+        super().__init__(config)
+        n, d = 3 * config.image_size ** 2, config.latent_dim
+        self.mean = nn.Parameter(torch.full((n,), 0.5))
+        self.enc_basis = nn.Parameter(torch.zeros(n, d))
+        self.dec_basis = nn.Parameter(torch.zeros(d, n))
+        nn.init.zeros_(self.to_stats.weight)
+        nn.init.zeros_(self.to_stats.bias)
+        if not config.deterministic:
+            self.to_stats.bias.data[d:] = self.LOGVAR_INIT
+        last = self.decoder[-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    @torch.no_grad()
+    def init_from_data(self, images_u8: np.ndarray, max_images: int = 3000) -> None:
+        """Fit the linear path to (at most `max_images` of) the training crops' PCA."""
+        images = np.asarray(images_u8)
+        if len(images) > max_images:
+            rng = np.random.default_rng(self.config.seed)
+            images = images[np.sort(rng.choice(len(images), max_images, replace=False))]
+        pca = PCABaseline(self.config).fit(images)
+        k = pca.components_.shape[0]
+        dev = self.mean.device
+        self.mean.copy_(torch.from_numpy(pca.mean_).to(dev))
+        self.enc_basis.zero_()
+        self.dec_basis.zero_()
+        self.enc_basis[:, :k] = torch.from_numpy(pca.components_.T / pca.scale_).to(dev)
+        self.dec_basis[:k] = torch.from_numpy(pca.components_ * pca.scale_[:, None]).to(dev)
+
+    def _flat(self, x: torch.Tensor) -> torch.Tensor:  # N×3×S×S → N×(S·S·3), PCABaseline's order
+        return x.permute(0, 2, 3, 1).reshape(len(x), -1)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self._stats(x)
+        return mu + (self._flat(x) - self.mean) @ self.enc_basis, logvar
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        s = self.config.image_size
+        linear = (z @ self.dec_basis + self.mean).view(-1, s, s, 3).permute(0, 3, 1, 2)
+        return linear + super().decode(z)
+
+    def image(self, out: torch.Tensor) -> torch.Tensor:
+        return out.clamp(0.0, 1.0)
+
+
+NETWORKS = {"paper": BetaVAE, "pcares": PCAResidualVAE}
 
 
 def to_float_images(batch_u8: torch.Tensor) -> torch.Tensor:
@@ -289,8 +293,8 @@ class TorchCodec:
             raise ModelError(f"expected latents N×{self.config.latent_dim}, got shape {z.shape}")
         out = []
         for i in range(0, len(z), batch_size):
-            logits = self.model.decode(torch.from_numpy(z[i : i + batch_size]).to(self.device))
-            out.append(to_uint8_images(torch.sigmoid(logits)))
+            raw = self.model.decode(torch.from_numpy(z[i : i + batch_size]).to(self.device))
+            out.append(to_uint8_images(self.model.image(raw)))
         s = self.config.image_size
         return np.concatenate(out) if out else np.zeros((0, s, s, 3), np.uint8)
 
@@ -301,7 +305,7 @@ def build_model(config: ModelConfig) -> BetaVAE:
         raise ModelError("a PCA run has no network")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        return BetaVAE(config)
+        return NETWORKS[config.arch](config)
 
 
 def save_model(run_dir: str | Path, model_or_pca: BetaVAE | PCABaseline, config: ModelConfig) -> None:
@@ -341,7 +345,7 @@ def load_codec(run_dir: str | Path, device: torch.device | None = None) -> Codec
         raise ModelError(f"model.pt of run {run_dir.name!r} is damaged or not a facelab model ({e})") from None
     if not isinstance(state, dict):
         raise ModelError(f"model.pt of run {run_dir.name!r} does not hold a state_dict")
-    model = BetaVAE(config)
+    model = NETWORKS[config.arch](config)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:

@@ -1,9 +1,41 @@
-"""Whether a background process facelab started (a training job, a map worker) still runs."""
+"""The background processes facelab starts (training jobs, map workers): liveness, reaping,
+stopping, and the owner pid that hidden work folders carry in their names."""
 
 from __future__ import annotations
 
 import os
+import secrets
+import signal
+import subprocess
+import threading
+import time
 from pathlib import Path
+
+# Children this process started, with the workspace folder they work in. Polling them reaps
+# the finished ones, so no defunct (zombie) entry lingers under a long-lived server; only
+# our own Popen objects are polled, never os.wait() on children someone else started.
+_children: list[tuple[subprocess.Popen, Path]] = []
+_lock = threading.Lock()
+
+
+def track(proc: subprocess.Popen, folder: str | Path) -> None:
+    """Remember a child started for the workspace at `folder` (so it is reaped and stoppable)."""
+    with _lock:
+        _children.append((proc, Path(folder)))
+
+
+def reap() -> None:
+    """Collect the exit status of every finished child this process started."""
+    with _lock:
+        _children[:] = [(p, f) for p, f in _children if p.poll() is None]
+
+
+def children_in(folder: str | Path) -> list[int]:
+    """Pids of this process's live children working in the workspace at `folder`."""
+    reap()
+    folder = Path(folder)
+    with _lock:
+        return [p.pid for p, f in _children if f == folder]
 
 
 def pid_alive(pid: int | None, marker: str | None = None) -> bool:
@@ -11,6 +43,7 @@ def pid_alive(pid: int | None, marker: str | None = None) -> bool:
     command line names facelab or the marker, so a recycled pid is not mistaken for ours."""
     if not pid:
         return False
+    reap()
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -28,3 +61,39 @@ def pid_alive(pid: int | None, marker: str | None = None) -> bool:
         except OSError:
             return False
     return True
+
+
+def stop(pids: list[int], timeout_s: float = 5.0) -> None:
+    """SIGKILL each pid (never this process) and wait until they are gone."""
+    pids = [p for p in set(pids) if p and p != os.getpid()]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    deadline = time.monotonic() + timeout_s
+    while any(pid_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+# --- hidden work folders named for their owner ------------------------------------------------
+def owned_name(prefix: str, name: str) -> str:
+    """`<prefix><name>.<pid>.<random>`: a hidden work folder or file of this process. Names
+    never hold a dot, so `owner_pid` reads the pid back unambiguously."""
+    return f"{prefix}{name}.{os.getpid()}.{secrets.token_hex(4)}"
+
+
+def owner_pid(entry: str, prefix: str) -> int | None:
+    """The pid `owned_name` put in `entry`, or None for a name it did not make."""
+    if not entry.startswith(prefix):
+        return None
+    parts = entry[len(prefix):].split(".")
+    if len(parts) < 3 or not parts[1].isdigit():
+        return None
+    return int(parts[1])
+
+
+def owner_gone(entry: str, prefix: str) -> bool:
+    """True when `entry` was made by `owned_name` in a process that is no longer running."""
+    pid = owner_pid(entry, prefix)
+    return pid is not None and not pid_alive(pid)

@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
+from facelab import processes
 from facelab.latent import LatentsMissing, active_latents, load_latents, require_latents
 from facelab.processes import pid_alive
-from facelab.storage import write_atomic, write_json_atomic
+from facelab.storage import make_folder, write_atomic, write_json_atomic
 from facelab.workspace import Workspace
 
 METHODS = ("pca", "tsne", "umap")
@@ -232,14 +233,9 @@ class ProjectionState:
     started_at: float | None = None
 
 
-_children: dict[str, subprocess.Popen] = {}  # reaped on each poll so no zombie lingers
-
-
 def projection_state(workspace: Workspace, run_id: str, settings: ProjectionSettings) -> ProjectionState:
     """Where the map stands: ready (cached and current), running, failed (with why), or missing."""
-    for key, child in list(_children.items()):
-        if child.poll() is not None:
-            del _children[key]
+    processes.reap()
     lat = load_latents(workspace, run_id)
     if lat is None:
         return ProjectionState("missing", str(LatentsMissing()))
@@ -276,8 +272,7 @@ def start_projection(
         sys.executable, "-m", "facelab", "--home", str(home), "project",
         "--workspace", workspace.name, "--run", run_id, *settings.cli_args(),
     ]
-    log = projections_dir(workspace, run_id)
-    log.mkdir(parents=True, exist_ok=True)
+    log = make_folder(projections_dir(workspace, run_id))
     now = time.time()
     # Says "running" until the child (a second or more to start) writes its own status; if the
     # child never does, the heartbeat goes stale and the state turns to failed.
@@ -297,7 +292,7 @@ def start_projection(
             {"state": "failed", "error": f"could not start the map worker: {e}", "latents_key": lat.key},
         )
         raise ProjectionError(f"could not start the map worker: {e}") from None
-    _children[f"{workspace.path}:{run_id}:{settings.slug}"] = child
+    processes.track(child, workspace.path)  # reaped when done; stopped if the workspace is deleted
     return ProjectionState("running", f"computing {settings.method} map", now)
 
 

@@ -18,11 +18,13 @@ from typing import IO, Any
 
 import numpy as np
 
+WORKSPACES_DIR = "workspaces"  # <home>/workspaces/<name>/: see facelab.workspace
+
 
 def write_atomic(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
     """Call `write(f)` on a temp file beside `path`, fsync it, then rename it onto `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -34,6 +36,26 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], Any]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def make_folder(folder: str | Path) -> Path:
+    """Create `folder` and its missing parents, except a workspace folder itself.
+
+    One rule for every writer: folders are made below a workspace, never the workspace (only
+    `workspace.create` and an import make one). A map worker or training job still writing when
+    its workspace was deleted then fails with FileNotFoundError instead of bringing back a
+    folder that `facelab workspaces` does not list but that blocks the name.
+    """
+    folder = Path(folder)
+    if folder.is_dir():
+        return folder
+    top = folder
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    if top.parent.name == WORKSPACES_DIR:
+        raise FileNotFoundError(f"workspace folder {top} is gone (deleted or renamed)")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:

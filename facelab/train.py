@@ -1,14 +1,18 @@
 """Training: the β-VAE loop, exact checkpoints, and `train_run` that trains a workspace's run.
 
+Budget: `config.steps` optimizer steps, whatever the dataset's size, evaluated on the held-out
+crops every `config.eval_every` steps (one metrics row each; the database calls a row an
+"epoch"). A loss that turns NaN or infinite stops the run with a TrainError.
+
 Speed: the whole dataset sits on the device as one uint8 N×S×S×3 tensor; a batch is one index
 into it, converted to float channels_last in one op (NHWC memory *is* channels_last NCHW).
 The loop never calls `.item()` per step (losses are summed on the device and read once per
-epoch); validation runs under `inference_mode` in batches of 512.
+interval); validation runs under `inference_mode` in batches of 512.
 
-Exact resume: every random number comes from two generators the `Trainer` owns (batch order,
-reparameterisation noise); a checkpoint holds them with the model, the optimizer, the epoch and
-the step within it, and the loss sums so far, so a run stopped anywhere and resumed ends with
-the same weights and metrics as one never stopped.
+Exact resume: every random number comes from generators the `Trainer` owns (batch order, a
+seeded generator per pass over the data; reparameterisation noise); a checkpoint holds the
+noise generator with the model, the optimizer, the step and the loss sums so far, so a run
+stopped anywhere and resumed ends with the same weights and metrics as one never stopped.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from facelab import metrics
 from facelab.db import now_iso
 from facelab.device import pick_device
 from facelab.models import (
+    MSE_SIGMA,
     ModelConfig,
     PCABaseline,
     build_model,
@@ -37,7 +42,7 @@ from facelab.models import (
     save_model,
     to_float_images,
 )
-from facelab.storage import write_atomic
+from facelab.storage import make_folder, write_atomic
 from facelab.workspace import Workspace, WorkspaceError
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -108,7 +113,12 @@ def load_images(workspace: Workspace, ids: np.ndarray, size: int) -> np.ndarray:
 
 # --- the loop ------------------------------------------------------------------------------
 class Trainer:
-    """Trains one BetaVAE on in-memory crops; `state_dict()` is an exact checkpoint."""
+    """Trains one network on in-memory crops for `config.steps` optimizer steps, evaluating
+    every `config.eval_every`; `state_dict()` is an exact checkpoint.
+
+    Steps, not epochs: the data is cycled in shuffled passes, each pass's order drawn from its
+    own seeded generator, so where a step's batch comes from depends only on the step number.
+    """
 
     def __init__(
         self,
@@ -119,44 +129,68 @@ class Trainer:
     ):
         if len(train_images) == 0:
             raise TrainError("no training images")
+        if config.legacy_epochs:
+            raise TrainError("this run was made by an older facelab (its budget is in epochs) and "
+                             "cannot be trained further: start a new run")
         self.config = config
         self.device = device or pick_device()
-        self.model = build_model(config).to(self.device).to(memory_format=torch.channels_last)
+        model = build_model(config)
+        model.init_from_data(train_images)
+        self.model = model.to(self.device).to(memory_format=torch.channels_last)
         self.net = torch.compile(self.model) if config.compile else self.model
         fused = self.device.type in ("cpu", "cuda")
         self.opt = torch.optim.Adam(self.model.parameters(), lr=config.lr, fused=fused)
         self.train_data = torch.from_numpy(np.ascontiguousarray(train_images)).to(self.device)
         self.val_data = torch.from_numpy(np.ascontiguousarray(val_images)).to(self.device)
-        self.shuffle_gen = torch.Generator().manual_seed(config.seed)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(config.seed + 1)
-        self.epoch = 0  # epochs completed
-        self.step = 0  # steps done in the current epoch
-        self._epoch_start_shuffle = self.shuffle_gen.get_state()  # of the epoch under way
+        self.interval = 0  # evaluation intervals completed
+        self.step = 0  # optimizer steps done in all
+        self._perm: tuple[int, torch.Tensor] | None = None  # (pass, its order)
         self._sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss, recon, kl
-        self._seconds = 0.0  # training seconds spent in the current epoch
+        self._seconds = 0.0  # training seconds spent in the current interval
 
     @property
     def n_train(self) -> int:
         return len(self.train_data)
 
     @property
-    def steps_per_epoch(self) -> int:
+    def steps_per_pass(self) -> int:
         return math.ceil(self.n_train / self.config.batch_size)
 
-    def beta_at(self, epoch_progress: float) -> float:
-        """β with the optional linear KL warm-up (per step, from 0 to β)."""
+    @property
+    def done(self) -> bool:
+        return self.step >= self.config.steps
+
+    def beta_at(self, step: float) -> float:
+        """β with the optional linear KL warm-up (from 0 to β over kl_warmup_steps)."""
         beta = self.config.effective_beta
-        warm = self.config.kl_warmup_epochs
-        return beta if warm <= 0 else beta * min(1.0, epoch_progress / warm)
+        warm = self.config.kl_warmup_steps
+        return beta if warm <= 0 else beta * min(1.0, step / warm)
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of optimizer step `step` (0-based): linear warm-up, then cosine
+        decay to 0 at the end of the run (or constant)."""
+        c = self.config
+        lr = c.lr * min(1.0, (step + 1) / c.lr_warmup_steps) if c.lr_warmup_steps > 0 else c.lr
+        if c.lr_schedule == "cosine":
+            lr *= 0.5 * (1.0 + math.cos(math.pi * min(step, c.steps) / c.steps))
+        return lr
+
+    def _batch_ids(self, step: int) -> torch.Tensor:
+        p, i = divmod(step, self.steps_per_pass)
+        if self._perm is None or self._perm[0] != p:
+            gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + p)
+            self._perm = (p, torch.randperm(self.n_train, generator=gen).to(self.device))
+        bs = self.config.batch_size
+        return self._perm[1][i * bs : (i + 1) * bs]
 
     # -- checkpoint -----------------------------------------------------------------------
     def state_dict(self) -> dict:
         return {
             "model": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
             "optimizer": self.opt.state_dict(),
-            "epoch": self.epoch,
+            "interval": self.interval,
             "step": self.step,
-            "shuffle_state": self._epoch_start_shuffle,
             "noise_state": self.noise_gen.get_state(),
             "sums": self._sums.cpu(),
             "seconds": self._seconds,
@@ -164,66 +198,89 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict) -> None:
+        if "interval" not in state:
+            raise TrainError("this checkpoint was written by an older facelab (epochs): start a new run")
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
-        self.epoch, self.step = int(state["epoch"]), int(state["step"])
-        self.shuffle_gen.set_state(state["shuffle_state"])
-        self._epoch_start_shuffle = state["shuffle_state"]
+        self.interval, self.step = int(state["interval"]), int(state["step"])
         self.noise_gen.set_state(state["noise_state"])
         self._sums = state["sums"].to(self.device)
         self._seconds = float(state["seconds"])
 
-    # -- one epoch ------------------------------------------------------------------------
+    # -- one evaluation interval ----------------------------------------------------------
+    def _recon(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The reconstruction term, summed (divide by the batch size for a per-image loss)."""
+        if self.config.recon == "bce":
+            if self.model.logits:
+                return F.binary_cross_entropy_with_logits(out, x, reduction="sum")
+            return F.binary_cross_entropy(out.clamp(1e-4, 1 - 1e-4), x, reduction="sum")
+        y = torch.sigmoid(out) if self.model.logits else out
+        return F.mse_loss(y, x, reduction="sum") / (2 * MSE_SIGMA**2)
+
     def _loss(self, x: torch.Tensor, beta: float):
         noise = None
         if not self.config.deterministic:
             noise = torch.randn(
                 (len(x), self.config.latent_dim), generator=self.noise_gen, device=self.device
             )
-        logits, mu, logvar = self.net(x, noise)
+        out, mu, logvar = self.net(x, noise)
         n = len(x)
-        if self.config.recon == "bce":
-            recon = F.binary_cross_entropy_with_logits(logits, x, reduction="sum") / n
-        else:
-            recon = F.mse_loss(torch.sigmoid(logits), x, reduction="sum") / n
+        recon = self._recon(out, x) / n
         if self.config.deterministic:
             kl = torch.zeros((), device=self.device)
         else:
             kl = metrics.kl_per_dim_torch(mu, logvar).sum() / n
         return recon + beta * kl, recon, kl
 
-    def train_epoch(
+    def interval_bounds(self) -> tuple[int, int]:
+        """(first, end) global steps of the interval under way."""
+        first = self.interval * self.config.eval_every
+        return first, first + self.config.interval_steps(self.interval)
+
+    def train_interval(
         self, should_stop: ShouldStop | None = None, on_step: Callable[[int, int], None] | None = None
     ) -> dict | None:
-        """Run the rest of the current epoch; its train metrics, or None when stopped early
-        (at a step boundary, with the position kept for `state_dict`)."""
+        """Run the rest of the current evaluation interval; its train metrics, or None when
+        stopped early (at a step boundary, with the position kept for `state_dict`)."""
         self.model.train()
-        steps, bs = self.steps_per_epoch, self.config.batch_size
-        if self.step == 0:
+        first, end = self.interval_bounds()
+        if self.step == first:
             self._sums.zero_()
             self._seconds = 0.0
-        # Always draw the epoch's order from its start state, so a resumed epoch sees the same.
-        self.shuffle_gen.set_state(self._epoch_start_shuffle)
-        perm = torch.randperm(self.n_train, generator=self.shuffle_gen).to(self.device)
+        clip = self.config.grad_clip
         t0 = time.perf_counter()
         try:
-            while self.step < steps:
+            while self.step < end:
                 if should_stop is not None and should_stop():
                     return None
-                idx = perm[self.step * bs : (self.step + 1) * bs]
+                idx = self._batch_ids(self.step)
                 x = to_float_images(self.train_data[idx])
-                loss, recon, kl = self._loss(x, self.beta_at(self.epoch + self.step / steps))
+                loss, recon, kl = self._loss(x, self.beta_at(self.step))
+                for group in self.opt.param_groups:
+                    group["lr"] = self.lr_at(self.step)
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if clip > 0:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
                 self.opt.step()
                 self._sums += torch.stack((loss.detach(), recon.detach(), kl.detach())).double() * len(idx)
                 self.step += 1
                 if on_step is not None:
-                    on_step(self.step, steps)
+                    on_step(self.step - first, end - first)
         finally:
             self._seconds += time.perf_counter() - t0
-        loss, recon, kl = (self._sums / self.n_train).tolist()
-        return {"train_loss": loss, "recon": recon, "kl": kl, "beta": self.beta_at(self.epoch + 1)}
+        seen = sum(min(self.config.batch_size, self.n_train - (s % self.steps_per_pass) * self.config.batch_size)
+                   for s in range(first, end))
+        sums = self._sums / seen
+        if not torch.isfinite(sums).all():
+            bad = "NaN" if torch.isnan(sums).any() else "infinite"
+            raise TrainError(
+                f"training diverged: the loss became {bad} between steps {first + 1} and {end}; "
+                "the run stopped (try a lower learning rate, or gradient clipping)"
+            )
+        loss, recon, kl = sums.tolist()
+        return {"train_loss": loss, "recon": recon, "kl": kl, "beta": self.beta_at(end),
+                "lr": self.lr_at(end - 1)}
 
     @torch.inference_mode()
     def validate(self, images: torch.Tensor | None = None) -> dict:
@@ -240,12 +297,9 @@ class Trainer:
         for i in range(0, n, VAL_BATCH):
             x = to_float_images(data[i : i + VAL_BATCH])
             mu, logvar = self.model.encode(x)
-            logits = self.model.decode(mu)
-            y = torch.sigmoid(logits)
-            if self.config.recon == "bce":
-                recon_sum += F.binary_cross_entropy_with_logits(logits, x, reduction="sum").double()
-            else:
-                recon_sum += F.mse_loss(y, x, reduction="sum").double()
+            out = self.model.decode(mu)
+            y = self.model.image(out)
+            recon_sum += self._recon(out, x).double()
             if not self.config.deterministic:
                 kl_dims += metrics.kl_per_dim_torch(mu, logvar).double().sum(0)
             mus.append(mu)
@@ -272,20 +326,31 @@ class Trainer:
             "active_units": metrics.active_units(kl_list),
         }
 
-    def run_epoch(self, should_stop: ShouldStop | None = None, on_step=None) -> dict | None:
-        """Train the rest of this epoch and validate; the epoch's metrics row, or None if stopped."""
-        row = self.train_epoch(should_stop, on_step)
+    def run_interval(self, should_stop: ShouldStop | None = None, on_step=None) -> dict | None:
+        """Train the rest of this interval and validate; its metrics row, or None if stopped.
+        The row's "epoch" is the interval's number (1-based; the database's name for it) and
+        "step" the optimizer steps done by its end."""
+        row = self.train_interval(should_stop, on_step)
         if row is None:
             return None
+        first, end = self.interval_bounds()
         seconds = self._seconds
         t0 = time.perf_counter()
         row.update(self.validate())
-        self.epoch += 1
-        self.step = 0
-        self._epoch_start_shuffle = self.shuffle_gen.get_state()
-        row["epoch"] = self.epoch
+        self.interval += 1
+        row["epoch"] = self.interval
+        row["step"] = self.step
         row["seconds"] = seconds + (time.perf_counter() - t0)
-        row["images_per_s"] = self.n_train / seconds if seconds > 0 else None
+        row["images_per_s"] = (end - first) * self.config.batch_size / seconds if seconds > 0 else None
+        return row
+
+    def run(self, should_stop: ShouldStop | None = None) -> dict | None:
+        """Train to the end of the budget; the last interval's row (None if stopped)."""
+        row = None
+        while not self.done:
+            row = self.run_interval(should_stop)
+            if row is None:
+                return None
         return row
 
 
@@ -325,7 +390,7 @@ def _write_summary(workspace: Workspace, run_id: str, summary: dict) -> None:
 
 
 def _drop_epochs_after(workspace: Workspace, run_id: str, epoch: int) -> None:
-    """Rows of epochs the checkpoint does not hold (written just before a crash) go."""
+    """Rows of intervals the checkpoint does not hold (written just before a crash) go."""
     with workspace.connect(write=True) as c:
         c.execute("DELETE FROM epochs WHERE run_id = ? AND epoch > ?", (run_id, epoch))
 
@@ -335,9 +400,9 @@ def _summary(config: ModelConfig, last: dict | None, split: Split, state: str, *
     keys = ("train_loss", "val_loss", "val_psnr", "val_ssim", "active_units")
     return {
         "state": state,
-        "epochs": config.epochs,
+        "steps": config.steps if config.kind != "pca" else 0,
+        "steps_done": last.get("step", 0),
         **{k: last.get(k) for k in keys},
-        "epochs_done": last.get("epoch", 0),
         "n_train": int(len(split.train_ids)),
         "n_val": int(len(split.val_ids)),
         "split_note": split.note,
@@ -352,15 +417,16 @@ def train_run(
     progress: Progress | None = None,
     should_stop: ShouldStop | None = None,
 ) -> dict:
-    """Train (or resume) the run to `config.epochs`; returns the final summary.
+    """Train (or resume) the run to `config.steps`; returns the final summary.
 
-    Each epoch writes its metrics row, then an atomic checkpoint; `should_stop()` is checked
-    at every step and, when true, the position is checkpointed and the summary says
-    state 'cancelled'. `progress(dict)` gets at most about one update a second plus one per epoch.
+    Each evaluation interval writes its metrics row, then an atomic checkpoint; `should_stop()`
+    is checked at every step and, when true, the position is checkpointed and the summary says
+    state 'cancelled'. A loss that turns NaN or infinite raises TrainError (the job runner marks
+    the run 'failed' with its message; the last good checkpoint stays). `progress(dict)` gets
+    at most about one update a second plus one per interval.
     """
     config = load_run_config(workspace, run_id)
-    run_dir = workspace.run_dir(run_id)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    run_dir = make_folder(workspace.run_dir(run_id))  # never recreates a deleted workspace
     torch.set_num_threads(train_threads())
     split = split_ids(workspace)
     train_images = load_images(workspace, split.train_ids, config.image_size)
@@ -380,18 +446,20 @@ def train_run(
                 f"faces then, {trainer.n_train} now): start a new run instead of resuming"
             )
         trainer.load_state_dict(state)
-        note = f"resumed at epoch {trainer.epoch + 1}, step {trainer.step}"
-    _drop_epochs_after(workspace, run_id, trainer.epoch)
+        note = f"resumed at step {trainer.step + 1} of {config.steps}"
+    _drop_epochs_after(workspace, run_id, trainer.interval)
 
     t_start = time.monotonic()
     last_report = 0.0
     last_row: dict | None = None
-    epoch_s: float | None = None
+    step_s: float | None = None  # seconds per step, from the last interval
 
     def report(phase: str, **fields) -> None:
         if progress is not None:
-            progress({"phase": phase, "epoch": trainer.epoch, "epochs": config.epochs,
-                      "step": trainer.step, "steps": trainer.steps_per_epoch, **fields})
+            first, end = trainer.interval_bounds()
+            progress({"phase": phase, "epoch": trainer.interval, "epochs": config.intervals,
+                      "step": trainer.step - first, "steps": max(1, end - first),
+                      "global_step": trainer.step, "total_steps": config.steps, **fields})
 
     def on_step(step: int, steps: int) -> None:
         nonlocal last_report
@@ -399,25 +467,24 @@ def train_run(
         if progress is None or now - last_report < 1.0:
             return
         last_report = now
-        eta = None
-        if epoch_s is not None:
-            eta = epoch_s * (config.epochs - trainer.epoch - step / steps)
+        eta = step_s * (config.steps - trainer.step) if step_s is not None else None
         report("train", eta_s=eta)
 
     report("start", note=note)
-    while trainer.epoch < config.epochs:
-        row = trainer.run_epoch(should_stop, on_step)
+    while not trainer.done:
+        row = trainer.run_interval(should_stop, on_step)
         if row is None:
             _save_checkpoint(ckpt_path, trainer)
             summary = _summary(config, last_row, split, "cancelled", device=str(device),
-                               stopped_at={"epoch": trainer.epoch + 1, "step": trainer.step})
+                               stopped_at={"step": trainer.step})
             _write_summary(workspace, run_id, summary)
             report("cancelled")
             return summary
         _write_epoch(workspace, run_id, row)
         _save_checkpoint(ckpt_path, trainer)
-        last_row, epoch_s = row, row["seconds"]
-        report("epoch", metrics=row, eta_s=epoch_s * (config.epochs - trainer.epoch))
+        last_row = row
+        step_s = row["seconds"] / max(1, config.interval_steps(trainer.interval - 1))
+        report("epoch", metrics=row, eta_s=step_s * (config.steps - trainer.step))
 
     if last_row is None:  # already trained to the end: read the last row back
         rows = _epoch_rows(workspace, run_id)
@@ -459,7 +526,6 @@ def _fit_pca(workspace, run_id, config, split, train_images, val_images, progres
     _write_epoch(workspace, run_id, row)
     save_model(workspace.run_dir(run_id), pca, config)
     summary = _summary(config, row, split, "done", device="cpu")
-    summary["epochs"] = 1
     _write_summary(workspace, run_id, summary)
     if progress is not None:
         progress({"phase": "done", "epoch": 1, "epochs": 1, "metrics": row})

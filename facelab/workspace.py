@@ -15,18 +15,23 @@ import json
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from facelab import db
-from facelab.storage import load_npy, remove_stale_temps
+from facelab import db, processes
+from facelab.storage import WORKSPACES_DIR, load_npy, remove_stale_temps
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 DB_FILE = "facelab.sqlite"
 FACES_FILE = "faces.npy"
+IMPORT_PREFIX = ".importing-"  # <root>/.importing-<name>.<pid>.<hex>/: an import being unpacked
+DELETE_PREFIX = ".deleting-"  # <root>/.deleting-<name>.<pid>.<hex>/: a delete under way
+UPLOAD_PREFIX = ".upload-"  # <workspace>/.upload-video.<pid>.<hex>.tmp: an upload being built
+LEFTOVER_MAX_AGE_S = 24 * 3600  # a hidden folder with no owner pid in its name: left by a crash
 
 
 class WorkspaceError(ValueError):
@@ -43,7 +48,7 @@ def home_dir(override: str | Path | None = None) -> Path:
 
 
 def workspaces_root(home: str | Path | None = None) -> Path:
-    return home_dir(home) / "workspaces"
+    return home_dir(home) / WORKSPACES_DIR
 
 
 def validate_name(name: str) -> str:
@@ -196,12 +201,77 @@ def open_or_create(name: str, home: str | Path | None = None) -> Workspace:
 
 
 def list_workspaces(home: str | Path | None = None) -> list[str]:
+    """The workspaces of this home (opening the home also clears what crashed work left)."""
     root = workspaces_root(home)
     if not root.is_dir():
         return []
+    remove_leftovers(root)
     return sorted(
         p.name for p in root.iterdir() if NAME_RE.fullmatch(p.name) and (p / DB_FILE).exists()
     )
+
+
+def _leftover(entry: Path, prefix: str) -> bool:
+    """Whether a hidden work folder was left by a process that is gone: its owner pid (in the
+    name, see `processes.owned_name`; the older `-<pid>` suffix of deletes too) is dead, or,
+    without one, it is older than LEFTOVER_MAX_AGE_S."""
+    pid = processes.owner_pid(entry.name, prefix)
+    tail = entry.name.rsplit("-", 1)[-1]
+    if pid is None and prefix == DELETE_PREFIX and tail.isdigit():
+        pid = int(tail)
+    if pid is not None:
+        return not processes.pid_alive(pid)
+    return time.time() - entry.stat().st_mtime > LEFTOVER_MAX_AGE_S
+
+
+def remove_leftovers(root: str | Path) -> int:
+    """Remove what killed imports, interrupted deletes and uploads of a stopped server left in
+    the workspaces root; work another live process is doing right now is left alone.
+    Returns how many entries were removed."""
+    removed = 0
+    for entry in Path(root).iterdir():
+        try:
+            if entry.name.startswith((IMPORT_PREFIX, DELETE_PREFIX)):
+                prefix = IMPORT_PREFIX if entry.name.startswith(IMPORT_PREFIX) else DELETE_PREFIX
+                if entry.is_dir() and not entry.is_symlink() and _leftover(entry, prefix):
+                    shutil.rmtree(entry, ignore_errors=True)
+                    removed += 1
+            elif NAME_RE.fullmatch(entry.name) and entry.is_dir():
+                for tmp in entry.glob(UPLOAD_PREFIX + "*.tmp"):
+                    if processes.owner_gone(tmp.name, UPLOAD_PREFIX):
+                        tmp.unlink(missing_ok=True)
+                        removed += 1
+        except OSError:  # removed by someone else meanwhile, or unreadable: not ours to judge
+            continue
+    return removed
+
+
+def workers(path: str | Path) -> list[tuple[int, str]]:
+    """(pid, what) of each live training job and map worker of the workspace at `path`.
+
+    Jobs are the 'running' rows of its jobs table; map workers write their pid into
+    runs/*/projections/*.status.json, and the ones this process started but that have not
+    written it yet are in `processes.children_in`.
+    """
+    path = Path(path)
+    found: dict[int, str] = {}
+    if (path / DB_FILE).exists():
+        with db.connect(path / DB_FILE) as c:
+            rows = c.execute("SELECT run_id, pid FROM jobs WHERE state = 'running'").fetchall()
+        for r in rows:
+            if r["pid"] != os.getpid() and processes.pid_alive(r["pid"], r["run_id"]):
+                found[r["pid"]] = f"training run {r['run_id']}"
+    for status in path.glob("runs/*/projections/*.status.json"):
+        try:
+            s = json.loads(status.read_text())
+            pid = int(s.get("pid") or 0)
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+        if s.get("state") == "running" and pid != os.getpid() and processes.pid_alive(pid, "project"):
+            found[pid] = f"a map of run {status.parent.parent.name}"
+    for pid in processes.children_in(path):
+        found.setdefault(pid, "a background task")
+    return sorted(found.items())
 
 
 def rename(old: str, new: str, home: str | Path | None = None) -> Workspace:
@@ -211,16 +281,33 @@ def rename(old: str, new: str, home: str | Path | None = None) -> Workspace:
         raise WorkspaceError(f"no workspace named {old!r}")
     if dst.exists():
         raise WorkspaceError(f"a workspace named {new!r} already exists")
+    # A running job or map worker holds the old path and would fail with "workspace is gone".
+    busy = workers(src)
+    if busy:
+        pid, what = busy[0]
+        raise WorkspaceError(
+            f"cannot rename {old!r} while {what} is running (pid {pid}): "
+            "wait for it to finish or cancel it, then rename"
+        )
     os.rename(src, dst)
     return Workspace(dst)
 
 
 def delete(name: str, home: str | Path | None = None) -> None:
-    """Remove every file of the workspace (crops, database, runs). There is no undo."""
+    """Remove every file of the workspace (crops, database, runs). There is no undo.
+
+    Its training jobs and map workers are stopped first (queued runs are cancelled, so no
+    finishing job elsewhere starts one): left running, they would keep writing into it.
+    """
     path = _path_for(name, home)
     if not path.exists():
         raise WorkspaceError(f"no workspace named {name!r}")
-    # Rename first so a half-finished delete never looks like a usable workspace.
-    trash = path.with_name(f".deleting-{path.name}-{os.getpid()}")
+    if (path / DB_FILE).exists():
+        with db.connect(path / DB_FILE, write=True) as c:
+            c.execute("UPDATE jobs SET state = 'cancelled', pid = NULL WHERE state = 'queued'")
+    processes.stop([pid for pid, _ in workers(path)])
+    # Rename first so a half-finished delete never looks like a usable workspace; the owner pid
+    # in the name lets `remove_leftovers` finish it if this process dies mid-way.
+    trash = path.with_name(processes.owned_name(DELETE_PREFIX, path.name))
     os.rename(path, trash)
     shutil.rmtree(trash)

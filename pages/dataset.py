@@ -6,8 +6,10 @@ import streamlit as st
 
 from facelab import dataset
 from facelab.ui import state
-from facelab.ui.build import build_from_upload, report_interrupted_build
+from facelab.ui.build import build_from_upload, confirm_again, report_interrupted_build, upload_key
 from facelab.ui.grid import pager, thumbnail_grid
+from facelab.ui.text import md
+from facelab.workspace import WorkspaceError
 
 VIDEO_TYPES = ["mp4", "mov", "avi", "webm", "mkv", "m4v", "mpg", "mpeg"]
 PER_PAGE = 48
@@ -21,7 +23,7 @@ crop_size = w.get_meta("crop_size")
 with st.container(border=True):
     st.subheader("Add a video of your face")
     upload = st.file_uploader(
-        "Video file", type=VIDEO_TYPES, key="fl_upload",
+        "Video file", type=VIDEO_TYPES, key=upload_key(),
         help="Only the face crops are kept; the video itself is not stored.",
     )
     with st.expander("Settings"):
@@ -42,6 +44,8 @@ with st.container(border=True):
     settings = dataset.BuildSettings(fps=fps, size=size, margin=margin, align=align)
     if st.button("Build dataset", type="primary", disabled=upload is None):
         build_from_upload(w, upload, settings)
+    else:
+        confirm_again(w, upload, settings)
 
 counts = dataset.skip_counts(w)
 faces = dataset.faces_table(w)
@@ -72,15 +76,22 @@ st.altair_chart(
 )
 
 st.subheader("Contact sheet")
-st.caption("Tick the crops that are not a good view of your face, then delete them.")
+st.caption("Tick the crops that are not a good view of your face, then delete them. Deleting "
+           "erases their pixels and what runs made from them (codes, maps, evaluation images). "
+           + dataset.RETRAIN_NOTE)
 start, stop = pager(len(table), PER_PAGE, state.SHEET_PAGE)
 page = table.iloc[start:stop]
 crops = w.faces()[page["id"].to_numpy()]
-captions = [f"{r.source} · {r.t_seconds:.2f} s" for r in page.itertuples()]
+captions = [f"{md(r.source)} · {r.t_seconds:.2f} s" for r in page.itertuples()]  # captions are Markdown
 picked = thumbnail_grid(crops, page["id"].tolist(), captions, pick_label="reject", key="fl_reject")
 if st.button(f"Delete {len(picked)} ticked crop(s)", disabled=not picked, type="primary"):
-    n = dataset.delete_faces(w, picked)
-    for i in picked:
-        st.session_state.pop(f"fl_reject_{i}", None)
-    state.flash(f"Deleted {n} crop(s): their pixels are erased from disk.")
-    st.rerun()
+    try:
+        n = dataset.delete_faces(w, picked)
+    except WorkspaceError as e:
+        st.error(str(e))
+    else:
+        for i in picked:
+            st.session_state.pop(f"fl_reject_{i}", None)
+        state.flash(f"Deleted {n} crop(s): their pixels, codes, maps and evaluation images are erased "
+                    f"from disk. {dataset.RETRAIN_NOTE}")
+        st.rerun()

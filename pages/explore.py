@@ -13,6 +13,7 @@ from facelab.ui import state
 from facelab.ui.cache import codec
 from facelab.ui.explore import MAX_HOVER_THUMBNAILS, k_sweep, table_for
 from facelab.ui.runs import pick_run, require_latents
+from facelab.ui.text import md
 
 st.title("Explore")
 w = state.require_workspace()
@@ -57,7 +58,7 @@ if settings.is_slow:
     status = pj.projection_state(w, run_id, settings)
     if status.state != "ready":
         if status.state == "failed":
-            st.error(status.message)
+            st.error(md(status.message))
             if st.button("Try again"):
                 pj.start_projection(w, run_id, settings)
                 st.rerun()
@@ -94,7 +95,7 @@ picked, boxed = selected_ids(event, table)
 if picked:
     fid = picked[-1]
     row = table.loc[table["frame_id"] == fid].iloc[0]
-    st.subheader(f"Frame {fid} · {row['time']:.2f} s · {row['cluster']}")
+    st.subheader(f"Frame {fid} · {row['time']:.2f} s · {md(row['cluster'])}")
     model = codec(w, run_id)
     faces = w.faces()
     left, right = st.columns([1, 2])

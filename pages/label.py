@@ -9,6 +9,8 @@ from facelab import dataset, jobs, labels, probe
 from facelab.latent import active_latents, load_latents
 from facelab.ui import state
 from facelab.ui.grid import label_box_changes, label_box_key, pager
+from facelab.ui.runs import learned_nothing
+from facelab.ui.text import md
 
 PER_PAGE = 48
 COLUMNS = 8
@@ -33,15 +35,17 @@ with right.popover("New label"):
         try:
             labels.add_label_name(w, new)
         except labels.LabelError as e:
-            st.error(str(e))
+            st.error(md(e))
         else:
-            state.flash(f"Added the label {new.strip().lower()}.")
+            state.flash(f"Added the label {labels.validate_label_name(new)}.")
             st.rerun()
 
 # A trained run (optional) adds cluster filters, uncertainty order and the probe's insight.
 done = [r for r in jobs.list_runs(w) if r.state == "done"]
 run_id = st.session_state.get(state.RUN) if st.session_state.get(state.RUN) in {r.run_id for r in done} else (
     done[0].run_id if done else None)
+if run_id and learned_nothing(w, next(r for r in done if r.run_id == run_id)):
+    run_id = None  # its clusters and uncertainty would be noise: label without them
 lat = load_latents(w, run_id) if run_id else None
 tags = labels.labels_of(w)
 
@@ -72,7 +76,7 @@ if order.startswith("model") and lat is not None and len(ids):
     try:
         u = probe.uncertainty(mu, act_ids, tags)
     except probe.ProbeError as e:
-        st.caption(str(e))
+        st.caption(md(e))
     else:
         score = dict(zip(act_ids.tolist(), u.tolist()))
         ids = np.array(sorted(ids.tolist(), key=lambda i: -score.get(i, 0.0)), dtype=np.int64)
@@ -95,13 +99,13 @@ else:
     if give or take:
         tags, counts = labels.labels_of(w), labels.counts(w)
 
-    st.caption(f"Click a box to give or take **{label}** ({counts.get(label, 0)} frames have it).")
+    st.caption(f"Click a box to give or take **{md(label)}** ({counts.get(label, 0)} frames have it).")
     for row in range(0, len(page_ids), COLUMNS):
         for col, i in zip(st.columns(COLUMNS), range(row, min(len(page_ids), row + COLUMNS))):
             fid = page_ids[i]
             has = label in tags.get(fid, ())
             col.image(crops[i], caption=f"{t_of[fid]:.2f} s", width="stretch")
-            col.checkbox(label, value=has, key=label_box_key(label, fid, has))
+            col.checkbox(md(label), value=has, key=label_box_key(label, fid, has))
 
 undo_record = st.session_state.get("fl_undo")
 if st.button("Undo last action", disabled=not undo_record, key="fl_undo_btn"):
@@ -114,7 +118,7 @@ if st.button("Undo last action", disabled=not undo_record, key="fl_undo_btn"):
 st.subheader("Label counts")
 for row in range(0, len(names), 8):
     for col, n in zip(st.columns(8), names[row:row + 8]):
-        col.metric(n, counts.get(n, 0))
+        col.metric(md(n), counts.get(n, 0))
 
 if lat is not None:
     st.subheader("Are labelled faces close in the latent space?")
@@ -137,7 +141,7 @@ with st.expander("Import / export labels (CSV)"):
         try:
             n = labels.import_csv(w, upload.getvalue().decode("utf-8", errors="replace"))
         except labels.LabelError as e:
-            st.error(f"Nothing imported: {e}")
+            st.error(f"Nothing imported: {md(e)}")
         else:
             state.flash(f"Imported {n} new labels.")
             st.rerun()

@@ -17,6 +17,7 @@ from facelab.ui.cache import codec
 from facelab.ui.explore import table_for
 from facelab.ui.runs import pick_run, require_latents
 from facelab.ui.shift import bounds, light_map, probe, run_plane
+from facelab.ui.text import md
 
 st.title("Shift")
 w = state.require_workspace()
@@ -38,7 +39,7 @@ with make_tab:
     usable = [n for n in labels.label_names(w) if counts.get(n, 0)]
     c1, c2, c3 = st.columns(3)
     label = c1.selectbox("From label", usable or ["(no labels yet)"], key="fl_dir_label",  # bare names:
-                         help=", ".join(f"{n}: {counts[n]} frames" for n in usable) or None)  # see pages/label.py
+                         help=", ".join(f"{md(n)}: {counts[n]} frames" for n in usable) or None)  # see pages/label.py
     method = c2.selectbox("Method", ["logistic", "mean_diff", "svm"], key="fl_dir_method", format_func={
         "logistic": "classifier normal (InterFaceGAN)", "mean_diff": "difference of means",
         "svm": "linear SVM normal"}.get)
@@ -52,7 +53,7 @@ with make_tab:
                     f"{label} without {without}", label=label)
             dr.save_direction(w, run_id, d)
         except dr.DirectionError as e:
-            st.error(str(e))
+            st.error(md(e))
         else:
             state.flash(f"Stored the direction {d.name}.")
             st.rerun()
@@ -73,7 +74,7 @@ with make_tab:
         try:
             dr.save_direction(w, run_id, dr.CentreTarget(label=name).fit(mu, members).to_direction(name))
         except dr.DirectionError as e:
-            st.error(str(e))
+            st.error(md(e))
         else:
             state.flash(f"Stored the centre {name}.")
             st.rerun()
@@ -81,7 +82,7 @@ with make_tab:
         st.dataframe(pd.DataFrame([{"name": n, "kind": d.kind, "made from": str(d.spec)} for n, d in stored.items()]),
                      hide_index=True)
         gone = st.selectbox("Delete a direction", ["(keep all)", *stored], key="fl_dir_delete")
-        if gone != "(keep all)" and st.button(f"Delete {gone}", key="fl_dir_delete_btn"):
+        if gone != "(keep all)" and st.button(f"Delete {md(gone)}", key="fl_dir_delete_btn"):
             dr.delete_direction(w, run_id, gone)
             st.rerun()
 
@@ -105,7 +106,7 @@ with shift_tab:
                 pick = None
             box = choose_face(boxes, build_settings_of(w).ambiguous_ratio, pick, photo.name)
         except PhotoError as e:
-            st.error(str(e))
+            st.error(md(e))
             st.stop()
         original = crop_photo_face(w, frame, box, model.config.image_size, detector)
         z0 = model.encode(original[None])[0][0]
@@ -122,7 +123,7 @@ with shift_tab:
         cols = st.columns(max(1, min(3, len(moves) + bool(centres))))
         alphas = {}
         for i, (name, d) in enumerate(moves.items()):
-            alphas[name] = cols[i % len(cols)].slider(f"{name} (α, in spreads)", -3.0, 3.0, 0.0, 0.1,
+            alphas[name] = cols[i % len(cols)].slider(f"{md(name)} (α, in spreads)", -3.0, 3.0, 0.0, 0.1,
                                                       key=f"fl_alpha_{run_id}_{name}")
         target, strength = None, 0.0
         if centres:
@@ -153,7 +154,7 @@ with shift_tab:
             if p is not None and alphas.get(along):
                 q = edit.shift_quality(model, z0[None], d, p, alphas[along], limits)
                 st.caption(
-                    f"Probe P({lab}) {q.probe_before:.2f} → {q.probe_after:.2f} (decoded and re-encoded: "
+                    f"Probe P({md(lab)}) {q.probe_before:.2f} → {q.probe_after:.2f} (decoded and re-encoded: "
                     f"{q.image_probe_before:.2f} → {q.image_probe_after:.2f}); pixels changed "
                     f"{q.pixel_inside:.1f} inside the mouth region vs {q.pixel_outside:.1f} outside; "
                     f"latent move {q.latent_along:+.2f} along, {q.latent_orthogonal:.2f} across.")

@@ -3,12 +3,15 @@
 import pandas as pd
 import streamlit as st
 
-from facelab import charts, evaluate, jobs
+from facelab import charts, evaluate, jobs, quality
+from facelab.latent import dataset_key
 from facelab.metrics import ACTIVE_KL_NATS
-from facelab.models import ModelConfig, ModelError
+from facelab.models import ARCHS, RECONS, ModelConfig, ModelError
 from facelab.ui import state
 from facelab.ui.cache import evaluation_grids, model_stamp
+from facelab.ui.text import md
 
+ARCH_LABELS = {"pcares": "PCA start + learned residual", "paper": "β-VAE paper's network"}
 KIND_LABELS = {
     "betavae": "β-VAE", "vae": "VAE (β = 1)", "ae": "Autoencoder (deterministic)", "pca": "PCA baseline",
 }
@@ -24,27 +27,37 @@ runs = jobs.list_runs(w)
 
 with st.expander("New run", expanded=not runs):
     with st.form("fl_new_run", border=False):
+        d = ModelConfig()  # the one set of defaults, shared with `facelab train`
+        c1, c2, c3, c4, c5 = st.columns(5)
+        kind = c1.selectbox("Model", list(KIND_LABELS), index=list(KIND_LABELS).index(d.kind),
+                            format_func=KIND_LABELS.get, key="fl_kind")
+        arch = c2.selectbox("Network", list(ARCHS), index=list(ARCHS).index(d.arch),
+                            format_func=ARCH_LABELS.get, key="fl_arch")
+        beta = c3.number_input("β (β-VAE only)", 0.0, 100.0, float(d.beta), 0.5, key="fl_beta",
+                               help="1 keeps the most detail; above 1 trades detail for disentangled latents")
+        latent_sizes = [2, 4, 8, 16, 32, 64, 128]
+        latent = c4.selectbox("Latent size", latent_sizes, index=latent_sizes.index(d.latent_dim), key="fl_latent")
+        steps = c5.number_input("Training steps", 1, 1_000_000, d.steps, 100, key="fl_steps",
+                                help=f"Optimizer steps of {d.batch_size} faces each, whatever the dataset's "
+                                     f"size; {d.steps:,} take 3-4 minutes on 2 free CPU cores")
         c1, c2, c3, c4 = st.columns(4)
-        kind = c1.selectbox("Model", list(KIND_LABELS), format_func=KIND_LABELS.get, key="fl_kind")
-        beta = c2.number_input("β (β-VAE only)", 0.0, 100.0, 4.0, 0.5, key="fl_beta")
-        latent = c3.selectbox("Latent size", [2, 4, 8, 16, 32, 64, 128], index=4, key="fl_latent")
-        epochs = c4.number_input("Epochs", 1, 10_000, 50, key="fl_epochs")
-        c1, c2, c3, c4 = st.columns(4)
-        batch = c1.selectbox("Batch size", [16, 32, 64, 128, 256], index=2, key="fl_batch")
-        recon = c2.selectbox("Reconstruction loss", ["bce", "mse"], format_func=lambda r: {
-            "bce": "Bernoulli (BCE)", "mse": "Gaussian (MSE)"}[r], key="fl_recon")
-        lr = c3.number_input("Learning rate", 1e-6, 1e-1, 1e-4, format="%.0e", key="fl_lr")
-        seed = c4.number_input("Seed", 0, 2**31 - 1, 0, key="fl_seed")
+        batches = [16, 32, 64, 128, 256]
+        batch = c1.selectbox("Batch size", batches, index=batches.index(d.batch_size), key="fl_batch")
+        recon = c2.selectbox("Reconstruction loss", list(RECONS), index=list(RECONS).index(d.recon),
+                             format_func=lambda r: {"bce": "Bernoulli (BCE)", "mse": "Gaussian (MSE)"}[r],
+                             key="fl_recon")
+        lr = c3.number_input("Learning rate", 1e-6, 1e-1, d.lr, format="%.0e", key="fl_lr")
+        seed = c4.number_input("Seed", 0, 2**31 - 1, d.seed, key="fl_seed")
         name = st.text_input("Name (optional)", max_chars=64, key="fl_run_name")
         if st.form_submit_button("Start training", type="primary"):
             try:
-                config = ModelConfig(kind=kind, latent_dim=int(latent), beta=float(beta),
+                config = ModelConfig(kind=kind, arch=arch, latent_dim=int(latent), beta=float(beta),
                                      image_size=w.get_meta("crop_size", 64), recon=recon, lr=float(lr),
-                                     batch_size=int(batch), epochs=int(epochs), seed=int(seed))
+                                     batch_size=int(batch), steps=int(steps), seed=int(seed))
                 run_id = jobs.create_run(w, config, name.strip() or None)
                 jobs.start(w, run_id)
             except (ModelError, jobs.JobError) as e:
-                st.error(str(e))
+                st.error(md(e))
             else:
                 st.session_state[state.RUN] = run_id
                 st.rerun()
@@ -65,6 +78,16 @@ run_id = st.selectbox(
 st.session_state[state.RUN] = run_id
 
 
+def budget_text(s: jobs.RunStatus) -> str:
+    """Where a run stands, in optimizer steps (the epochs of runs made before steps)."""
+    c = s.config
+    if c.kind == "pca":
+        return "fitted" if s.state == "done" else "fitting"
+    if c.legacy_epochs:
+        return f"epoch {s.epoch}/{s.epochs}"
+    return f"step {round(s.fraction * c.steps):,}/{c.steps:,}"
+
+
 @st.fragment(run_every=1.0 if by_id[run_id].active else None)
 def live(run_id: str, was_active: bool) -> None:
     """Progress, buttons and curves of one run; polls SQLite every second while it trains."""
@@ -72,9 +95,9 @@ def live(run_id: str, was_active: bool) -> None:
     if was_active and not s.active:
         st.rerun(scope="app")  # finished: refresh the runs table and stop polling
     eta = f" · about {s.eta_s:.0f} s left" if s.eta_s else ""
-    st.progress(s.fraction, text=f"{s.state} · epoch {s.epoch}/{s.epochs}{eta}")
+    st.progress(s.fraction, text=f"{s.state} · {budget_text(s)}{eta}")
     if s.error and s.state in ("failed", "dead"):
-        st.error(s.error)
+        st.error(md(s.error))
     b1, b2, b3 = st.columns([1, 1, 6])
     if s.active and b1.button("Cancel", key="fl_cancel"):
         jobs.cancel(w, run_id)
@@ -84,7 +107,7 @@ def live(run_id: str, was_active: bool) -> None:
         st.rerun(scope="app")
     epochs = jobs.epoch_metrics(w, run_id)
     if not epochs:
-        st.caption("Waiting for the first epoch…")
+        st.caption(f"Waiting for the first evaluation (every {s.config.eval_every} steps)…")
         return
     last = epochs[-1]
     m = st.columns(4)
@@ -92,6 +115,12 @@ def live(run_id: str, was_active: bool) -> None:
     m[1].metric("Held-out SSIM", f"{last.get('val_ssim', 0):.3f}")
     m[2].metric("Active latent units", last.get("active_units", "–"))
     m[3].metric("Images / s", f"{last.get('images_per_s', 0):,.0f}")
+    q = quality.run_report(w, s)
+    if q["mean_crop_psnr"] is not None:
+        st.caption(f"On the same held-out faces: the mean crop {q['mean_crop_psnr']:.2f} dB, "
+                   f"PCA with 32 components {q['pca32_psnr']:.2f} dB.")
+    if q["warning"]:
+        st.warning(q["warning"], icon="⚠️")
     left, right = st.columns(2)
     left.altair_chart(charts.loss_curves(epochs), width="stretch")
     right.altair_chart(charts.metric_curves({s.name: epochs}, "val_psnr", "Held-out PSNR (dB)"),
@@ -103,12 +132,14 @@ def live(run_id: str, was_active: bool) -> None:
 live(run_id, by_id[run_id].active)
 
 st.subheader("All runs")
+reports = {r.run_id: quality.run_report(w, r) for r in runs}
 table = pd.DataFrame([
     {
         "run": r.name, "model": KIND_LABELS.get(r.kind, r.kind), "β": r.config.effective_beta,
-        "latent": r.config.latent_dim, "epochs": f"{r.epoch}/{r.epochs}", "state": r.state,
-        "held-out PSNR": r.metrics.get("val_psnr"), "active units": r.metrics.get("active_units"),
-        "started": r.created_at,
+        "latent": r.config.latent_dim, "progress": budget_text(r), "state": r.state,
+        "held-out PSNR": r.metrics.get("val_psnr"), "mean crop PSNR": reports[r.run_id]["mean_crop_psnr"],
+        "PCA-32 PSNR": reports[r.run_id]["pca32_psnr"], "active units": r.metrics.get("active_units"),
+        "learned nothing": bool(reports[r.run_id]["warning"]), "started": r.created_at,
     }
     for r in runs
 ])
@@ -126,7 +157,7 @@ selected = by_id[run_id]
 if selected.state != "done":
     st.caption("Reconstructions, samples and traversals appear here when the run is done.")
 else:
-    grids = evaluation_grids(str(w.path), run_id, model_stamp(w, run_id), 0)
+    grids = evaluation_grids(str(w.path), run_id, model_stamp(w, run_id), 0, dataset_key(w))
     tabs = st.tabs(["Reconstructions", "Random samples", "Three-point check", "Traversals", "Compression curve"])
     tabs[0].image(grids["reconstructions"], width=640,
                   caption=f"Held-out frames (rows 1, 3) and their reconstructions · PSNR {float(grids['psnr']):.2f} dB")

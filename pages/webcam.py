@@ -12,6 +12,7 @@ from facelab.ui import state
 from facelab.ui import webcam as wc
 from facelab.ui.runs import pick_run, require_latents
 from facelab.ui.shift import light_map, run_plane
+from facelab.ui.text import md
 
 st.title("Webcam")
 w = state.require_workspace()
@@ -51,7 +52,7 @@ def controls() -> None:
     if not moves:
         st.info(wc.NO_DIRECTION_HINT)
     cols = st.columns(3)
-    alphas = {name: cols[i % 3].slider(f"{name} (α, in spreads)", -3.0, 3.0, 0.0, 0.1,
+    alphas = {name: cols[i % 3].slider(f"{md(name)} (α, in spreads)", -3.0, 3.0, 0.0, 0.1,
                                        key=f"fl_webcam_alpha_{run_id}_{name}")
               for i, name in enumerate(moves)}
     a, b, c = st.columns([2, 2, 2], vertical_alignment="bottom")
@@ -63,7 +64,7 @@ def controls() -> None:
     try:
         pipe.update(**wc.live_changes(moves, alphas, options, target, strength, paste, side))
     except LiveError as e:
-        st.error(str(e))
+        st.error(md(e))
 
 
 with video_col:
@@ -88,7 +89,7 @@ with map_col:
     live_map()
 
 with st.expander("Record to dataset"):
-    wc.recording_panel(w, rec, playing)
+    wc.recording_panel(w, run_id, rec, playing)
 
 with st.expander("No live video? Take a snapshot instead"):
     wc.snapshot_panel(pipe, centres, centre_names)

@@ -1,4 +1,4 @@
-"""Fixtures every test shares: a private facelab home, the real clips, a live app, Chromium."""
+"""Fixtures every test shares: a private facelab home, a live app, Chromium (media: tests/media.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("FACELAB_SHARED_DATA", REPO.parent / "shared" / "data"))
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -32,12 +31,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "home"
     path.mkdir()
     monkeypatch.setenv("FACELAB_HOME", str(path))
-    return path
-
-
-def shared_file(name: str) -> Path:
-    path = SHARED_DATA / name
-    assert path.exists(), f"test data {path} is missing (../shared/data beside the repo)"
     return path
 
 
@@ -173,10 +166,19 @@ def map_points(page, box: str):
     return chart, points
 
 
+def _point_centre(points, i: int) -> tuple[float, float]:
+    bb = points.nth(i).bounding_box()
+    return bb["x"] + bb["width"] / 2, bb["y"] + bb["height"] / 2
+
+
 def click_point(page, points, i: int) -> None:
     """Click where point i is drawn, as a person would (overlapping points: the top one wins)."""
-    bb = points.nth(i).bounding_box()
-    page.mouse.click(bb["x"] + bb["width"] / 2, bb["y"] + bb["height"] / 2)
+    page.mouse.click(*_point_centre(points, i))
+
+
+def hover_point(page, points, i: int) -> None:
+    """Move the mouse over where point i is drawn (overlapping points: the top one's tooltip)."""
+    page.mouse.move(*_point_centre(points, i))
 
 
 def move_slider_until_face_changes(page, slider_text: str, steps: int = 15) -> None:

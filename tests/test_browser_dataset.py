@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from conftest import shared_file, wait_for_app
+from conftest import wait_for_app
+from media import media_file
 
 pytestmark = pytest.mark.browser
 
@@ -19,7 +20,7 @@ def test_upload_build_and_see_contact_sheet(page, app_url: str) -> None:
     page.get_by_text("No faces yet").wait_for()
 
     page.locator("[data-testid='stMain'] [data-testid='stFileUploader'] input[type='file']").set_input_files(
-        str(shared_file("WolfgangLanger_Pexels.mp4"))
+        str(media_file("WolfgangLanger_Pexels.mp4"))
     )
     page.get_by_role("button", name="Build dataset").click()
     page.get_by_text(re.compile(r"Added \d+ faces")).wait_for(timeout=120_000)

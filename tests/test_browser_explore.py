@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import choose, click_point, map_points, move_slider_until_face_changes, wait_for_app
+from conftest import choose, click_point, hover_point, map_points, move_slider_until_face_changes, wait_for_app
 from facelab import labels, sample
 
 pytestmark = pytest.mark.browser
@@ -26,7 +26,7 @@ def test_map_hover_click_box_select_and_label(page, sample_app) -> None:
     chart, points = map_points(page, "fl_map_box")
     assert points.count() >= 450
 
-    points.nth(10).hover()
+    hover_point(page, points, 10)
     tooltip_img = page.locator("#vg-tooltip-element img")
     tooltip_img.wait_for(timeout=10_000)
     assert tooltip_img.get_attribute("src").startswith("data:image/jpeg;base64,")

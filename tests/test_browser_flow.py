@@ -23,7 +23,8 @@ from pathlib import Path
 import pytest
 
 from conftest import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, LOCAL_PREFIXES, choose, click_point, map_points,
-                      move_slider_until_face_changes, shared_file, streamlit_server, wait_for_app)
+                      move_slider_until_face_changes, streamlit_server, wait_for_app)
+from media import media_file
 from fakecam import fake_camera_args, namespaces_possible, network_namespace, start_camera, write_y4m
 from facelab import archive, labels
 from facelab import workspace as ws
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.browser
 
 def test_whole_flow_from_video_to_webcam_export_and_delete(home: Path, tmp_path: Path) -> None:
     why = namespaces_possible()
-    y4m = "" if why else str(write_y4m(shared_file("WolfgangLanger_Pexels.mp4"), tmp_path / "face.y4m"))
+    y4m = "" if why else str(write_y4m(media_file("WolfgangLanger_Pexels.mp4"), tmp_path / "face.y4m"))
     ARTIFACTS.mkdir(exist_ok=True)
     with nullcontext([]) if why else network_namespace("fl_flow") as inside:
         child = subprocess.run([*inside, sys.executable, __file__, str(home), y4m, str(ARTIFACTS)],
@@ -109,7 +110,7 @@ def flow(page, url: str, home: Path, shot: Shots, webcam: bool) -> None:
     # 2. Upload the clip and build the dataset.
     main = page.locator("[data-testid='stMain']")
     main.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(
-        str(shared_file("WolfgangLanger_Pexels.mp4"))
+        str(media_file("WolfgangLanger_Pexels.mp4"))
     )
     page.get_by_role("button", name="Build dataset").click()
     added = page.get_by_text(re.compile(r"Added \d+ faces"))
@@ -120,15 +121,15 @@ def flow(page, url: str, home: Path, shot: Shots, webcam: bool) -> None:
 
     # 3. Train a short β-VAE (β 1, lr 1e-3: faces after seconds, not minutes) and wait until it is done.
     go(page, "Train")
-    page.get_by_label("Epochs").fill("40")
-    page.get_by_label("β (β-VAE only)").fill("1")
+    page.get_by_label("Training steps", exact=True).fill("400")
+    page.get_by_label("β (β-VAE only)", exact=True).fill("1")
     page.get_by_label("Learning rate").fill("0.001")
     choose(page, "Latent size", "8")
     choose(page, "Batch size", "16")
     page.get_by_role("button", name="Start training").click()
-    page.get_by_text(re.compile(r"running · epoch")).wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"running · step")).wait_for(timeout=60_000)
     shot("training")
-    page.get_by_text(re.compile(r"^done · epoch 40/40")).wait_for(timeout=150_000)
+    page.get_by_text(re.compile(r"^done · step 400/400")).wait_for(timeout=150_000)
     wait_for_app(page, 60_000)
     w = ws.open_workspace("me")
     shot("trained")

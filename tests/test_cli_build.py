@@ -5,7 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import REPO, shared_file
+from conftest import REPO
+from media import media_file
 from facelab import workspace as wsmod
 from facelab.cli import main
 from facelab.cli.build import progress_line
@@ -13,7 +14,7 @@ from facelab.dataset import BuildProgress
 
 
 def test_build_with_create_prints_the_counts(home, capsys):
-    rc = main(["build", str(shared_file("single_face.mp4")), "--workspace", "me", "--create", "-q"])
+    rc = main(["build", str(media_file("single_face.mp4")), "--workspace", "me", "--create", "-q"])
     out = capsys.readouterr()
     assert rc == 0, out.err
     assert "single_face.mp4: kept 19 of 19 sampled frames" in out.out
@@ -22,7 +23,7 @@ def test_build_with_create_prints_the_counts(home, capsys):
 
 
 def test_missing_workspace_needs_create(home, capsys):
-    rc = main(["build", str(shared_file("single_face.mp4")), "--workspace", "nobody"])
+    rc = main(["build", str(media_file("single_face.mp4")), "--workspace", "nobody"])
     err = capsys.readouterr().err
     assert rc == 2 and "no workspace named 'nobody'" in err and "--create" in err
     assert wsmod.list_workspaces() == []
@@ -41,13 +42,13 @@ def test_bad_video_is_one_error_line_and_changes_nothing(home, tmp_path, capsys)
 
 
 def test_video_without_a_face_is_an_error_that_says_why(home, capsys):
-    rc = main(["build", str(shared_file("no_face.mp4")), "--workspace", "me", "--create", "-q"])
+    rc = main(["build", str(media_file("no_face.mp4")), "--workspace", "me", "--create", "-q"])
     err = capsys.readouterr().err
     assert rc == 2 and "no face found in" in err and "nothing was added" in err
 
 
 def test_other_crop_size_is_refused(home, capsys):
-    video = str(shared_file("single_face.mp4"))
+    video = str(media_file("single_face.mp4"))
     assert main(["build", video, "-w", "me", "--create", "-q"]) == 0
     rc = main(["build", video, "-w", "me", "--size", "32", "-q"])
     assert rc == 2 and "holds 64x64 crops" in capsys.readouterr().err
@@ -61,7 +62,7 @@ def test_progress_line():
 
 def test_the_installed_command_shows_progress_on_stderr(home):
     proc = subprocess.run(
-        [sys.executable, "-m", "facelab", "build", str(shared_file("bbaf2n.mpg")), "-w", "grid",
+        [sys.executable, "-m", "facelab", "build", str(media_file("bbaf2n.mpg")), "-w", "grid",
          "--create", "--size", "32", "--align"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )

@@ -1,7 +1,7 @@
 """`facelab interpolate | shift | shift-eval` on a real workspace: the Pexels clip, a tiny trained AE.
 
 The workspace is built and trained once for the module (6-20 s, by machine load): 158 crops at 8 fps, an
-autoencoder with 8 latents trained for 10 epochs (an AE, because a VAE this short collapses
+autoencoder with 8 latents trained for 90 steps (an AE, because a VAE this short collapses
 its codes to the prior and then no direction changes anything). A "smile" label is made up
 from the sign of the code's busiest dimension, so the label is learnable from codes by design.
 """
@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import shared_file
+from media import media_file
 from PIL import Image
 
 from facelab import workspace as ws
@@ -31,9 +31,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     home = tmp_path_factory.mktemp("home")
     w = ws.create("me", home)
-    report = dataset.build(w, shared_file("WolfgangLanger_Pexels.mp4"), dataset.BuildSettings(fps=8))
+    report = dataset.build(w, media_file("WolfgangLanger_Pexels.mp4"), dataset.BuildSettings(fps=8))
     assert report.kept > 100
-    run_id = jobs.create_run(w, ModelConfig(kind="ae", latent_dim=8, epochs=10, batch_size=16, lr=1e-3))
+    run_id = jobs.create_run(w, ModelConfig(kind="ae", latent_dim=8, steps=90, batch_size=16, lr=1e-3))
     # One torch thread: on a 2-core machine shared with other test processes, two spinning
     # OpenMP threads made this tiny training 30x slower. (The count is per thread; restored.)
     threads = torch.get_num_threads()
@@ -90,7 +90,7 @@ def test_interpolate_errors_are_one_line(trained: dict, tmp_path: Path, capsys) 
 
 @pytest.fixture(scope="module")
 def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cap = cv2.VideoCapture(str(shared_file("WolfgangLanger_Pexels.mp4")))
+    cap = cv2.VideoCapture(str(media_file("WolfgangLanger_Pexels.mp4")))
     cap.set(cv2.CAP_PROP_POS_FRAMES, 200)
     ok, frame = cap.read()
     cap.release()
@@ -127,7 +127,7 @@ def test_shift_errors(trained: dict, photo: Path, tmp_path: Path, capsys) -> Non
     err = capsys.readouterr().err
     assert "no direction 'frown' (it has: " in err and "smile" in err
 
-    multi = shared_file("multi_face.jpg")
+    multi = media_file("multi_face.jpg")
     assert run_cli(trained, *base(trained, "shift"), str(multi), "-d", "smile", "--out", out) == 2
     err = capsys.readouterr().err
     assert "faces found in multi_face.jpg" in err and "--face N" in err and "1: " in err and "2: " in err
@@ -135,7 +135,7 @@ def test_shift_errors(trained: dict, photo: Path, tmp_path: Path, capsys) -> Non
     assert run_cli(trained, *base(trained, "shift"), str(multi), "-d", "smile", "--face", "9", "--out", out) == 2
     assert "--face 9" in capsys.readouterr().err
 
-    cap = cv2.VideoCapture(str(shared_file("no_face.mp4")))
+    cap = cv2.VideoCapture(str(media_file("no_face.mp4")))
     ok, frame = cap.read()
     cap.release()
     empty = tmp_path / "empty.png"

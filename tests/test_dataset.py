@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import shared_file
+from media import media_file
 from facelab import workspace as wsmod
 from facelab.dataset import (
     BuildCancelled,
@@ -54,7 +54,7 @@ def pexels(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     ws = wsmod.create("pexels", home)
     calls = []
-    report = build(ws, shared_file("WolfgangLanger_Pexels.mp4"), progress=calls.append)
+    report = build(ws, media_file("WolfgangLanger_Pexels.mp4"), progress=calls.append)
     return ws, report, calls
 
 
@@ -70,7 +70,7 @@ def test_split_is_by_two_second_blocks():
 
 def test_bad_settings_are_refused_with_their_names(ws):
     with pytest.raises(BuildError, match="size must be one of 32, 64, 128"):
-        build(ws, shared_file("single_face.mp4"), BuildSettings(size=48))
+        build(ws, media_file("single_face.mp4"), BuildSettings(size=48))
     with pytest.raises(BuildError, match="fps"):
         BuildSettings(fps=0).check()
 
@@ -111,7 +111,7 @@ def test_progress_is_rate_limited_and_ends_at_the_total(pexels):
 
 
 def test_two_builds_give_identical_crops_whatever_the_threads(home):
-    video = shared_file("WolfgangLanger_Pexels.mp4")
+    video = media_file("WolfgangLanger_Pexels.mp4")
     a = wsmod.create("a", home)
     b = wsmod.create("b", home)
     build(a, video, BuildSettings(workers=2))
@@ -122,9 +122,9 @@ def test_two_builds_give_identical_crops_whatever_the_threads(home):
 
 
 def test_second_video_appends_and_ids_continue(ws):
-    first = build(ws, shared_file("single_face.mp4"))
+    first = build(ws, media_file("single_face.mp4"))
     before = ws.faces(mmap=False)
-    second = build(ws, shared_file("bbaf2n.mpg"), name="speaker.mpg")
+    second = build(ws, media_file("bbaf2n.mpg"), name="speaker.mpg")
     assert first.kept > 10 and second.kept > 10
     crops = ws.faces(mmap=False)
     assert len(crops) == first.kept + second.kept
@@ -136,22 +136,22 @@ def test_second_video_appends_and_ids_continue(ws):
 
 
 def test_a_workspace_keeps_one_crop_size(ws):
-    build(ws, shared_file("single_face.mp4"))
+    build(ws, media_file("single_face.mp4"))
     before = snapshot(ws)
     with pytest.raises(BuildError, match="holds 64x64 crops"):
-        build(ws, shared_file("single_face.mp4"), BuildSettings(size=32))
+        build(ws, media_file("single_face.mp4"), BuildSettings(size=32))
     assert snapshot(ws) == before
 
 
 @pytest.mark.parametrize("size", [32, 128])
 def test_other_crop_sizes(home, size):
     w = wsmod.create(f"s{size}", home)
-    report = build(w, shared_file("single_face.mp4"), BuildSettings(size=size, align=True))
+    report = build(w, media_file("single_face.mp4"), BuildSettings(size=size, align=True))
     assert w.faces().shape == (report.kept, size, size, 3) and report.kept > 10
 
 
 def test_face_that_leaves_gives_crops_only_where_it_is(ws):
-    report = build(ws, shared_file("face_noface.mov"))
+    report = build(ws, media_file("face_noface.mov"))
     assert report.kept > 10 and report.no_face > 10
     with ws.connect() as c:
         skipped = [r["t_seconds"] for r in c.execute("SELECT t_seconds FROM skipped WHERE reason='no_face'")]
@@ -163,7 +163,7 @@ def test_face_that_leaves_gives_crops_only_where_it_is(ws):
 
 
 def test_no_face_video_adds_nothing(ws):
-    report = build(ws, shared_file("no_face.mp4"))
+    report = build(ws, media_file("no_face.mp4"))
     assert report.kept == 0 and report.source_id is None and report.no_face == report.sampled > 0
     assert report.message().startswith(f"no face found in {report.sampled} sampled frames")
     assert ws.summary()["sources"] == 0 and not ws.faces_path.exists()
@@ -172,7 +172,7 @@ def test_no_face_video_adds_nothing(ws):
 def two_faces_video(path: Path) -> Path:
     """Two copies of a real face side by side: two faces of the same size in every frame."""
     out = None
-    for _, _, f in sample_frames(shared_file("WolfgangLanger_Pexels.mp4"), 4):
+    for _, _, f in sample_frames(media_file("WolfgangLanger_Pexels.mp4"), 4):
         f = np.hstack([f, f])
         if out is None:
             out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 4, (f.shape[1], f.shape[0]))
@@ -188,7 +188,7 @@ def test_two_similar_faces_are_ambiguous(ws, tmp_path):
 
 
 def test_still_video_frames_are_duplicates(ws, tmp_path):
-    frame = next(sample_frames(shared_file("single_face.mp4"), 1))[2]
+    frame = next(sample_frames(media_file("single_face.mp4"), 1))[2]
     path = tmp_path / "still.avi"
     out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 8, (frame.shape[1], frame.shape[0]))
     for _ in range(16):
@@ -201,19 +201,19 @@ def test_still_video_frames_are_duplicates(ws, tmp_path):
 
 
 def test_blurred_frames_are_skipped(ws):
-    report = build(ws, shared_file("single_face.mp4"), BuildSettings(blur_threshold=1e9))
+    report = build(ws, media_file("single_face.mp4"), BuildSettings(blur_threshold=1e9))
     assert report.kept == 0 and report.blurred == report.sampled
 
 
 # --- bad input and interruptions: the workspace stays exactly as it was -----------------------
 @pytest.fixture
 def filled(ws):
-    build(ws, shared_file("single_face.mp4"))
+    build(ws, media_file("single_face.mp4"))
     return ws
 
 
 def bad_videos(tmp_path: Path) -> dict[str, Path]:
-    data = shared_file("WolfgangLanger_Pexels.mp4").read_bytes()
+    data = media_file("WolfgangLanger_Pexels.mp4").read_bytes()
     files = {
         "empty.mp4": b"",
         "notes.mp4": b"not a video at all\n" * 100,
@@ -222,8 +222,8 @@ def bad_videos(tmp_path: Path) -> dict[str, Path]:
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
     out = {name: tmp_path / name for name in files}
-    out["photo.mp4"] = Path(shutil.copy(shared_file("multi_face.jpg"), tmp_path / "photo.mp4"))
-    out["multi_face.jpg"] = shared_file("multi_face.jpg")
+    out["photo.mp4"] = Path(shutil.copy(media_file("multi_face.jpg"), tmp_path / "photo.mp4"))
+    out["multi_face.jpg"] = media_file("multi_face.jpg")
     return out
 
 
@@ -251,7 +251,7 @@ def test_cancelled_build_keeps_nothing(filled):
         return len(polls) >= 2  # half-way through the clip's chunks
 
     with pytest.raises(BuildCancelled):
-        build(filled, shared_file("WolfgangLanger_Pexels.mp4"), cancel=cancel)
+        build(filled, media_file("WolfgangLanger_Pexels.mp4"), cancel=cancel)
     assert snapshot(filled) == before
 
 
@@ -270,7 +270,7 @@ def test_progress_callback_that_raises_keeps_nothing(filled):
             raise Rerun()
 
     with pytest.raises(Rerun):
-        build(filled, shared_file("WolfgangLanger_Pexels.mp4"), progress=progress)
+        build(filled, media_file("WolfgangLanger_Pexels.mp4"), progress=progress)
     assert snapshot(filled) == before
 
 
@@ -280,7 +280,7 @@ def test_full_disk_keeps_the_workspace_as_it_was(home, monkeypatch, first):
 
     w = wsmod.create("disk", home)
     if not first:
-        build(w, shared_file("single_face.mp4"))
+        build(w, media_file("single_face.mp4"))
     before = snapshot(w)
 
     def no_space(fd):
@@ -288,7 +288,7 @@ def test_full_disk_keeps_the_workspace_as_it_was(home, monkeypatch, first):
 
     monkeypatch.setattr(storage.os, "fsync", no_space)
     with pytest.raises(BuildError, match="No space left on device.*nothing was added"):
-        build(w, shared_file("bbaf2n.mpg"))
+        build(w, media_file("bbaf2n.mpg"))
     assert snapshot(w) == before  # and no temp file is left behind (snapshot lists the files)
 
 
@@ -306,10 +306,10 @@ def test_crash_between_array_and_rows_is_invisible(filled, monkeypatch):
 
     monkeypatch.setattr(dataset, "save_npy_atomic", save_then_die)
     with pytest.raises(RuntimeError):
-        build(filled, shared_file("bbaf2n.mpg"))
+        build(filled, media_file("bbaf2n.mpg"))
     assert filled.face_count() == n and np.array_equal(filled.faces(mmap=False), old)
     monkeypatch.setattr(dataset, "save_npy_atomic", real)
-    report = build(filled, shared_file("bbaf2n.mpg"))  # and the next build is fine
+    report = build(filled, media_file("bbaf2n.mpg"))  # and the next build is fine
     assert filled.face_count() == n + report.kept
     assert np.array_equal(filled.faces(mmap=False)[:n], old)
 
@@ -329,13 +329,13 @@ def test_delete_faces_removes_pixels_and_rows(filled):
     with pytest.raises(WorkspaceError, match="no crop with id 999"):
         delete_faces(filled, [999])
     # an append after a delete keeps ids aligned with rows
-    report = build(filled, shared_file("bbaf2n.mpg"))
+    report = build(filled, media_file("bbaf2n.mpg"))
     assert [r["id"] for r in faces_table(filled)][-report.kept:] == list(range(n, n + report.kept))
 
 
 def test_skip_counts_sum_over_sources(ws):
-    a = build(ws, shared_file("single_face.mp4"))
-    b = build(ws, shared_file("face_noface.mov"))
+    a = build(ws, media_file("single_face.mp4"))
+    b = build(ws, media_file("face_noface.mov"))
     counts = skip_counts(ws)
     assert counts["kept"] == a.kept + b.kept
     assert counts["no_face"] == a.no_face + b.no_face

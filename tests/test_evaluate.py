@@ -54,7 +54,9 @@ def test_triangle_corners_and_blends() -> None:
 
 
 def test_traversals_sort_dimensions_by_kl_and_move_only_one() -> None:
-    codec = TorchCodec(build_model(ModelConfig(image_size=32, latent_dim=4)))
+    # The paper's network: untrained, its random weights already make every latent matter (the
+    # default network starts from a data-fitted PCA basis, all zeros before it sees data).
+    codec = TorchCodec(build_model(ModelConfig(image_size=32, latent_dim=4, arch="paper")))
     image, dims = evaluate.traversals(codec, kl_per_dim=[0.1, 2.0, 0.0, 0.5], n_dims=3, n_steps=5)
     assert dims == [1, 3, 0]
     assert image.shape == (3 * 34 + 2, 5 * 34 + 2, 3)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import shared_file
+from media import media_file
 from facelab.faces import (
     Box,
     FaceDetector,
@@ -25,7 +25,7 @@ from facelab.video import sample_frames
 
 @pytest.fixture(scope="module")
 def pexels_frames() -> list[np.ndarray]:
-    return [f for _, _, f in sample_frames(shared_file("WolfgangLanger_Pexels.mp4"), 8)]
+    return [f for _, _, f in sample_frames(media_file("WolfgangLanger_Pexels.mp4"), 8)]
 
 
 @pytest.fixture(scope="module")
@@ -125,13 +125,13 @@ def test_detects_the_face_in_a_real_frame(detector, pexels_frames):
 
 
 def test_no_face_in_a_scene_without_one(detector):
-    frames = [f for _, _, f in sample_frames(shared_file("no_face.mp4"), 2)]
+    frames = [f for _, _, f in sample_frames(media_file("no_face.mp4"), 2)]
     assert all(detector.detect(f) == [] for f in frames)
 
 
 def test_several_faces_in_a_group_photo():
     # The defaults look for one close face (>= 20% of the frame); a group photo's faces are small.
-    photo = cv2.imread(str(shared_file("multi_face.jpg")))
+    photo = cv2.imread(str(media_file("multi_face.jpg")))
     boxes = FaceDetector(short_side=667, min_face=0.04).detect(photo)
     assert len(boxes) >= 2
     assert boxes == sorted(boxes, key=lambda b: -b.area)

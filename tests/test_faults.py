@@ -36,10 +36,10 @@ def wait_until(check, timeout: float, what: str, every: float = 0.2):
 
 
 def progress_epoch(page) -> int:
-    """N of the Train page's 'running · epoch N/M' progress text."""
-    el = page.get_by_text(re.compile(r"running · epoch \d+/\d+"))
+    """N of the Train page's 'running · step N/M' progress text."""
+    el = page.get_by_text(re.compile(r"running · step [\d,]+/[\d,]+"))
     el.wait_for(timeout=60_000)
-    return int(re.search(r"running · epoch (\d+)/", el.inner_text())[1])
+    return int(re.search(r"running · step ([\d,]+)/", el.inner_text())[1].replace(",", ""))
 
 
 # --- 1. the app restarts while a training runs ------------------------------------------
@@ -51,7 +51,8 @@ def test_training_survives_app_restart_and_page_reattaches(page, home: Path) -> 
         page.goto(f"{url}/train")
         wait_for_app(page)
         page.get_by_text("New run").click()
-        page.get_by_label("Epochs").fill("300")
+        page.get_by_label("Training steps", exact=True).fill("100000")
+        choose(page, "Batch size", "16")  # a metrics row every few seconds
         page.get_by_role("button", name="Start training").click()
         run_id = wait_until(lambda: next((r.run_id for r in jobs.list_runs(w) if r.state == "running"), None),
                             30, "the page started no run")
@@ -74,7 +75,7 @@ def test_training_survives_app_restart_and_page_reattaches(page, home: Path) -> 
             s = jobs.status(w, run_id)
             assert s.state == "running" and s.pid == pid
             page.get_by_role("button", name="Cancel").click()
-            page.get_by_text(re.compile(r"cancelled · epoch")).wait_for(timeout=30_000)
+            page.get_by_text(re.compile(r"cancelled · step")).wait_for(timeout=30_000)
     finally:
         jobs.cancel(w, run_id)
         wait_until(lambda: not jobs._pid_alive(pid, run_id), 30, "the training did not stop")
@@ -121,7 +122,7 @@ def test_label_waits_for_a_locked_database(home: Path) -> None:
 # --- 3. the disk fills up while a checkpoint is written --------------------------------
 def test_disk_full_during_checkpoint_keeps_the_previous_one(home: Path, monkeypatch) -> None:
     w = ensure_sample(say=lambda m: None)
-    run_id = jobs.create_run(w, ModelConfig(epochs=3, latent_dim=4, image_size=32, batch_size=128))
+    run_id = jobs.create_run(w, ModelConfig(steps=12, eval_every=4, latent_dim=4, image_size=32, batch_size=128))
     ckpt = w.run_dir(run_id) / train.CHECKPOINT_FILE
     real_save = torch.save
     saves = 0
@@ -143,13 +144,13 @@ def test_disk_full_during_checkpoint_keeps_the_previous_one(home: Path, monkeypa
     s = jobs.status(w, run_id)
     assert s.state == "failed" and "No space left on device" in s.error
     assert [p.name for p in w.run_dir(run_id).iterdir() if ".tmp" in p.name] == []
-    state_1 = train._load_checkpoint(ckpt)  # the epoch-1 checkpoint, whole
-    assert state_1["epoch"] == 1 and state_1["step"] == 0
+    state_1 = train._load_checkpoint(ckpt)  # the checkpoint after the first interval, whole
+    assert state_1["interval"] == 1 and state_1["step"] == 4
 
     summary = jobs.run_job(w, run_id)  # resume from it
     assert summary["state"] == "done", summary
     assert [m["epoch"] for m in jobs.epoch_metrics(w, run_id)] == [1, 2, 3]
-    assert train._load_checkpoint(ckpt)["epoch"] == 3
+    assert train._load_checkpoint(ckpt)["interval"] == 3
     assert jobs.status(w, run_id).state == "done"
 
 
@@ -277,7 +278,7 @@ def test_two_tabs_label_and_train_at_once(browser, home: Path) -> None:
                 tab.goto(f"{url}/train")
                 wait_for_app(tab, 60_000)
                 tab.get_by_text("New run").click()
-                tab.get_by_label("Epochs").fill("300")
+                tab.get_by_label("Training steps", exact=True).fill("100000")
             for tab in tabs:
                 tab.get_by_role("button", name="Start training").click(no_wait_after=True)
             told = [tab.get_by_text(re.compile(r"the same run is already (queued|running)")) for tab in tabs]

@@ -19,7 +19,7 @@ from facelab.models import ModelConfig
 from facelab.train import CHECKPOINT_FILE, train_run
 from test_train import blob_images, make_workspace, one_thread  # noqa: F401  (autouse fixture)
 
-CONFIG = ModelConfig(image_size=32, latent_dim=8, batch_size=16, lr=1e-3, beta=1.0, epochs=5)
+CONFIG = ModelConfig(image_size=32, latent_dim=8, batch_size=16, lr=1e-3, beta=1.0, steps=40, eval_every=8)
 IMAGES = blob_images(160, seed=3)
 VOLATILE = ("seconds", "images_per_s")
 
@@ -60,7 +60,7 @@ def assert_same_result(w, run_id, reference) -> None:
     for k, v in weights.items():
         torch.testing.assert_close(got[k], v, rtol=1e-5, atol=1e-6)
     got_rows = jobs.epoch_metrics(w, run_id)
-    assert [r["epoch"] for r in got_rows] == list(range(1, CONFIG.epochs + 1))
+    assert [r["epoch"] for r in got_rows] == list(range(1, CONFIG.intervals + 1))
     for a, b in zip(got_rows, rows):
         for key in b:
             if key not in VOLATILE:
@@ -69,7 +69,7 @@ def assert_same_result(w, run_id, reference) -> None:
 
 def test_background_run_is_never_started_twice(home) -> None:
     w = make_workspace("bg", IMAGES[:60])
-    run = jobs.create_run(w, ModelConfig(**{**CONFIG.__dict__, "epochs": 3}), name="tiny")
+    run = jobs.create_run(w, ModelConfig(**{**CONFIG.__dict__, "steps": 24}), name="tiny")
     assert jobs.status(w, run).state == "queued"
     # Two tabs and a rerun click "start" at once.
     threads = [threading.Thread(target=jobs.start, args=(w, run)) for _ in range(3)]
@@ -85,7 +85,7 @@ def test_background_run_is_never_started_twice(home) -> None:
     assert (final.epoch, final.epochs, final.fraction) == (3, 3, 1.0)
     assert final.metrics["val_psnr"] > 10 and final.name == "tiny"
     log = (w.run_dir(run) / jobs.LOG_FILE).read_text()
-    assert log.count("epoch 3/3") == 1, log  # one process trained it
+    assert log.count("step 24/24") == 1, log  # one process trained it
     assert [r.run_id for r in jobs.list_runs(w)] == [run]
     assert len(jobs.epoch_metrics(w, run)) == 3
     jobs.delete_run(w, run)
@@ -94,7 +94,7 @@ def test_background_run_is_never_started_twice(home) -> None:
 
 def test_the_same_run_is_not_created_twice_while_one_is_active(home) -> None:
     w = make_workspace("twin", IMAGES[:40])
-    tiny = ModelConfig(**{**CONFIG.__dict__, "epochs": 1})
+    tiny = ModelConfig(**{**CONFIG.__dict__, "steps": 8})
     first = jobs.create_run(w, tiny, name="first")
     with pytest.raises(jobs.JobError, match=r"the same run is already queued: first"):
         jobs.create_run(w, tiny)  # a double click, or a second tab with the same form
@@ -117,9 +117,9 @@ def test_cancel_checkpoints_and_resume_matches_uninterrupted(home, reference) ->
         os.kill(pid, signal.SIGCONT)
     st = wait_state(w, run, timeout=30)
     assert st.state == "cancelled", st.error
-    assert st.epoch < CONFIG.epochs
+    assert st.epoch < CONFIG.intervals
     ckpt = torch.load(w.run_dir(run) / CHECKPOINT_FILE, weights_only=True)
-    assert ckpt["epoch"] == st.epoch
+    assert ckpt["interval"] == st.epoch
     jobs.resume(w, run)
     st = wait_state(w, run)
     assert st.state == "done", st.error
@@ -137,19 +137,19 @@ def test_killed_run_is_dead_and_resumes_to_the_same_result(home, reference) -> N
     os.kill(pid, signal.SIGKILL)
     st = wait_for(lambda: (s := jobs.status(w, run)).state == "dead" and s, timeout=10)
     assert "resume" in st.error
-    killed_at = torch.load(w.run_dir(run) / CHECKPOINT_FILE, weights_only=True)["epoch"]
+    killed_at = torch.load(w.run_dir(run) / CHECKPOINT_FILE, weights_only=True)["step"]
     jobs.resume(w, run)
     st = wait_state(w, run)
     assert st.state == "done", st.error
     log = (w.run_dir(run) / jobs.LOG_FILE).read_text()
-    assert f"resumed at epoch {killed_at + 1}" in log, log  # from the checkpoint, not from scratch
+    assert f"resumed at step {killed_at + 1} of 40" in log, log  # from the checkpoint, not from scratch
     assert_same_result(w, run, reference)
 
 
 def test_queue_runs_one_job_at_a_time(home, monkeypatch) -> None:
     monkeypatch.setenv("FACELAB_MAX_JOBS", "1")
     w = make_workspace("q", IMAGES[:40])
-    tiny = ModelConfig(**{**CONFIG.__dict__, "epochs": 1})
+    tiny = ModelConfig(**{**CONFIG.__dict__, "steps": 8})
     first, second = jobs.create_run(w, tiny), jobs.create_run(w, replace(tiny, seed=1))
     jobs.start(w, first)
     jobs.start(w, second)
@@ -172,11 +172,11 @@ def test_a_failing_job_ends_failed_with_the_reason(home) -> None:
 
 def test_cli_train_runs_and_eval(home, capsys, tmp_path) -> None:
     make_workspace("cli", IMAGES[:60])
-    args = ["train", "-w", "cli", "--kind", "vae", "--latent", "4", "--epochs", "2", "--batch", "16",
+    args = ["train", "-w", "cli", "--kind", "vae", "--latent", "4", "--steps", "6", "--eval-every", "3", "--batch", "16",
             "--image-size", "32", "--lr", "1e-3"]
     assert cli(args) == 0
     out = capsys.readouterr().out
-    assert "epoch 1/2" in out and "epoch 2/2" in out and "done" in out
+    assert "step 3/6" in out and "step 6/6" in out and "done" in out
     run = out.split()[1].rstrip(":")
     assert cli(["runs", "-w", "cli"]) == 0
     assert run in capsys.readouterr().out
@@ -192,5 +192,5 @@ def test_cli_train_runs_and_eval(home, capsys, tmp_path) -> None:
     assert "already has its settings" in capsys.readouterr().err
     assert len(jobs.list_runs(ws.open_workspace("cli"))) == 1
     ws.create("empty")
-    assert cli(["train", "-w", "empty", "--epochs", "1"]) == 2
+    assert cli(["train", "-w", "empty", "--steps", "1"]) == 2
     assert "has no faces" in capsys.readouterr().err

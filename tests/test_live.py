@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
-from conftest import shared_file
+from media import media_file
 
 from facelab.directions import Direction
 from facelab.faces import FaceDetector
@@ -49,7 +49,7 @@ class CountingDetector(FaceDetector):
 
 
 def frames(name: str, n: int, step: int = 1) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(shared_file(name)))
+    cap = cv2.VideoCapture(str(media_file(name)))
     out = []
     while len(out) < n:
         ok, frame = cap.read()
@@ -119,7 +119,7 @@ def test_tracking_between_full_searches(face_frames: list[np.ndarray]) -> None:
 
 
 def test_several_faces_are_each_processed() -> None:
-    img = cv2.imread(str(shared_file("multi_face.jpg")))
+    img = cv2.imread(str(media_file("multi_face.jpg")))
     img = cv2.resize(img, (640, round(img.shape[0] * 640 / img.shape[1])), interpolation=cv2.INTER_AREA)
     codec = FakeCodec()
     # a group photo's faces are small: search a larger frame for smaller faces than by default
@@ -193,7 +193,9 @@ def test_real_codec_in_a_callback_thread(face_frames: list[np.ndarray]) -> None:
 
     from facelab.models import ModelConfig, TorchCodec, build_model
 
-    codec = TorchCodec(build_model(ModelConfig(latent_dim=8)), torch.device("cpu"))
+    # The paper's network: its random weights make the shift change the face (the default one
+    # starts from a PCA basis fitted to data, all zeros untrained).
+    codec = TorchCodec(build_model(ModelConfig(latent_dim=8, arch="paper")), torch.device("cpu"))
     direction = Direction("d", "custom", np.eye(8, dtype=np.float32)[1], spread=1.0)
     pipe = LivePipeline(codec, LiveSettings(shifts=((direction, 3.0),), paste_back=True))
     main_threads = torch.get_num_threads()

@@ -16,9 +16,9 @@ from test_train import blob_images
 
 def test_config_round_trips_json_and_rejects_bad_values() -> None:
     c = ModelConfig(kind="vae", latent_dim=10, beta=1.0, image_size=128, recon="mse", lr=3e-4,
-                    batch_size=32, epochs=7, kl_warmup_epochs=2, seed=5, compile=True)
+                    batch_size=32, steps=700, kl_warmup_steps=2, seed=5, compile=True, arch="paper")
     assert ModelConfig.from_json(c.to_json()) == c
-    assert json.loads(ModelConfig().to_json())["beta"] == 4.0
+    assert json.loads(ModelConfig().to_json())["beta"] == 1.0
     assert ModelConfig(kind="vae", beta=4).effective_beta == 1.0
     assert ModelConfig(kind="ae").effective_beta == 0.0
     with pytest.raises(ModelError, match="unknown model settings: colour"):

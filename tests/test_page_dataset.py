@@ -7,7 +7,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO, shared_file
+from conftest import REPO
+from media import media_file
 from facelab import dataset
 from facelab import workspace as ws
 from facelab.ui import state
@@ -72,7 +73,7 @@ def test_empty_workspace_invites_an_upload(home: Path) -> None:
 
 def test_counts_contact_sheet_and_delete(home: Path) -> None:
     w = ws.create("bob")
-    report = dataset.build(w, shared_file("single_face.mp4"), dataset.BuildSettings())
+    report = dataset.build(w, media_file("single_face.mp4"), dataset.BuildSettings())
     assert report.kept > 3
     at = dataset_page("bob")
     assert not at.exception

@@ -101,10 +101,10 @@ def test_shift_slider_probe_and_too_few_examples(w: ws.Workspace) -> None:
 def test_shift_photo_with_several_faces_asks_which(w: ws.Workspace) -> None:
     # AppTest cannot upload files: the page's photo path is the shared facelab.photo code,
     # tested here directly on the group photo.
-    from conftest import shared_file
+    from media import media_file
     from facelab.photo import PhotoError, choose_face, photo_detector, read_image
 
-    frame = read_image(shared_file("multi_face.jpg"))
+    frame = read_image(media_file("multi_face.jpg"))
     boxes = photo_detector().detect(frame)
     assert len(boxes) >= 2
     with pytest.raises(PhotoError, match="pick one"):

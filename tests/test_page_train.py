@@ -7,7 +7,8 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO, shared_file
+from conftest import REPO
+from media import media_file
 from facelab import dataset, jobs
 from facelab import workspace as ws
 from facelab.ui import state
@@ -38,17 +39,17 @@ def test_needs_faces_first(home: Path) -> None:
 
 def test_start_from_form_then_evaluate(home: Path) -> None:
     w = ws.create("t")
-    dataset.build(w, shared_file("single_face.mp4"))
+    dataset.build(w, media_file("single_face.mp4"))
     at = train_page("t")
     assert not at.exception
-    at.number_input(key="fl_epochs").set_value(2)
+    at.number_input(key="fl_steps").set_value(20)
     at.selectbox(key="fl_latent").select(8)
     at.button(key="FormSubmitter:fl_new_run-Start training").click().run()
     assert not at.exception, at.exception
     run_id = at.session_state[state.RUN]
     s = wait_done(w, run_id)
     assert s.state == "done", s.error
-    assert s.epoch == 2 and s.config.latent_dim == 8
+    assert s.metrics["step"] == 20 and s.config.latent_dim == 8
 
     at = train_page("t")
     assert not at.exception
@@ -61,10 +62,10 @@ def test_start_from_form_then_evaluate(home: Path) -> None:
 
 def test_cancel_and_resume_buttons(home: Path) -> None:
     w = ws.create("c")
-    dataset.build(w, shared_file("single_face.mp4"))
+    dataset.build(w, media_file("single_face.mp4"))
     from facelab.models import ModelConfig
 
-    run_id = jobs.create_run(w, ModelConfig(epochs=400, latent_dim=4))
+    run_id = jobs.create_run(w, ModelConfig(steps=100_000, latent_dim=4))
     jobs.start(w, run_id)
     at = train_page("c")
     at.button(key="fl_cancel").click().run()

@@ -15,7 +15,7 @@ from facelab.models import BetaVAE, ModelConfig, load_codec, save_model
 
 
 def make_run_folder(path: Path, size: int = 64) -> ModelConfig:
-    config = ModelConfig(latent_dim=4, image_size=size, epochs=1)
+    config = ModelConfig(latent_dim=4, image_size=size, steps=1, arch="paper")
     torch.manual_seed(0)
     save_model(path, BetaVAE(config), config)
     (path / transfer.RUN_FILE).write_text(json.dumps({"name": "tiny", "epochs": [{"epoch": 1, "val_psnr": 9.5}]}))
@@ -78,7 +78,7 @@ def test_train_elsewhere_and_bring_the_run_back_with_the_cli(tmp_path: Path, mon
     zip_path = tmp_path / "me.zip"
     assert cli(["export", "-w", "me", "--out", str(zip_path)]) == 0
     assert cli(["--home", str(there), "import", str(zip_path)]) == 0
-    assert cli(["--home", str(there), "train", "-w", "me", "--kind", "vae", "--latent", "4", "--epochs", "1",
+    assert cli(["--home", str(there), "train", "-w", "me", "--kind", "vae", "--latent", "4", "--steps", "3",
                 "--batch", "16"]) == 0
     (run_id,) = [r.run_id for r in jobs.list_runs(ws.open_workspace("me", there))]
     run_dir = tmp_path / "run"

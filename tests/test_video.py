@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import shared_file
+from media import media_file
 from facelab.video import VideoError, is_sampled, probe, sample_frames, sample_step, sampled_count
 
 
@@ -60,7 +60,7 @@ def test_sampled_count_matches_the_sampling_rule(video_fps, fps, n):
 
 
 def test_the_real_clip_gives_eight_frames_a_second():
-    frames = [(i, t) for i, t, _ in sample_frames(shared_file("WolfgangLanger_Pexels.mp4"), 8)]
+    frames = [(i, t) for i, t, _ in sample_frames(media_file("WolfgangLanger_Pexels.mp4"), 8)]
     assert len(frames) == 158
     assert frames[1][1] - frames[0][1] == pytest.approx(3 / 23.976, abs=1e-3)
 
@@ -90,7 +90,7 @@ def test_text_renamed_mp4(tmp_path):
 
 @pytest.mark.parametrize("name", ["multi_face.jpg", "photo.mp4"])
 def test_an_image_is_not_a_video(tmp_path, name):
-    path = shutil.copy(shared_file("multi_face.jpg"), tmp_path / name)
+    path = shutil.copy(media_file("multi_face.jpg"), tmp_path / name)
     with pytest.raises(VideoError, match="is an image, not a video"):
         probe(path)
 
@@ -103,11 +103,11 @@ def cut(src: Path, dst: Path, share: float = 0.3) -> Path:
 
 def test_truncated_video_is_refused_before_or_during_sampling(tmp_path):
     # The Pexels file has its index first: it opens, then its frames run out.
-    short = cut(shared_file("WolfgangLanger_Pexels.mp4"), tmp_path / "cut.mp4")
+    short = cut(media_file("WolfgangLanger_Pexels.mp4"), tmp_path / "cut.mp4")
     with pytest.raises(VideoError, match=r"cut.mp4 is truncated: only \d+ of its 472 frames"):
         list(sample_frames(short, 8))
     # single_face.mp4 has its index at the end: cut short, it does not open at all.
-    short = cut(shared_file("single_face.mp4"), tmp_path / "cut2.mp4")
+    short = cut(media_file("single_face.mp4"), tmp_path / "cut2.mp4")
     with pytest.raises(VideoError, match="cut2.mp4 is not a readable video"):
         probe(short)
 

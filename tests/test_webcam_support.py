@@ -17,7 +17,8 @@ import pytest
 
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO, shared_file
+from conftest import REPO
+from media import media_file
 from facelab import dataset, sample
 from facelab import workspace as ws
 from facelab.directions import Direction
@@ -46,7 +47,7 @@ class Clock:
 
 
 def read_frames(name: str, n: int, step: int = 1) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(shared_file(name)))
+    cap = cv2.VideoCapture(str(media_file(name)))
     out, i = [], 0
     while len(out) < n:
         ok, frame = cap.read()

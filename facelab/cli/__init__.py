@@ -12,7 +12,7 @@ import sys
 
 # Modules under facelab.cli, each adding its sub-commands; a missing one is skipped so the
 # CLI works while a feature is being built.
-COMMAND_MODULES = ["workspaces", "build", "train", "explore", "edit", "sample", "archive"]
+COMMAND_MODULES = ["workspaces", "build", "crops", "train", "explore", "edit", "sample", "archive"]
 
 
 class CliError(Exception):

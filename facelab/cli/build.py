@@ -8,7 +8,7 @@ from pathlib import Path
 
 from facelab import workspace as ws
 from facelab.cli import CliError
-from facelab.dataset import CROP_SIZES, BuildProgress, BuildSettings, build
+from facelab.dataset import CROP_SIZES, BuildProgress, BuildSettings, DuplicateVideo, build
 from facelab.faces import DEFAULT_MARGIN
 from facelab.video import VideoError
 
@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"grow (or, negative, trim) the face box per side, as a share of it (default {DEFAULT_MARGIN})")
     p.add_argument("--align", action="store_true", help="rotate crops so the eyes are level")
     p.add_argument("--name", help="source name to record (default: the file's name)")
+    p.add_argument("--again", action="store_true",
+                   help="add the video even if this very file was built into the workspace before")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_build)
 
@@ -60,9 +62,11 @@ def _build(args: argparse.Namespace) -> int:
             print(progress_line(p), file=sys.stderr, flush=True)
 
     try:
-        report = build(w, args.video, settings, name=args.name, progress=show)
+        report = build(w, args.video, settings, name=args.name, progress=show, again=args.again)
     except VideoError as e:
         raise CliError(str(e)) from None
+    except DuplicateVideo as e:
+        raise CliError(f"{e}; nothing was added (pass --again to add it anyway)") from None
     finally:
         if tty and not args.quiet:
             print(file=sys.stderr)

@@ -12,37 +12,51 @@ from pathlib import Path
 
 from facelab.cli import CliError, add_workspace_arg, resolve_workspace
 
-MODEL_OPTIONS = {  # flag: (ModelConfig field, type)
-    "kind": ("kind", str), "beta": ("beta", float), "latent": ("latent_dim", int),
-    "epochs": ("epochs", int), "batch": ("batch_size", int), "lr": ("lr", float),
-    "recon": ("recon", str), "seed": ("seed", int), "image_size": ("image_size", int),
-    "warmup": ("kl_warmup_epochs", int), "compile": ("compile", bool),
+MODEL_OPTIONS = {  # flag: (ModelConfig field, type); the defaults are ModelConfig's
+    "kind": ("kind", str), "arch": ("arch", str), "beta": ("beta", float),
+    "latent": ("latent_dim", int), "steps": ("steps", int), "eval_every": ("eval_every", int),
+    "batch": ("batch_size", int), "lr": ("lr", float), "lr_schedule": ("lr_schedule", str),
+    "lr_warmup": ("lr_warmup_steps", int), "recon": ("recon", str), "seed": ("seed", int),
+    "image_size": ("image_size", int), "warmup": ("kl_warmup_steps", int),
+    "grad_clip": ("grad_clip", float), "compile": ("compile", bool),
 }
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model (in the foreground; a line per epoch)")
+    p = sub.add_parser("train", help="train a model (in the foreground; a line per evaluation)")
     add_workspace_arg(p)
     p.add_argument("--run", help="id of an existing run to train or resume (default: a new run)")
     p.add_argument("--name", help="display name of a new run")
-    g = p.add_argument_group("model options (for a new run)")
-    g.add_argument("--kind", choices=["betavae", "vae", "ae", "pca"])
-    g.add_argument("--beta", type=float)
-    g.add_argument("--latent", type=int, help="latent size")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch", type=int, help="batch size")
-    g.add_argument("--lr", type=float, help="learning rate")
-    g.add_argument("--recon", choices=["bce", "mse"])
-    g.add_argument("--seed", type=int)
-    g.add_argument("--image-size", dest="image_size", type=int, choices=[32, 64, 128])
-    g.add_argument("--warmup", type=int, help="KL warm-up epochs")
+    from facelab.model_config import ARCHS, KINDS, LR_SCHEDULES, RECONS, ModelConfig  # no torch
+
+    d = ModelConfig()  # the one set of defaults, shared with the Train page
+    g = p.add_argument_group("model options (for a new run; defaults in brackets)")
+    g.add_argument("--kind", choices=KINDS, help=f"[{d.kind}]")
+    g.add_argument("--arch", choices=ARCHS, help=f"network: pcares = mean + PCA basis + learned "
+                   f"residual, paper = the β-VAE paper's [{d.arch}]")
+    g.add_argument("--beta", type=float, help=f"β; above 1 trades detail for disentangling [{d.beta:g}]")
+    g.add_argument("--latent", type=int, help=f"latent size [{d.latent_dim}]")
+    g.add_argument("--steps", type=int, help=f"training length in optimizer steps [{d.steps}]")
+    g.add_argument("--eval-every", dest="eval_every", type=int,
+                   help=f"steps between held-out evaluations [{d.eval_every}]")
+    g.add_argument("--epochs", type=int, help=argparse.SUPPRESS)  # gone: a clear message below
+    g.add_argument("--batch", type=int, help=f"batch size [{d.batch_size}]")
+    g.add_argument("--lr", type=float, help=f"learning rate [{d.lr:g}]")
+    g.add_argument("--lr-schedule", dest="lr_schedule", choices=LR_SCHEDULES, help=f"[{d.lr_schedule}]")
+    g.add_argument("--lr-warmup", dest="lr_warmup", type=int, help=f"learning-rate warm-up steps [{d.lr_warmup_steps}]")
+    g.add_argument("--recon", choices=RECONS, help=f"mse = Gaussian, bce = Bernoulli [{d.recon}]")
+    g.add_argument("--seed", type=int, help=f"[{d.seed}]")
+    g.add_argument("--image-size", dest="image_size", type=int, choices=[32, 64, 128], help=f"[{d.image_size}]")
+    g.add_argument("--warmup", type=int, help=f"KL warm-up steps [{d.kl_warmup_steps}]")
+    g.add_argument("--grad-clip", dest="grad_clip", type=float, help=f"gradient-norm clip, 0 = none [{d.grad_clip:g}]")
     g.add_argument("--compile", action="store_true", default=None, help="use torch.compile")
     p.add_argument("--background", action="store_true",
                    help="start it as a background job and return (see `facelab runs`)")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("runs", help="list a workspace's runs")
+    p = sub.add_parser("runs", help="list a workspace's runs, with the mean crop's and PCA-32's held-out PSNR")
     add_workspace_arg(p)
+    p.add_argument("--json", action="store_true", help="print a JSON list, one object per run")
     p.set_defaults(func=_runs)
 
     p = sub.add_parser("eval", help="held-out figures and PNG grids of a trained run")
@@ -61,6 +75,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _config_from_args(args: argparse.Namespace):
     from facelab.models import ModelConfig
 
+    if getattr(args, "epochs", None) is not None:
+        raise CliError("training length is counted in optimizer steps now: use --steps "
+                       f"(default {ModelConfig().steps}) instead of --epochs")
     given = {field: typ(getattr(args, flag)) for flag, (field, typ) in MODEL_OPTIONS.items()
              if getattr(args, flag) is not None}
     return ModelConfig(**given), given
@@ -98,7 +115,12 @@ def _train(args: argparse.Namespace) -> int:
         return 1
     if summary.get("split_note"):
         print(f"note: {summary['split_note']}")
-    print(f"run {run_id}: done")
+    from facelab.quality import run_report
+
+    report = run_report(w, jobs.status(w, run_id))
+    print(f"run {run_id}: done" + _versus_baselines(report))
+    if report["warning"]:
+        print(f"warning: {report['warning']}")
     return 0
 
 
@@ -113,29 +135,50 @@ def _echo(p: dict) -> None:
     if phase in ("epoch", "done") and p.get("metrics") and (phase == "epoch" or p.get("epochs") == 1):
         m = p["metrics"]
         d = len(m.get("kl_per_dim") or [])
+        where = (f"step {m['step']}/{p['total_steps']}" if "step" in m and p.get("total_steps")
+                 else f"epoch {m['epoch']}/{p['epochs']}")  # PCA, and rows of older runs
         print(
-            f"epoch {m['epoch']}/{p['epochs']}  loss {_fmt(m.get('train_loss'), '.1f')}  "
+            f"{where}  loss {_fmt(m.get('train_loss'), '.1f')}  "
             f"val {_fmt(m.get('val_loss'), '.1f')}  PSNR {m['val_psnr']:.2f} dB  SSIM {m['val_ssim']:.3f}  "
             f"active {m['active_units']}/{d}  {m['seconds']:.1f} s",
             flush=True,
         )
     if phase == "cancelled":
-        print(f"stopped at epoch {p['epoch'] + 1}, step {p['step']}; checkpoint saved", flush=True)
+        print(f"stopped at step {p['global_step']} of {p['total_steps']}; checkpoint saved", flush=True)
+
+
+def _versus_baselines(report: dict) -> str:
+    """' · held-out PSNR X dB (mean crop Y, PCA-32 Z)', or '' before any figure."""
+    if report["val_psnr"] is None:
+        return ""
+    return (f" · held-out PSNR {report['val_psnr']:.2f} dB (mean crop {_fmt(report['mean_crop_psnr'], '.2f')}, "
+            f"PCA-32 {_fmt(report['pca32_psnr'], '.2f')})")
 
 
 def _runs(args: argparse.Namespace) -> int:
+    import json
+
     from facelab import jobs
+    from facelab.quality import run_report
 
     w = resolve_workspace(args.workspace, args.home)
     runs = jobs.list_runs(w)
+    reports = [run_report(w, r) for r in runs]
+    if args.json:
+        print(json.dumps(reports, indent=1))
+        return 0
     if not runs:
         print(f"no runs in workspace {w.name}")
         return 0
-    print(f"{'run':<34} {'name':<20} {'state':<10} {'epoch':>9} {'val PSNR':>9} {'active':>7}")
-    for r in runs:
-        psnr = r.metrics.get("val_psnr")
+    print(f"{'run':<34} {'name':<20} {'state':<10} {'epoch':>9} {'val PSNR':>9} {'mean crop':>9} "
+          f"{'PCA-32':>7} {'active':>7}")
+    for r, q in zip(runs, reports):
         print(f"{r.run_id:<34} {r.name[:20]:<20} {r.state:<10} {f'{r.epoch}/{r.epochs}':>9} "
-              f"{_fmt(psnr, '.2f'):>9} {_fmt(r.metrics.get('active_units'), 'd'):>7}")
+              f"{_fmt(q['val_psnr'], '.2f'):>9} {_fmt(q['mean_crop_psnr'], '.2f'):>9} "
+              f"{_fmt(q['pca32_psnr'], '.2f'):>7} {_fmt(q['active_units'], 'd'):>7}")
+    for q in reports:
+        if q["warning"]:
+            print(f"warning: run {q['id']}: {q['warning']}")
     return 0
 
 

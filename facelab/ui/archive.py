@@ -11,6 +11,7 @@ import streamlit as st
 
 from facelab.archive import ArchiveError, export_bytes, import_workspace
 from facelab.ui import state
+from facelab.ui.text import md
 from facelab.workspace import Workspace
 
 ERROR = "fl_archive_error"  # an import error to show on the next run
@@ -76,4 +77,4 @@ def import_form() -> None:
     st.button("Import", key="fl_archive_import", on_click=_import)
     error = st.session_state.pop(ERROR, None)
     if error:
-        st.error(error)
+        st.error(md(error))

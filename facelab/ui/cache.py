@@ -34,8 +34,12 @@ def model_stamp(w: Workspace, run_id: str) -> float:
 
 
 @st.cache_data(max_entries=16, show_spinner="Computing the evaluation grids…")
-def evaluation_grids(ws_path: str, run_id: str, stamp: float, seed: int) -> dict[str, np.ndarray]:
-    """Reconstructions, prior samples, the three-point triangle and traversals of one run."""
+def evaluation_grids(ws_path: str, run_id: str, stamp: float, seed: int,
+                     faces_key: str = "") -> dict[str, np.ndarray]:
+    """Reconstructions, prior samples, the three-point triangle and traversals of one run.
+
+    `faces_key` (`facelab.latent.dataset_key`) changes when crops are deleted, so grids showing
+    a deleted crop are never served again."""
     from facelab import evaluate
     from facelab.train import load_images, split_ids
 

@@ -4,14 +4,24 @@ from __future__ import annotations
 
 import streamlit as st
 
-from facelab import jobs
+from facelab import jobs, quality
 from facelab.latent import Latents, encode_run, load_latents
 from facelab.ui import state
 from facelab.workspace import Workspace
 
 
+def learned_nothing(w: Workspace, run: jobs.RunStatus) -> bool:
+    """Show `quality.verdict`'s warning for a run that learned nothing; True when shown."""
+    warning = quality.run_report(w, run)["warning"]
+    if warning:
+        st.warning(warning, icon="⚠️")
+    return bool(warning)
+
+
 def pick_run(w: Workspace) -> str:
-    """A selectbox of the finished runs (bound to state.RUN); stops the page if there is none."""
+    """A selectbox of the finished runs (bound to state.RUN); stops the page if there is none,
+    and, below the selectbox, if the picked run learned nothing (its map and edits would be
+    noise)."""
     done = [r for r in jobs.list_runs(w) if r.state == "done"]
     if not done:
         st.info("No trained model yet: train one on the **Train** page first.")
@@ -19,7 +29,10 @@ def pick_run(w: Workspace) -> str:
     names = {r.run_id: f"{r.name} · PSNR {r.metrics.get('val_psnr', float('nan')):.1f} dB" for r in done}
     if st.session_state.get(state.RUN) not in names:
         st.session_state[state.RUN] = done[0].run_id
-    return st.selectbox("Model", list(names), format_func=names.get, key=state.RUN)
+    run_id = st.selectbox("Model", list(names), format_func=names.get, key=state.RUN)
+    if learned_nothing(w, next(r for r in done if r.run_id == run_id)):
+        st.stop()
+    return run_id
 
 
 def require_latents(w: Workspace, run_id: str) -> Latents:

@@ -11,6 +11,7 @@ import streamlit as st
 from facelab import workspace as ws
 from facelab.ui import archive as ui_archive
 from facelab.ui import state
+from facelab.ui.text import md
 
 ERROR = "fl_ws_error"  # a picker error to show on the next run
 
@@ -59,7 +60,7 @@ def workspace_picker() -> None:
             st.caption("No workspace yet: create one to hold your face dataset.")
         error = st.session_state.pop(ERROR, None)
         if error:
-            st.error(error)
+            st.error(md(error))
         with st.expander("New workspace", expanded=not names):
             with st.form("fl_ws_create", clear_on_submit=True, border=False):
                 st.text_input("Name", placeholder="e.g. alice", key="fl_ws_new_name")
@@ -69,7 +70,7 @@ def workspace_picker() -> None:
             with st.expander("Rename or delete"):
                 st.text_input("New name", value=current, key="fl_ws_rename")
                 st.button("Rename", key="fl_ws_rename_btn", on_click=_rename, args=(current,))
-                sure = st.checkbox(f"Yes, delete every file of **{current}**", key="fl_ws_delete_sure")
+                sure = st.checkbox(f"Yes, delete every file of **{md(current)}**", key="fl_ws_delete_sure")
                 st.button("Delete workspace", type="primary", disabled=not sure, key="fl_ws_delete_btn",
                           on_click=_delete, args=(current,))
             ui_archive.export_button(ws.open_workspace(current))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from facelab import workspace as ws
+from facelab.ui.text import md
 
 WORKSPACE = "fl_workspace"  # name of the open workspace
 RUN = "fl_run"  # id of the run the Explore/Label/Shift pages look at
@@ -21,7 +22,7 @@ def current_workspace() -> ws.Workspace | None:
         return ws.open_workspace(name)
     except ws.WorkspaceError:
         st.session_state.pop(WORKSPACE, None)
-        st.warning(f"Workspace **{name}** no longer exists (was it deleted outside facelab?).")
+        st.warning(f"Workspace **{md(name)}** no longer exists (was it deleted outside facelab?).")
         return None
 
 
@@ -62,4 +63,4 @@ def show_flash() -> None:
     slot = st.empty()
     message = st.session_state.pop(FLASH, None)
     if message:
-        slot.success(message)
+        slot.success(md(message))  # messages name labels, runs, files: all user text

@@ -22,10 +22,12 @@ import pandas as pd
 import streamlit as st
 
 from facelab.directions import Direction
+from facelab.latent import LatentsMissing, encode_run
 from facelab.live import LiveError, LivePipeline, LiveResult
 from facelab.photo import PhotoError
 from facelab.recording import FrameRecorder, RecordingError, add_recording
 from facelab.ui import state
+from facelab.ui.text import md
 from facelab.video import VideoError
 from facelab.workspace import Workspace, WorkspaceError
 
@@ -163,6 +165,7 @@ def live_caption(marked: pd.DataFrame | None, cluster: str | None, fps: float, p
                 "Start the camera: your face will appear as a red ring on the map.")
     x, y = float(marked["x"].iloc[0]), float(marked["y"].iloc[0])
     where = f"map position ({x:+.2f}, {y:+.2f})"
+    cluster = md(cluster) if cluster else None  # a name the user gave: shown in st.markdown
     if not playing:
         return f"Last live face: {cluster or 'no cluster'} · {where}"
     return (f"Predicted expression: **{cluster or 'no cluster'}** · {where} · {fps:.1f} fps")
@@ -193,9 +196,14 @@ def bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
 
 
 # --- widgets --------------------------------------------------------------------------------
-def recording_panel(w: Workspace, rec: FrameRecorder, playing: bool) -> None:
+def recording_panel(w: Workspace, run_id: str, rec: FrameRecorder, playing: bool) -> None:
     """The "Record to dataset" toggle and buttons. Redrawn every second while the camera runs,
-    so the count on the button follows the recording."""
+    so the count on the button follows the recording.
+
+    Adding the recording also encodes the new crops with `run_id`'s model before the page
+    reruns: with stale latents the page would stop at "Compute latents", dropping the camera and
+    the map, and a live-map redraw racing that rerun would address the map's old place, now the
+    button, which blanks the page (Streamlit's "'setIn' cannot be called on an ElementNode")."""
 
     @st.fragment(run_every=1.0 if playing else None)
     def panel() -> None:
@@ -219,10 +227,15 @@ def recording_panel(w: Workspace, rec: FrameRecorder, playing: bool) -> None:
                 with st.spinner("Finding faces in the recording…"):
                     report = add_recording(w, rec.frames(), s.fps)
             except (RecordingError, VideoError, WorkspaceError) as e:
-                st.error(str(e))  # the frames stay: the user can try again or discard them
+                st.error(md(e))  # the frames stay: the user can try again or discard them
                 return
             rec.clear()
             st.session_state[RECORD_OFF] = True
+            try:
+                with st.spinner("Placing the new faces on the map…"):
+                    encode_run(w, run_id)
+            except LatentsMissing:  # the model went away meanwhile: the rerun says so
+                pass
             state.flash(report.message())
             st.rerun()
         if right.button("Discard the recording", disabled=not n, key="fl_webcam_discard"):
@@ -248,7 +261,7 @@ def snapshot_panel(pipe: LivePipeline, centres: np.ndarray | None, names: list[s
     try:
         result = process_snapshot(pipe, shot.getvalue(), centres, names)
     except (PhotoError, LiveError) as e:
-        st.error(str(e))
+        st.error(md(e))
         return
     st.image(bgr_to_rgb(result.frame), width="stretch", caption=(
-        f"Predicted expression: {result.cluster}" if result.cluster else result.note or None))
+        f"Predicted expression: {md(result.cluster)}" if result.cluster else result.note or None))
