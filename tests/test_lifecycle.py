@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,19 +23,10 @@ from facelab.storage import save_npy_atomic, write_bytes_atomic
 from test_latent import make_workspace as make_mapped_workspace
 from test_train import blob_images, one_thread  # noqa: F401  (autouse fixture)
 from test_train import make_workspace as make_training_workspace
+from test_jobs import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 LONG_RUN = ModelConfig(image_size=32, latent_dim=4, batch_size=16)  # the default length: minutes
-
-
-def wait_for(predicate, timeout: float = 90.0, every: float = 0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {predicate}")
 
 
 def proc_state(pid: int) -> str | None:
