@@ -81,6 +81,16 @@ class RunStatus:
         within = self.step / self.steps if self.steps else 0.0
         return min(1.0, (self.epoch + within) / self.epochs)
 
+    @property
+    def budget(self) -> str:
+        """Where the run stands, in optimizer steps (the epochs of runs made before steps)."""
+        c = self.config
+        if c is not None and c.kind == "pca":
+            return "fitted" if self.state == "done" else "fitting"
+        if c is None or c.legacy_epochs:
+            return f"epoch {self.epoch}/{self.epochs}"
+        return f"step {round(self.fraction * c.steps):,}/{c.steps:,}"
+
 
 def max_jobs() -> int:
     try:

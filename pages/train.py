@@ -78,16 +78,6 @@ run_id = st.selectbox(
 st.session_state[state.RUN] = run_id
 
 
-def budget_text(s: jobs.RunStatus) -> str:
-    """Where a run stands, in optimizer steps (the epochs of runs made before steps)."""
-    c = s.config
-    if c.kind == "pca":
-        return "fitted" if s.state == "done" else "fitting"
-    if c.legacy_epochs:
-        return f"epoch {s.epoch}/{s.epochs}"
-    return f"step {round(s.fraction * c.steps):,}/{c.steps:,}"
-
-
 @st.fragment(run_every=1.0 if by_id[run_id].active else None)
 def live(run_id: str, was_active: bool) -> None:
     """Progress, buttons and curves of one run; polls SQLite every second while it trains."""
@@ -95,7 +85,7 @@ def live(run_id: str, was_active: bool) -> None:
     if was_active and not s.active:
         st.rerun(scope="app")  # finished: refresh the runs table and stop polling
     eta = f" · about {s.eta_s:.0f} s left" if s.eta_s else ""
-    st.progress(s.fraction, text=f"{s.state} · {budget_text(s)}{eta}")
+    st.progress(s.fraction, text=f"{s.state} · {s.budget}{eta}")
     if s.error and s.state in ("failed", "dead"):
         st.error(md(s.error))
     b1, b2, b3 = st.columns([1, 1, 6])
@@ -136,7 +126,7 @@ reports = {r.run_id: quality.run_report(w, r) for r in runs}
 table = pd.DataFrame([
     {
         "run": r.name, "model": KIND_LABELS.get(r.kind, r.kind), "β": r.config.effective_beta,
-        "latent": r.config.latent_dim, "progress": budget_text(r), "state": r.state,
+        "latent": r.config.latent_dim, "progress": r.budget, "state": r.state,
         "held-out PSNR": r.metrics.get("val_psnr"), "mean crop PSNR": reports[r.run_id]["mean_crop_psnr"],
         "PCA-32 PSNR": reports[r.run_id]["pca32_psnr"], "active units": r.metrics.get("active_units"),
         "learned nothing": bool(reports[r.run_id]["warning"]), "started": r.created_at,

@@ -179,7 +179,8 @@ def test_cli_train_runs_and_eval(home, capsys, tmp_path) -> None:
     assert "step 3/6" in out and "step 6/6" in out and "done" in out
     run = out.split()[1].rstrip(":")
     assert cli(["runs", "-w", "cli"]) == 0
-    assert run in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert run in out and "step 6/6" in out  # progress in steps, as on the Train page
     assert cli(["eval", "-w", "cli", run, "--out", str(tmp_path / "ev")]) == 0
     out = capsys.readouterr().out
     assert "PSNR" in out and "active units" in out

@@ -170,10 +170,10 @@ def _runs(args: argparse.Namespace) -> int:
     if not runs:
         print(f"no runs in workspace {w.name}")
         return 0
-    print(f"{'run':<34} {'name':<20} {'state':<10} {'epoch':>9} {'val PSNR':>9} {'mean crop':>9} "
+    print(f"{'run':<34} {'name':<20} {'state':<10} {'progress':>13} {'val PSNR':>9} {'mean crop':>9} "
           f"{'PCA-32':>7} {'active':>7}")
     for r, q in zip(runs, reports):
-        print(f"{r.run_id:<34} {r.name[:20]:<20} {r.state:<10} {f'{r.epoch}/{r.epochs}':>9} "
+        print(f"{r.run_id:<34} {r.name[:20]:<20} {r.state:<10} {r.budget:>13} "
               f"{_fmt(q['val_psnr'], '.2f'):>9} {_fmt(q['mean_crop_psnr'], '.2f'):>9} "
               f"{_fmt(q['pca32_psnr'], '.2f'):>7} {_fmt(q['active_units'], 'd'):>7}")
     for q in reports:
