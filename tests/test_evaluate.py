@@ -68,7 +68,8 @@ def test_compression_curve_is_small_and_sensible() -> None:
     images = blob_images(120)
     seen = []
     points = evaluate.compression_curve(images[:100], images[100:], latent_sizes=(1, 8),
-                                        kinds=("pca", "ae"), epochs=2, progress=seen.append)
+                                        kinds=("pca", "ae"), epochs=2, min_steps=60,
+                                        progress=seen.append)
     assert [(p["kind"], p["latent_dim"]) for p in points] == [("pca", 1), ("pca", 8), ("ae", 1), ("ae", 8)]
     pca_psnr = {p["latent_dim"]: p["val_psnr"] for p in points if p["kind"] == "pca"}
     assert pca_psnr[8] > pca_psnr[1]
