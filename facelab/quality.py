@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from facelab import metrics
+from facelab.latent import dataset_key
 from facelab.storage import write_json_atomic
 from facelab.workspace import Workspace
 
@@ -31,10 +32,7 @@ NO_BASELINES = {"mean_crop_psnr": None, "pca32_psnr": None}
 
 
 def _cache_key(workspace: Workspace, val_ids: np.ndarray, image_size: int) -> str:
-    with workspace.connect() as c:
-        n = int(c.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
-        deleted = [r[0] for r in c.execute("SELECT id FROM faces WHERE deleted = 1 ORDER BY id")]
-    h = hashlib.sha256(json.dumps({"faces": n, "deleted": deleted, "image_size": image_size,
+    h = hashlib.sha256(json.dumps({"crops": dataset_key(workspace), "image_size": image_size,
                                    "pca_dim": PCA_DIM, "fit_max": MAX_FIT_IMAGES}).encode())
     h.update(np.ascontiguousarray(val_ids, np.int64).tobytes())  # the split
     return h.hexdigest()
