@@ -7,9 +7,25 @@ one consistent set (never half of a slider change) and never waits for the page.
 
 Per frame: find faces (a full Haar search every `detect_every` frames, a cheap local search
 around the last faces in between), crop each the way the dataset crops video frames, encode
-them in one batch, shift the codes by the current sliders, decode, and draw: a box around each
-face, the shifted face beside it (and optionally pasted back over it through a soft elliptical
-mask), and the frame rate and latency. A frame without a face passes through with a note.
+them in one batch, shift the codes by the current sliders (`facelab.edit.compose`, as the
+Shift page and the CLI do), decode, and draw: a box around each face, the shifted face beside it
+(never over any face) and optionally pasted back over it through a soft elliptical mask, and the
+frame rate and latency. The shifted face is detail-preserving by default: the live face's own
+square of the frame plus the decoded change (`facelab.edit.with_change`), so it is still you.
+A frame without a face passes through with a note.
+
+How familiar the live face is to the model (`LivePipeline.psnr_drop`, `.unfamiliar`): a model of
+one person draws another person, or the same person in very different light or pose, as grey
+mush, and the page should say why. The measure is the reconstruction PSNR of the largest live
+face (its 64-px crop against decode(μ), which the detail-preserving view decodes anyway) against
+the run's held-out PSNR (median over its 'val' crops, `heldout_psnr`): the drop in dB, a running
+median over the last FAMILIAR_WINDOW frames with a face so that one odd frame (a hand, a blink,
+motion blur) does not flash the note. PSNR is OpenCV's (the same figure as `facelab.metrics.psnr`,
+which would import torch here). Measured on the bundled sample model (held-out median
+20.6 dB), every frame streamed through this pipeline: its own clip (472 frames) a drop of -9.3 to
++0.6 dB (median -6.8), the GRID speaker in tests/data/bbaf2n.mpg (75 frames) 6.3 to 6.5 dB (live
+PSNR 14 dB: mush). UNFAMILIAR_DB = 4 lies between, a little nearer the other person: a note
+wrongly shown on your own face is worse than one shown a little late.
 """
 
 from __future__ import annotations
@@ -17,6 +33,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -24,8 +41,9 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from facelab.edit import LatentBounds, shift, toward
+from facelab.edit import LatentBounds, compose, decode_change, with_change
 from facelab.faces import DEFAULT_MARGIN, DEFAULT_SHIFT, Box, FaceDetector, crop_box, crop_face, same_place
+from facelab.faces import _square as frame_square
 
 if TYPE_CHECKING:
     from facelab.directions import Direction
@@ -33,10 +51,16 @@ if TYPE_CHECKING:
 
 STAGES = ("detect", "crop", "encode", "shift", "decode", "paste")
 BAND_H = 26  # the top band where the note and the stats are written; nothing else draws there
+GAP = 6  # px between a face and its side-by-side view
+MIN_SIDE = 32  # a smaller side-by-side view shows nothing worth covering the frame with
 NO_FACE_NOTE = "no face found"
 BOX_COLOUR = (80, 220, 80)  # BGR
 TEXT_COLOUR = (255, 255, 255)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+FAMILIAR_WINDOW = 30  # frames with a face in the running median of the live PSNR
+FAMILIAR_MIN = 5  # frames with a face before the measure says anything (no verdict on one frame)
+UNFAMILIAR_DB = 4.0  # live PSNR this far below the held-out PSNR: "trained on another face"
+HELDOUT_FACES = 256  # at most this many held-out crops decoded for the reference (load time)
 
 
 class LiveError(ValueError):
@@ -52,6 +76,7 @@ class LiveSettings:
     strength: float = 0.0  # s of z' = z + s (target - z), in [0, 1]
     side_by_side: bool = True  # draw the shifted face beside the live one
     paste_back: bool = False  # draw the shifted face over the live one (soft elliptical mask)
+    detail: bool = True  # show the live face plus the decoded change; False: the plain decoded face
     show_stats: bool = True  # fps and latency in the top band
     detect_every: int = 5  # a full face search every N frames, tracking in between
     max_faces: int = 4
@@ -73,6 +98,7 @@ class LiveResult:
     timings: dict[str, float] = field(default_factory=dict)  # ms per stage, plus 'total'
     cluster: str | None = None  # nearest cluster of the largest face
     note: str = ""
+    edited: np.ndarray | None = None  # the codes after the shift (faces x D), `facelab.edit.compose`
 
 
 class FaceTracker:
@@ -118,8 +144,10 @@ class LivePipeline:
         margin: float = DEFAULT_MARGIN,
         crop_shift: float = DEFAULT_SHIFT,
         torch_threads: int | None = 1,
+        heldout_psnr: float | None = None,
     ) -> None:
         self.codec = codec
+        self.heldout_psnr = heldout_psnr  # the reference of `psnr_drop`; None: no familiarity measure
         self.torch_threads = torch_threads
         self._thread_state = threading.local()
         self.size = int(codec.config.image_size)
@@ -133,12 +161,14 @@ class LivePipeline:
             self.set_clusters(centres, centre_names)
         self.tracker = FaceTracker(detector or FaceDetector(), self._settings.detect_every,
                                    self._settings.max_faces)
-        self._masks: dict[int, np.ndarray] = {}
+        self._masks: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._last_latent: np.ndarray | None = None
         self._last_cluster: str | None = None
         self._last_t: float | None = None
         self._fps = 0.0
         self._latency_ms = 0.0
+        self._live_psnr: deque[float] = deque(maxlen=FAMILIAR_WINDOW)
+        self._psnr_drop: float | None = None
 
     @classmethod
     def for_run(cls, ws, run_id: str, settings: LiveSettings | None = None, **kwargs: Any) -> "LivePipeline":
@@ -150,9 +180,17 @@ class LivePipeline:
         from facelab.models import load_codec
 
         codec = load_codec(ws.run_dir(run_id))
-        _, mu = active_latents(ws, load_latents(ws, run_id, compute=True, codec=codec))
+        lat = load_latents(ws, run_id, compute=True, codec=codec)
+        _, mu = active_latents(ws, lat)
         build = build_settings_of(ws)
         kwargs.setdefault("bounds", LatentBounds.from_latents(mu) if len(mu) else None)
+        if "heldout_psnr" not in kwargs:
+            held = ws.active_face_ids("val")
+            held = held[held < len(lat.mu)]
+            if len(held) == 0:  # a tiny dataset holds nothing out: its faces are the best we have
+                held = ws.active_face_ids()
+                held = held[held < len(lat.mu)]
+            kwargs["heldout_psnr"] = heldout_psnr(codec, ws.faces()[held], lat.rows(held))
         kwargs.setdefault("margin", build.margin)
         kwargs.setdefault("crop_shift", build.shift)
         return cls(codec, settings, **kwargs)
@@ -220,6 +258,21 @@ class LivePipeline:
     def fps(self) -> float:
         return self._fps
 
+    @property
+    def psnr_drop(self) -> float | None:
+        """dB by which the model draws the live face worse than its held-out faces: the run's
+        held-out PSNR minus the running median of the largest live face's PSNR over the last
+        FAMILIAR_WINDOW frames with a face. None without a reference or before FAMILIAR_MIN
+        such frames. Near 0 or below: a face like the training faces."""
+        return self._psnr_drop
+
+    @property
+    def unfamiliar(self) -> bool:
+        """The live face is far from the model's training faces (another person, or very
+        different light or pose): what the page's "trained on another face" note says."""
+        drop = self._psnr_drop
+        return drop is not None and drop >= UNFAMILIAR_DB
+
     # --- the frame callback -----------------------------------------------------------
     def process(self, frame_bgr: np.ndarray) -> LiveResult:
         """The frame with boxes, shifted faces and stats drawn; never changes `frame_bgr`.
@@ -266,15 +319,19 @@ class LivePipeline:
         lap("encode")
         z = self._apply(mu, settings)
         lap("shift")
-        shifted = self.codec.decode(z)
+        # decode(μ) in the same batch as z: the detail-preserving view adds the decoded change
+        # to the live face, and the familiarity measure compares it with the crop
+        before, shifted = decode_change(self.codec, mu, z)
         lap("decode")
-        for box, face in zip(boxes, shifted):
-            self._draw_face(out, box, face, settings)
+        self._measure_familiarity(crops[0], before[0])
+        for i, (box, face) in enumerate(zip(boxes, shifted)):
+            rgb = before[i] if settings.detail else None
+            self._draw_face(out, frame, box, face, rgb, boxes, settings)
         lap("paste")
 
         cluster = _nearest(mu[0], clusters)
         self._last_latent, self._last_cluster = mu[0].copy(), cluster
-        result = LiveResult(out, list(boxes), mu, shifted, timings, cluster)
+        result = LiveResult(out, list(boxes), mu, shifted, timings, cluster, edited=z)
         return self._finish(result, settings, t_start)
 
     # --- pieces -----------------------------------------------------------------------
@@ -292,47 +349,56 @@ class LivePipeline:
             torch.set_num_threads(self.torch_threads)
         self._thread_state.done = True
 
+    def _measure_familiarity(self, crop: np.ndarray, decoded: np.ndarray) -> None:
+        """Add one frame's PSNR (crop against its reconstruction) to the running median."""
+        if self.heldout_psnr is None:
+            return
+        self._live_psnr.append(cv2.PSNR(crop, decoded))
+        if len(self._live_psnr) >= FAMILIAR_MIN:
+            self._psnr_drop = self.heldout_psnr - float(np.median(self._live_psnr))
+
     def _apply(self, mu: np.ndarray, settings: LiveSettings) -> np.ndarray:
-        z = mu
-        if settings.target is not None and settings.strength > 0:
-            z = toward(z, settings.target, settings.strength, self.bounds)
-        if settings.shifts:
-            z = shift(z, settings.shifts, self.bounds)
+        z = compose(mu, settings.shifts, settings.target, settings.strength, self.bounds)
         return np.ascontiguousarray(z, dtype=np.float32)
 
-    def _draw_face(self, out: np.ndarray, box: Box, face_rgb: np.ndarray, settings: LiveSettings) -> None:
+    def _draw_face(self, out: np.ndarray, frame: np.ndarray, box: Box, face_rgb: np.ndarray,
+                   before_rgb: np.ndarray | None, boxes: Sequence[Box], settings: LiveSettings) -> None:
+        """Paste and/or show beside one face: `face_rgb` is its decoded shifted face; with
+        `before_rgb` (its decoded unshifted face) the face drawn is the live square of `frame`
+        plus the decoded change, at the frame's own resolution."""
         h, w = out.shape[:2]
         cx, cy, side = crop_box(box, self.margin, self.crop_shift)
         n = max(8, int(round(side)))
         x0, y0 = int(round(cx - n / 2)), int(round(cy - n / 2))
-        face_bgr = cv2.resize(cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR), (n, n), interpolation=cv2.INTER_LINEAR)
+        if before_rgb is None:
+            face_bgr = cv2.resize(cv2.cvtColor(face_rgb, cv2.COLOR_RGB2BGR), (n, n), interpolation=cv2.INTER_LINEAR)
+        else:
+            face_bgr = with_change(frame_square(frame, cx, cy, n), before_rgb[..., ::-1], face_rgb[..., ::-1])
         if settings.paste_back:
             _blend(out, face_bgr, x0, y0, self._mask(n))
         if settings.side_by_side:
-            # beside the face: right if it fits, else left, kept inside the frame below the band
-            m = min(n, w // 2, h - BAND_H)
-            small = face_bgr if m == n else cv2.resize(face_bgr, (m, m), interpolation=cv2.INTER_AREA)
-            right = max(x0 + n, box.x + box.w) + 6
-            sx = right if right + m <= w else min(x0, box.x) - 6 - m
-            sx = min(max(0, sx), w - m)
-            sy = min(max(BAND_H, y0), h - m)
-            out[sy:sy + m, sx:sx + m] = small
-            cv2.rectangle(out, (sx, sy), (sx + m - 1, sy + m - 1), BOX_COLOUR, 1)
+            place = side_place(w, h, (x0, y0, x0 + n, y0 + n), box, boxes, n)
+            if place is not None:
+                sx, sy, m = place
+                small = face_bgr if m == n else cv2.resize(face_bgr, (m, m), interpolation=cv2.INTER_AREA)
+                out[sy:sy + m, sx:sx + m] = small
+                cv2.rectangle(out, (sx, sy), (sx + m - 1, sy + m - 1), BOX_COLOUR, 1)
         y_top = max(BAND_H, box.y)
         cv2.rectangle(out, (box.x, y_top), (box.x + box.w - 1, box.y + box.h - 1), BOX_COLOUR, 2)
 
-    def _mask(self, n: int) -> np.ndarray:
-        """A soft ellipse (1 inside the face, fading to 0 at the square's edge), cached per size."""
-        mask = self._masks.get(n)
-        if mask is None:
+    def _mask(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """A soft ellipse (1 inside the face, fading to 0 at the square's edge) and 1 minus it,
+        cached per size."""
+        masks = self._masks.get(n)
+        if masks is None:
             m = np.zeros((n, n), np.float32)
             cv2.ellipse(m, (n // 2, n // 2), (int(n * 0.38), int(n * 0.46)), 0, 0, 360, 1.0, -1)
             k = max(3, (n // 8) | 1)
-            mask = cv2.GaussianBlur(m, (k, k), 0)[..., None]
+            mask = cv2.GaussianBlur(m, (k, k), 0)
             if len(self._masks) > 32:
                 self._masks.clear()
-            self._masks[n] = mask
-        return mask
+            masks = self._masks[n] = (mask, 1.0 - mask)
+        return masks
 
     def _finish(self, result: LiveResult, settings: LiveSettings, t_start: float) -> LiveResult:
         now = time.perf_counter()
@@ -354,6 +420,19 @@ class LivePipeline:
         return result
 
 
+def heldout_psnr(codec: "Codec", faces: np.ndarray, mu: np.ndarray) -> float | None:
+    """Median reconstruction PSNR (dB) of held-out crops from their μ: how well the model draws
+    faces like its training faces that it never trained on, the reference of `psnr_drop`.
+    At most HELDOUT_FACES evenly spaced crops (it runs when the page loads a model); None for none."""
+    if len(faces) == 0:
+        return None
+    from facelab.models import resize_images
+
+    pick = np.unique(np.linspace(0, len(faces) - 1, min(len(faces), HELDOUT_FACES)).round().astype(int))
+    decoded = codec.decode(np.asarray(mu, np.float32)[pick])
+    return float(np.median([cv2.PSNR(a, b) for a, b in zip(decoded, resize_images(faces[pick], decoded.shape[1]))]))
+
+
 def _nearest(z: np.ndarray, clusters: tuple[np.ndarray, tuple[str, ...]] | None) -> str | None:
     if clusters is None or len(clusters[0]) == 0 or clusters[0].shape[1] != z.shape[0]:
         return None
@@ -361,8 +440,9 @@ def _nearest(z: np.ndarray, clusters: tuple[np.ndarray, tuple[str, ...]] | None)
     return names[int(np.argmin(((centres - z) ** 2).sum(1)))]
 
 
-def _blend(out: np.ndarray, face: np.ndarray, x0: int, y0: int, mask: np.ndarray) -> None:
-    """out[y0:y0+n, x0:x0+n] = mask * face + (1 - mask) * out, clipped to the frame."""
+def _blend(out: np.ndarray, face: np.ndarray, x0: int, y0: int, masks: tuple[np.ndarray, np.ndarray]) -> None:
+    """out[y0:y0+n, x0:x0+n] = mask * face + (1 - mask) * out, rounded, clipped to the frame;
+    where the face is what was there the frame stays exactly as it was."""
     n = face.shape[0]
     h, w = out.shape[:2]
     fx0, fy0 = max(0, -x0), max(0, -y0)
@@ -370,8 +450,55 @@ def _blend(out: np.ndarray, face: np.ndarray, x0: int, y0: int, mask: np.ndarray
     if fx1 <= fx0 or fy1 <= fy0:
         return
     region = out[y0 + fy0:y0 + fy1, x0 + fx0:x0 + fx1]
-    m = mask[fy0:fy1, fx0:fx1]
-    region[:] = (m * face[fy0:fy1, fx0:fx1] + (1.0 - m) * region).astype(np.uint8)
+    mask, inverse = (np.ascontiguousarray(m[fy0:fy1, fx0:fx1]) for m in masks)
+    region[:] = cv2.blendLinear(np.ascontiguousarray(face[fy0:fy1, fx0:fx1]), np.ascontiguousarray(region),
+                                mask, inverse)
+
+
+def side_place(w: int, h: int, square: tuple[int, int, int, int], box: Box,
+               boxes: Sequence[Box] = (), want: int = 0) -> tuple[int, int, int] | None:
+    """(x, y, side) of the side-by-side view of one face in a w x h frame, or None.
+
+    Never over a face: the view goes right, left, below or above the face (its detection `box`
+    and its crop `square`, x0, y0, x1, y1, together), wherever the largest one fits (at most
+    `want` px, below the text band), away from every face box; when the face fills the frame
+    it shrinks, keeping clear of the box alone, and below MIN_SIDE it is left out.
+    """
+    want = want or (square[2] - square[0])
+    others = [(b.x, b.y, b.x + b.w, b.y + b.h) for b in boxes]
+    own = (box.x, box.y, box.x + box.w, box.y + box.h)
+    face = (min(square[0], own[0]), min(square[1], own[1]), max(square[2], own[2]), max(square[3], own[3]))
+    for x0, y0, x1, y1 in (face, own):
+        x0, y0, x1, y1 = max(0, x0), max(BAND_H, y0), min(w, x1), min(h, y1)
+        room_h, room_w = h - BAND_H, w
+        candidates = [  # (side, x, y), in order of preference
+            (min(want, w - x1 - GAP, room_h), x1 + GAP, None),  # right
+            (min(want, x0 - GAP, room_h), None, None),  # left
+            (min(want, h - y1 - GAP, room_w), None, y1 + GAP),  # below
+            (min(want, y0 - GAP - BAND_H, room_w), None, None),  # above
+        ]
+        best = None
+        for i, (m, sx, sy) in enumerate(candidates):
+            if m < MIN_SIDE:
+                continue
+            if i in (0, 1):
+                sx = sx if i == 0 else x0 - GAP - m
+                sy = min(max(BAND_H, y0), h - m)
+            else:
+                sy = sy if i == 2 else y0 - GAP - m
+                sx = min(max(0, x0), w - m)
+            rect = (sx, sy, sx + m, sy + m)
+            if any(_overlap(rect, o) for o in others):
+                continue
+            if best is None or m > best[2]:
+                best = (sx, sy, m)
+        if best is not None:
+            return best
+    return None
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def _band_text(out: np.ndarray, text: str) -> None:

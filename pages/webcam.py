@@ -4,6 +4,7 @@ import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
 from facelab import clusters as cl
+from facelab import edit
 from facelab import directions as dr
 from facelab.latent import active_latents
 from facelab.latent_map import map_chart
@@ -34,7 +35,8 @@ if len(ids) >= 3:
 pipe.set_clusters(centres, centre_names)
 
 st.caption(wc.HELP)
-video_col, map_col = st.columns([3, 2])
+# The controls and the map sit beside the video, so sliding never scrolls the face out of sight.
+video_col, side_col = st.columns([3, 2])
 with video_col:
     ctx = webrtc_streamer(
         key="fl_webcam", mode=WebRtcMode.SENDRECV, video_frame_callback=wc.frame_callback(pipe, rec),
@@ -51,29 +53,30 @@ def controls() -> None:
     options = wc.toward_options(centres, centre_names, stored)
     if not moves:
         st.info(wc.NO_DIRECTION_HINT)
-    cols = st.columns(3)
-    alphas = {name: cols[i % 3].slider(f"{md(name)} (α, in spreads)", -3.0, 3.0, 0.0, 0.1,
-                                       key=f"fl_webcam_alpha_{run_id}_{name}")
-              for i, name in enumerate(moves)}
-    a, b, c = st.columns([2, 2, 2], vertical_alignment="bottom")
+    alphas = {name: st.slider(f"{md(name)} (α, in spreads)", -edit.FULL_ALPHA, edit.FULL_ALPHA, 0.0, 0.1,
+                              key=f"fl_webcam_alpha_{run_id}_{name}")
+              for name in moves}
+    a, b = st.columns(2, vertical_alignment="bottom")
     target = a.selectbox("Move toward", [wc.NO_TARGET, *options], key=f"fl_webcam_toward_{run_id}")
     strength = b.slider("strength", 0.0, 1.0, 0.0, 0.05, key="fl_webcam_strength",
                         disabled=target == wc.NO_TARGET)
-    paste = c.toggle("Paste back", key="fl_webcam_paste", help="Draw the shifted face over yours.")
-    side = c.toggle("Side by side", value=True, key="fl_webcam_side", help="Draw the shifted face beside yours.")
+    # one toggle a line: three in a row of this narrow column cut their labels short
+    detail = st.toggle("Keep my detail", value=True, key="fl_webcam_detail", help=wc.DETAIL_HELP)
+    side = st.toggle("Side by side", value=True, key="fl_webcam_side", help="Draw the shifted face beside yours.")
+    paste = st.toggle("Paste back", key="fl_webcam_paste", help="Draw the shifted face over yours.")
     try:
-        pipe.update(**wc.live_changes(moves, alphas, options, target, strength, paste, side))
+        pipe.update(**wc.live_changes(moves, alphas, options, target, strength, paste, side, detail))
     except LiveError as e:
         st.error(md(e))
 
 
-with video_col:
-    controls()
-
-
 @st.fragment(run_every=0.5 if playing else None)
 def live_map() -> None:
-    """The map with the live face as a red ring, redrawn twice a second while the camera runs."""
+    """The map with the live face as a red ring, redrawn twice a second while the camera runs,
+    under a note when the live face is far from the model's training faces."""
+    with st.container(key="fl_webcam_unfamiliar"):
+        if note := wc.unfamiliar_note(pipe):
+            st.warning(note)
     if len(ids) < 2:
         st.info("The map needs at least 2 faces in the dataset.")
         return
@@ -85,7 +88,8 @@ def live_map() -> None:
         st.markdown(wc.live_caption(marked, pipe.nearest_cluster, pipe.fps, playing))
 
 
-with map_col:
+with side_col:
+    controls()
     live_map()
 
 with st.expander("Record to dataset"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from types import SimpleNamespace
 
 import cv2
@@ -11,8 +12,9 @@ import pytest
 from media import media_file
 
 from facelab.directions import Direction
-from facelab.faces import FaceDetector
-from facelab.live import BAND_H, NO_FACE_NOTE, STAGES, LiveError, LivePipeline, LiveSettings
+from facelab.faces import Box, FaceDetector
+from facelab.live import (BAND_H, FAMILIAR_MIN, FAMILIAR_WINDOW, NO_FACE_NOTE, STAGES, UNFAMILIAR_DB, LiveError,
+                          LivePipeline, LiveSettings, heldout_psnr, side_place)
 
 
 class FakeCodec:
@@ -133,16 +135,91 @@ def test_several_faces_are_each_processed() -> None:
 
 def test_paste_back_changes_the_face_only(face_frames: list[np.ndarray]) -> None:
     frame = face_frames[0]
-    plain = LivePipeline(FakeCodec(), LiveSettings(side_by_side=False, show_stats=False)).process(frame)
-    pasted = LivePipeline(FakeCodec(), LiveSettings(side_by_side=False, show_stats=False, paste_back=True)).process(frame)
+    off = LiveSettings(side_by_side=False, show_stats=False)
+    plain = LivePipeline(FakeCodec(), off).process(frame)
+    pasted = LivePipeline(FakeCodec(), replace(off, paste_back=True, detail=False)).process(frame)
     b = plain.boxes[0]
     inner = (slice(b.y + b.h // 3, b.y + 2 * b.h // 3), slice(b.x + b.w // 3, b.x + 2 * b.w // 3))
     assert not np.array_equal(pasted.frame[inner], plain.frame[inner])
-    # the pasted face is one flat grey (see FakeCodec): the centre of the face becomes it
+    # the plain decoded face is one flat grey (see FakeCodec): the centre of the face becomes it
     centre = pasted.frame[b.y + b.h // 2, b.x + b.w // 2]
     assert np.ptp(centre.astype(int)) <= 2
     # far from the face nothing changed
     np.testing.assert_array_equal(pasted.frame[:, : max(0, b.x - b.w)], plain.frame[:, : max(0, b.x - b.w)])
+
+
+def test_paste_back_is_the_live_face_plus_the_decoded_change(face_frames: list[np.ndarray]) -> None:
+    """Detail-preserving (the default): no move pastes the live face itself; a move adds only the
+    decoded change (FakeCodec: a flat grey step), so the face's own detail stays."""
+    frame = face_frames[0]
+    off = LiveSettings(side_by_side=False, show_stats=False)
+    plain = LivePipeline(FakeCodec(), off).process(frame)
+    still = LivePipeline(FakeCodec(), replace(off, paste_back=True)).process(frame)
+    np.testing.assert_array_equal(still.frame, plain.frame)
+    up = Direction("brighter", "custom", np.eye(9, dtype=np.float32)[0], spread=0.1)
+    moved = LivePipeline(FakeCodec(), replace(off, paste_back=True, shifts=((up, 1.0),))).process(frame)
+    step = int(moved.shifted[0, 0, 0, 0]) - int(LivePipeline(FakeCodec(), off).process(frame).shifted[0, 0, 0, 0])
+    assert step > 20  # z[0] + 0.1 is about 25 grey levels brighter
+    b = moved.boxes[0]
+    inner = (slice(b.y + 2 * b.h // 5, b.y + 3 * b.h // 5), slice(b.x + 2 * b.w // 5, b.x + 3 * b.w // 5))
+    expected = np.clip(frame[inner].astype(int) + step, 0, 255)
+    assert np.abs(moved.frame[inner].astype(int) - expected).max() <= 1
+    assert np.std(moved.frame[inner].astype(float)) > 10, "the live face's detail stays"
+
+
+def test_side_by_side_never_covers_a_face(face_frames: list[np.ndarray]) -> None:
+    """Beside the face where there is room; when the face fills the frame, a smaller view in
+    the room left beside its box; never over the box."""
+    f = face_frames[0]
+    b = LivePipeline(FakeCodec()).process(f).boxes[0]
+    pad = 0.15  # a close-up: the face fills the frame
+    x0, y0 = int(b.x - pad * b.w), int(b.y - pad * b.h)
+    close = f[max(0, y0):int(b.y + b.h * (1 + pad)), max(0, x0):int(b.x + b.w * (1 + pad))]
+    close = cv2.resize(close, (480, round(480 * close.shape[0] / close.shape[1])))
+    for frame in (f, close):
+        result = LivePipeline(FakeCodec(), LiveSettings(show_stats=False, detail=False)).process(frame)
+        (box,) = result.boxes
+        inside = (slice(max(BAND_H, box.y) + 3, box.y + box.h - 3), slice(box.x + 3, box.x + box.w - 3))
+        np.testing.assert_array_equal(result.frame[inside], frame[inside])
+        outside = result.frame.copy()
+        outside[max(BAND_H, box.y) - 2:box.y + box.h + 2, box.x - 2:box.x + box.w + 2] = frame[
+            max(BAND_H, box.y) - 2:box.y + box.h + 2, box.x - 2:box.x + box.w + 2]
+        assert not np.array_equal(outside, frame), "the side-by-side view is drawn somewhere"
+    # a face that fills the whole frame leaves no room: no view rather than one over the face
+    box = Box(0, 0, 200, 200)
+    assert side_place(200, 200, (-20, -20, 220, 220), box, [box]) is None
+    # room on the left only: it goes there, clear of the square, at most the face's size
+    box = Box(300, 60, 100, 100)
+    sx, sy, m = side_place(420, 240, (280, 40, 420, 180), box, [box])
+    assert sx + m <= 280 and m == 140 and sy >= BAND_H
+
+
+def test_familiarity_is_a_running_median_against_the_held_out_psnr(face_frames: list[np.ndarray]) -> None:
+    """No verdict without a reference or on the first few frames; then the held-out PSNR minus
+    the median live PSNR: near 0 for faces drawn as well as the held-out ones."""
+    assert FAMILIAR_MIN <= 8 < FAMILIAR_WINDOW
+    codec = FakeCodec()
+    blind = LivePipeline(codec)
+    for f in face_frames:
+        blind.process(f)
+    assert blind.psnr_drop is None and not blind.unfamiliar
+    probe = LivePipeline(codec, heldout_psnr=0.0)
+    for f in face_frames[:8]:
+        probe.process(f)
+    live = -probe.psnr_drop  # FakeCodec draws flat grey: a low PSNR on a real face
+    assert 3 < live < 30
+    for ref, unfamiliar in ((live, False), (live + UNFAMILIAR_DB + 1, True)):
+        pipe = LivePipeline(codec, LiveSettings(detail=False), heldout_psnr=ref)
+        for i, f in enumerate(face_frames[:8]):
+            pipe.process(f)
+            assert (pipe.psnr_drop is None) == (i + 1 < FAMILIAR_MIN)
+        assert pipe.unfamiliar is unfamiliar, pipe.psnr_drop
+    # the reference: the median over held-out crops (flat ones FakeCodec draws exactly, noisy ones not)
+    flat = np.full((5, 64, 64, 3), 128, np.uint8)
+    noisy = np.random.default_rng(0).integers(0, 255, (5, 64, 64, 3), dtype=np.uint8)
+    flat_db, noisy_db = (heldout_psnr(codec, x, codec.encode(x)[0]) for x in (flat, noisy))
+    assert flat_db > 40 and noisy_db < 20
+    assert heldout_psnr(codec, flat[:0], np.zeros((0, 9), np.float32)) is None
 
 
 def test_settings_swap_whole_and_reject_bad_values(face_frames: list[np.ndarray]) -> None:

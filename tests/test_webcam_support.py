@@ -23,7 +23,7 @@ from facelab import dataset, sample
 from facelab import workspace as ws
 from facelab.directions import Direction
 from facelab.latent_map import plane
-from facelab.live import BOX_COLOUR, LivePipeline
+from facelab.live import BOX_COLOUR, FAMILIAR_WINDOW, UNFAMILIAR_DB, LivePipeline, LiveSettings
 from facelab.photo import PhotoError
 from facelab.recording import (
     FrameRecorder,
@@ -214,7 +214,8 @@ def test_live_changes_drive_the_pipeline(faces) -> None:
     moves = {"smile": smile()}
     options = {"cluster: light": np.ones(9, np.float32)}
     idle = wc.live_changes(moves, {"smile": 0.0}, options, wc.NO_TARGET, 0.7, False)
-    assert idle == {"shifts": (), "target": None, "strength": 0.0, "paste_back": False, "side_by_side": True}
+    assert idle == {"shifts": (), "target": None, "strength": 0.0, "paste_back": False, "side_by_side": True,
+                    "detail": True}
     assert wc.live_changes(moves, {}, options, "cluster: light", 0.0, False)["target"] is None
 
     pipe = LivePipeline(FakeCodec())
@@ -227,6 +228,43 @@ def test_live_changes_drive_the_pipeline(faces) -> None:
     assert int(shifted.shifted[0, 0, 0, 0]) - int(base.shifted[0, 0, 0, 0]) == pytest.approx(51, abs=2)
     pipe.update(**wc.live_changes(moves, {}, options, "cluster: light", 1.0, False))
     assert pipe.process(faces[0]).shifted[0, 0, 0, 0] == 255  # all the way to the white centre
+
+
+def test_keep_my_detail_toggle_sets_the_live_view(faces) -> None:
+    """On (the default): the pasted face is the live face plus the change, so it keeps the face's
+    texture; off: the model's own face (FakeCodec: one flat grey)."""
+    moves = {"smile": smile()}
+    texture = {}
+    for detail in (True, False):
+        pipe = LivePipeline(FakeCodec())
+        pipe.update(**wc.live_changes(moves, {"smile": 2.0}, {}, wc.NO_TARGET, 0.0, True, False, detail))
+        assert pipe.settings.detail is detail
+        result = pipe.process(faces[0])
+        b = result.boxes[0]
+        texture[detail] = float(result.frame[b.y + 2 * b.h // 5:b.y + 3 * b.h // 5,
+                                             b.x + 2 * b.w // 5:b.x + 3 * b.w // 5].std())
+    assert texture[True] > 10 > texture[False]
+
+
+# --- "this model was trained on another face" -------------------------------------------------
+def test_a_face_the_model_never_saw_brings_the_note(home, faces) -> None:
+    """The sample's model: its own clip is familiar, one odd frame does not flash the note, and
+    the GRID speaker (another person) brings it within a running window."""
+    w = sample.ensure_sample(say=lambda _: None)
+    pipe = LivePipeline.for_run(w, sample.RUN_ID, LiveSettings(show_stats=False))
+    assert pipe.heldout_psnr is not None and 15 < pipe.heldout_psnr < 30  # 20.6 dB when measured
+    other = read_frames("bbaf2n.mpg", FAMILIAR_WINDOW)
+    for f in faces:
+        pipe.process(f)
+    assert pipe.psnr_drop is not None and pipe.psnr_drop < UNFAMILIAR_DB - 2  # measured -6.9 dB
+    assert not pipe.unfamiliar and wc.unfamiliar_note(pipe) is None
+    pipe.process(other[0])  # one frame of someone else: the running median stays put
+    assert not pipe.unfamiliar
+    for f in other[1:]:
+        pipe.process(f)
+    assert pipe.unfamiliar and pipe.psnr_drop > UNFAMILIAR_DB + 1  # measured 6.4 dB
+    note = wc.unfamiliar_note(pipe)
+    assert note.startswith("**This model was trained on another face.** It draws your live face 6 dB worse")
 
 
 # --- the live point -------------------------------------------------------------------------

@@ -7,7 +7,7 @@ run a script that calls `webrtc_streamer()`. streamlit-webrtc itself is imported
 Threads: streamlit-webrtc calls the frame callback in its own thread, where
 `st.session_state` is not available; the callback gets the pipeline and the recorder through
 its closure, and the page talks to them only through their thread-safe methods
-(`LivePipeline.update`, `.last_latent`, `FrameRecorder.start/stop`).
+(`LivePipeline.update`, `.last_latent`, `.unfamiliar`, `FrameRecorder.start/stop`).
 """
 
 from __future__ import annotations
@@ -46,6 +46,13 @@ HELP = (
     "your browser may have blocked it: allow camera access (browsers allow cameras only on localhost "
     "or https pages), or take a snapshot below."
 )
+UNFAMILIAR_NOTE = (
+    "**This model was trained on another face.** It draws your live face {drop:.0f} dB worse (PSNR) than "
+    "the faces it was checked on, so a shift will smear your face rather than change your expression. "
+    "Train a model on a video of yourself (**Dataset**, then **Train**), or match the light and pose of "
+    "the video it learned from."
+)
+DETAIL_HELP = "On: your live face plus only what the shift changes. Off: the model's own drawing of the face."
 NO_DIRECTION_HINT = (
     "No direction yet: make one on the **Shift** page (tab *Make a direction*), or from a terminal with "
     "`facelab direction fit -w WORKSPACE RUN LABEL`. Meanwhile you can move toward a cluster's centre."
@@ -126,7 +133,7 @@ def moves_of(stored: Mapping[str, Direction]) -> dict[str, Direction]:
 
 def live_changes(moves: Mapping[str, Direction], alphas: Mapping[str, float],
                  options: Mapping[str, np.ndarray], target: str, strength: float,
-                 paste_back: bool, side_by_side: bool = True) -> dict[str, Any]:
+                 paste_back: bool, side_by_side: bool = True, detail: bool = True) -> dict[str, Any]:
     """Keyword arguments for `LivePipeline.update` from the controls' values.
 
     Zero alphas are left out (no work per frame); no target or zero strength means none.
@@ -136,7 +143,15 @@ def live_changes(moves: Mapping[str, Direction], alphas: Mapping[str, float],
     if vector is None or strength <= 0:
         vector, strength = None, 0.0
     return {"shifts": shifts, "target": vector, "strength": float(min(1.0, strength)),
-            "paste_back": bool(paste_back), "side_by_side": bool(side_by_side)}
+            "paste_back": bool(paste_back), "side_by_side": bool(side_by_side), "detail": bool(detail)}
+
+
+def unfamiliar_note(pipe: LivePipeline) -> str | None:
+    """The plain note for a live face far from the model's training faces (`LivePipeline.unfamiliar`),
+    or None: without it a model of another person just turns your face into grey mush."""
+    if not pipe.unfamiliar:
+        return None
+    return UNFAMILIAR_NOTE.format(drop=pipe.psnr_drop)
 
 
 # --- the live point on the map ------------------------------------------------------------
