@@ -50,6 +50,10 @@ CANDIDATES = {  # name: ModelConfig changes from the defaults
     "pcares_kl": {"kl_warmup_steps": 1000},
     "pcares_clip": {"grad_clip": 100.0},
     "pcares_b4": {"beta": 4.0},
+    "flip": {"augment": "flip"},
+    "shift": {"augment": "shift"},
+    "flip_shift": {"augment": "flip_shift"},
+    "none": {"augment": "none"},
 }
 
 
@@ -106,18 +110,9 @@ def labels_at(times: np.ndarray) -> np.ndarray:
     return out
 
 
-def hog(images: np.ndarray) -> np.ndarray:
-    import cv2
-
-    d = cv2.HOGDescriptor((64, 64), (16, 16), (8, 8), (8, 8), 9)
-    return np.stack([d.compute(cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)).ravel() for im in images])
-
-
 def expression_check(codec, w, split, train_x, val_x) -> str:
     """Share of labelled frames whose reconstruction the judge labels as the original."""
-    from sklearn.linear_model import LogisticRegression
-
-    from facelab.models import resize_images
+    from facelab.judge import hog_classifier
 
     tr_lab, va_lab = labels_at(times_of(w, split.train_ids)), labels_at(times_of(w, split.val_ids))
     x_all = np.concatenate([train_x, val_x])
@@ -125,16 +120,15 @@ def expression_check(codec, w, split, train_x, val_x) -> str:
     keep = lab_all != ""
     if len(set(lab_all[keep])) < 2:
         return "expression check: fewer than 2 labels in this clip"
-    judge = LogisticRegression(max_iter=2000, C=1.0).fit(hog(resize_images(x_all[keep], 64)),
-                                                         lab_all[keep])
+    judge = hog_classifier().fit(x_all[keep], lab_all[keep])  # facelab.judge's HOG + logreg
     parts = []
     for what, x, lab in (("held-out", val_x, va_lab), ("all labelled", x_all, lab_all)):
         m = lab != ""
         if not m.any():
             parts.append(f"{what}: no labelled frames")
             continue
-        orig = judge.predict(hog(resize_images(x[m], 64)))
-        rec = judge.predict(hog(resize_images(codec.decode(codec.encode(x[m])[0]), 64)))
+        orig = judge.predict(x[m])
+        rec = judge.predict(codec.decode(codec.encode(x[m])[0]))
         counts = {k: int((lab[m] == k).sum()) for k in sorted(set(lab[m]))}
         parts.append(f"{what} {m.sum()} {counts}: same label {np.mean(orig == rec) * 100:.1f} %"
                      f" (judge right on originals {np.mean(orig == lab[m]) * 100:.0f} %,"

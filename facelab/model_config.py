@@ -17,6 +17,8 @@ ARCHS = ("pcares", "paper")  # the first is the default; see ModelConfig.arch
 IMAGE_SIZES = (32, 64, 128)
 RECONS = ("bce", "mse")
 LR_SCHEDULES = ("cosine", "constant")
+AUGMENTS = ("none", "shift", "flip", "flip_shift")  # see ModelConfig.augment
+SHIFT_PX = 2  # "shift" and "flip_shift" move each training crop by up to this many pixels each way (at 64 px)
 MSE_SIGMA = 0.1  # the Gaussian likelihood's fixed pixel scale (of [0, 1] pixels) for recon="mse"
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.pt"
@@ -52,6 +54,7 @@ class ModelConfig:
     eval_every: int = 100  # steps between held-out evaluations (one metrics row each)
     kl_warmup_steps: int = 0  # linear KL warm-up from 0 to β
     grad_clip: float = 0.0  # clip the gradient norm to this; 0 = no clipping
+    augment: str = "shift"  # "none" | "shift" (move each crop ±SHIFT_PX) | "flip" (mirror half) | "flip_shift"
     legacy_epochs: int = 0  # runs made before step budgets: their budget in epochs (not trainable)
     seed: int = 0
     compile: bool = False
@@ -77,6 +80,8 @@ class ModelConfig:
             raise ModelError(f"image size must be one of {IMAGE_SIZES}, not {self.image_size}")
         if self.recon not in RECONS:
             raise ModelError(f"reconstruction loss must be 'bce' or 'mse', not {self.recon!r}")
+        if self.augment not in AUGMENTS:
+            raise ModelError(f"augmentation must be one of {', '.join(AUGMENTS)}, not {self.augment!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ModelError(f"learning-rate schedule must be 'cosine' or 'constant', not {self.lr_schedule!r}")
         if not 1 <= int(self.latent_dim) <= 1024:
@@ -126,6 +131,7 @@ class ModelConfig:
             data = {**LEGACY, **data}
             data["legacy_epochs"] = data.pop("epochs")
             data.pop("kl_warmup_epochs", None)
+        data.setdefault("augment", "none")  # runs from before augmentation trained without it
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from facelab.model_config import (  # noqa: F401  (re-exported: models is where callers look)
-    ARCHS, CONFIG_FILE, IMAGE_SIZES, KINDS, LEGACY, LR_SCHEDULES, MODEL_FILE, MSE_SIGMA, PCA_FILE, RECONS,
+    ARCHS, AUGMENTS, CONFIG_FILE, IMAGE_SIZES, KINDS, LEGACY, LR_SCHEDULES, MODEL_FILE, MSE_SIGMA, PCA_FILE,
+    RECONS, SHIFT_PX,
     ModelConfig, ModelError,
 )
 from facelab.storage import write_atomic, write_bytes_atomic

@@ -36,6 +36,7 @@ from facelab.device import pick_device
 from facelab.models import (
     MSE_SIGMA,
     ModelConfig,
+    SHIFT_PX,
     PCABaseline,
     build_model,
     resize_images,
@@ -217,6 +218,31 @@ class Trainer:
         y = torch.sigmoid(out) if self.model.logits else out
         return F.mse_loss(y, x, reduction="sum") / (2 * MSE_SIGMA**2)
 
+    def _augment(self, x: torch.Tensor, step: int) -> torch.Tensor:
+        """Move each crop by a few pixels (edges repeated) and/or mirror about half the batch,
+        as `config.augment` says. Why: a clip of a few dozen crops is learned by heart within a few
+        hundred steps and its held-out faces get worse from then on; mirrored and slightly moved
+        copies are faces the person could have shown. Drawn from a generator seeded by the step,
+        so a resumed run sees the same batches without keeping any state."""
+        mode = self.config.augment
+        if mode == "none":
+            return x
+        gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + 7_919 * (step + 1))
+        n, _, h, w = x.shape
+        if "flip" in mode:
+            flip = (torch.rand(n, generator=gen) < 0.5).to(x.device)
+            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+        if "shift" in mode:
+            reach = max(1, round(SHIFT_PX * w / 64))
+            moves = torch.randint(-reach, reach + 1, (n, 2), generator=gen).to(x.device, x.dtype)
+            theta = torch.zeros(n, 2, 3, device=x.device, dtype=x.dtype)
+            theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+            theta[:, 0, 2] = 2.0 * moves[:, 0] / w  # whole pixels: bilinear sampling is exact
+            theta[:, 1, 2] = 2.0 * moves[:, 1] / h
+            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        return x.contiguous(memory_format=torch.channels_last)
+
     def _loss(self, x: torch.Tensor, beta: float):
         noise = None
         if not self.config.deterministic:
@@ -254,7 +280,7 @@ class Trainer:
                 if should_stop is not None and should_stop():
                     return None
                 idx = self._batch_ids(self.step)
-                x = to_float_images(self.train_data[idx])
+                x = self._augment(to_float_images(self.train_data[idx]), self.step)
                 loss, recon, kl = self._loss(x, self.beta_at(self.step))
                 for group in self.opt.param_groups:
                     group["lr"] = self.lr_at(self.step)

@@ -6,12 +6,13 @@ import streamlit as st
 from facelab import charts, evaluate, jobs, quality
 from facelab.latent import dataset_key
 from facelab.metrics import ACTIVE_KL_NATS
-from facelab.models import ARCHS, RECONS, ModelConfig, ModelError
+from facelab.models import ARCHS, AUGMENTS, RECONS, ModelConfig, ModelError
 from facelab.ui import state
 from facelab.ui.cache import evaluation_grids, model_stamp
 from facelab.ui.text import md
 
 ARCH_LABELS = {"pcares": "PCA start + learned residual", "paper": "β-VAE paper's network"}
+AUGMENT_LABELS = {"none": "none", "shift": "move ±2 px", "flip": "mirror", "flip_shift": "mirror and move"}
 KIND_LABELS = {
     "betavae": "β-VAE", "vae": "VAE (β = 1)", "ae": "Autoencoder (deterministic)", "pca": "PCA baseline",
 }
@@ -40,20 +41,24 @@ with st.expander("New run", expanded=not runs):
         steps = c5.number_input("Training steps", 1, 1_000_000, d.steps, 100, key="fl_steps",
                                 help=f"Optimizer steps of {d.batch_size} faces each, whatever the dataset's "
                                      f"size; {d.steps:,} take 3-4 minutes on 2 free CPU cores")
-        c1, c2, c3, c4 = st.columns(4)
+        c1, c2, c3, c4, c5 = st.columns(5)
         batches = [16, 32, 64, 128, 256]
         batch = c1.selectbox("Batch size", batches, index=batches.index(d.batch_size), key="fl_batch")
         recon = c2.selectbox("Reconstruction loss", list(RECONS), index=list(RECONS).index(d.recon),
                              format_func=lambda r: {"bce": "Bernoulli (BCE)", "mse": "Gaussian (MSE)"}[r],
                              key="fl_recon")
         lr = c3.number_input("Learning rate", 1e-6, 1e-1, d.lr, format="%.0e", key="fl_lr")
-        seed = c4.number_input("Seed", 0, 2**31 - 1, d.seed, key="fl_seed")
+        augment = c4.selectbox("Augmentation", list(AUGMENTS), index=list(AUGMENTS).index(d.augment),
+                               format_func=AUGMENT_LABELS.get, key="fl_augment",
+                               help="Small random moves of the training crops keep a short clip from being "
+                                    "learned by heart: held-out faces come out sharper")
+        seed = c5.number_input("Seed", 0, 2**31 - 1, d.seed, key="fl_seed")
         name = st.text_input("Name (optional)", max_chars=64, key="fl_run_name")
         if st.form_submit_button("Start training", type="primary"):
             try:
                 config = ModelConfig(kind=kind, arch=arch, latent_dim=int(latent), beta=float(beta),
                                      image_size=w.get_meta("crop_size", 64), recon=recon, lr=float(lr),
-                                     batch_size=int(batch), steps=int(steps), seed=int(seed))
+                                     batch_size=int(batch), steps=int(steps), seed=int(seed), augment=augment)
                 run_id = jobs.create_run(w, config, name.strip() or None)
                 jobs.start(w, run_id)
             except (ModelError, jobs.JobError) as e:

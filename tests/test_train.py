@@ -131,14 +131,41 @@ def test_training_learns_on_generated_images() -> None:
     assert len(rows[-1]["kl_per_dim"]) == 8 and rows[-1]["active_units"] >= 1
 
 
-@pytest.mark.parametrize("kind,recon,warmup,arch", [
-    ("betavae", "bce", 0, "paper"), ("ae", "mse", 0, "pcares"), ("vae", "bce", 14, "pcares"),
-    ("betavae", "mse", 0, "pcares")])
-def test_resume_mid_interval_is_exact(kind: str, recon: str, warmup: int, arch: str) -> None:
+def test_augmentation_moves_whole_pixels_and_mirrors_the_same_way_at_each_step() -> None:
+    """Each augmented crop is its original (or mirror image) moved by at most SHIFT_PX whole
+    pixels; the same step always gives the same batch (so resuming needs no state)."""
+    from facelab.models import SHIFT_PX, to_float_images
+
+    images = (np.random.default_rng(0).random((24, 32, 32, 3)) * 255).astype(np.uint8)
+    x = to_float_images(torch.from_numpy(images))
+    seen = set()
+    for mode in ("none", "shift", "flip", "flip_shift"):
+        t = Trainer(ModelConfig(**{**SMALL, "augment": mode, "steps": 1}), images, images[:4])
+        y = t._augment(x.clone(), 7)
+        torch.testing.assert_close(y, t._augment(x.clone(), 7), rtol=0, atol=0)
+        assert not torch.equal(y, t._augment(x.clone(), 8)) or mode == "none"
+        reach = max(1, round(SHIFT_PX * 32 / 64))
+        for i in range(len(x)):
+            matches = [(f, dx, dy) for f in (False, True) for dx in range(-reach, reach + 1)
+                       for dy in range(-reach, reach + 1)
+                       if torch.equal(torch.roll(x[i].flip(-1) if f else x[i], (dy, dx), (1, 2))[:, 2:-2, 2:-2],
+                                      y[i][:, 2:-2, 2:-2])]
+            assert matches, f"{mode}: crop {i} is not a whole-pixel move of the original"
+            seen.add((mode, any(f for f, _, _ in matches), any((dx, dy) != (0, 0) for _, dx, dy in matches)))
+    assert ("none", False, False) in seen and not {m for m, f, moved in seen if m == "none" and (f or moved)}
+    assert ("shift", False, True) in seen and not [1 for m, f, _ in seen if m == "shift" and f]
+    assert ("flip", True, False) in seen and ("flip_shift", True, True) in seen
+
+
+@pytest.mark.parametrize("kind,recon,warmup,arch,augment", [
+    ("betavae", "bce", 0, "paper", "none"), ("ae", "mse", 0, "pcares", "shift"),
+    ("vae", "bce", 14, "pcares", "flip_shift"), ("betavae", "mse", 0, "pcares", "shift")])
+def test_resume_mid_interval_is_exact(kind: str, recon: str, warmup: int, arch: str, augment: str) -> None:
     images = blob_images(120, seed=1)
     # 100 crops, batch 16: a pass is 7 steps, so intervals of 9 steps straddle passes.
     config = ModelConfig(**{**SMALL, "kind": kind, "recon": recon, "kl_warmup_steps": warmup,
-                            "arch": arch, "steps": 25, "eval_every": 9, "lr_warmup_steps": 5})
+                            "arch": arch, "steps": 25, "eval_every": 9, "lr_warmup_steps": 5,
+                            "augment": augment})
     straight = Trainer(config, images[:100], images[100:])
     want = [straight.run_interval() for _ in range(3)]
     assert straight.done and [r["step"] for r in want] == [9, 18, 25]

@@ -37,7 +37,7 @@ def test_page_cli_and_config_share_one_set_of_defaults(home: Path) -> None:
             "beta": at.number_input(key="fl_beta").value, "latent_dim": at.selectbox(key="fl_latent").value,
             "steps": at.number_input(key="fl_steps").value, "batch_size": at.selectbox(key="fl_batch").value,
             "recon": at.selectbox(key="fl_recon").value, "lr": at.number_input(key="fl_lr").value,
-            "seed": at.number_input(key="fl_seed").value}
+            "seed": at.number_input(key="fl_seed").value, "augment": at.selectbox(key="fl_augment").value}
     assert form == {k: getattr(d, k) for k in form}
 
     from facelab.cli import make_parser
@@ -78,6 +78,9 @@ def test_a_non_finite_loss_ends_the_run_failed_with_its_reason(home: Path) -> No
 def test_a_run_from_before_step_budgets_still_loads(tmp_path: Path) -> None:
     config = ModelConfig.from_json(LEGACY_CONFIG)
     assert (config.arch, config.legacy_epochs, config.lr_schedule, config.intervals) == ("paper", 300, "constant", 300)
+    # runs from before augmentation keep training (and resuming) without it
+    assert config.augment == "none" and ModelConfig.from_json('{"steps": 900}').augment == "none"
+    assert ModelConfig().augment == "shift"
     torch.manual_seed(0)
     save_model(tmp_path, BetaVAE(config), config)
     (tmp_path / "config.json").write_text(LEGACY_CONFIG)  # exactly as such runs wrote it

@@ -18,7 +18,7 @@ MODEL_OPTIONS = {  # flag: (ModelConfig field, type); the defaults are ModelConf
     "batch": ("batch_size", int), "lr": ("lr", float), "lr_schedule": ("lr_schedule", str),
     "lr_warmup": ("lr_warmup_steps", int), "recon": ("recon", str), "seed": ("seed", int),
     "image_size": ("image_size", int), "warmup": ("kl_warmup_steps", int),
-    "grad_clip": ("grad_clip", float), "compile": ("compile", bool),
+    "grad_clip": ("grad_clip", float), "augment": ("augment", str), "compile": ("compile", bool),
 }
 
 
@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_workspace_arg(p)
     p.add_argument("--run", help="id of an existing run to train or resume (default: a new run)")
     p.add_argument("--name", help="display name of a new run")
-    from facelab.model_config import ARCHS, KINDS, LR_SCHEDULES, RECONS, ModelConfig  # no torch
+    from facelab.model_config import ARCHS, AUGMENTS, KINDS, LR_SCHEDULES, RECONS, ModelConfig  # no torch
 
     d = ModelConfig()  # the one set of defaults, shared with the Train page
     g = p.add_argument_group("model options (for a new run; defaults in brackets)")
@@ -49,6 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--image-size", dest="image_size", type=int, choices=[32, 64, 128], help=f"[{d.image_size}]")
     g.add_argument("--warmup", type=int, help=f"KL warm-up steps [{d.kl_warmup_steps}]")
     g.add_argument("--grad-clip", dest="grad_clip", type=float, help=f"gradient-norm clip, 0 = none [{d.grad_clip:g}]")
+    g.add_argument("--augment", choices=AUGMENTS, help=f"training-crop augmentation: shift = move each crop "
+                   f"a pixel or two, flip = mirror half [{d.augment}]")
     g.add_argument("--compile", action="store_true", default=None, help="use torch.compile")
     p.add_argument("--background", action="store_true",
                    help="start it as a background job and return (see `facelab runs`)")
