@@ -19,6 +19,7 @@ from facelab.storage import write_bytes_atomic
 Resample = Literal["nearest", "bicubic"]
 _RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bicubic": Image.Resampling.BICUBIC}
 DEFAULT_SCALE = 4
+DISPLAY_PX = 192  # the least a face is shown at on a page: at 64 px an expression change is invisible
 GAP = 4  # pixels between the real end frames and the decoded strip
 BACKGROUND = (255, 255, 255)
 
@@ -51,6 +52,13 @@ def upscale(images: np.ndarray, scale: int = DEFAULT_SCALE, resample: Resample =
     return np.stack([
         np.asarray(Image.fromarray(a).resize((w * scale, h * scale), _RESAMPLE[resample])) for a in arr
     ])
+
+
+def for_display(images: np.ndarray, min_px: int = DISPLAY_PX, resample: Resample = "bicubic") -> np.ndarray:
+    """Faces upscaled by a whole factor to at least `min_px` (for showing only; the model and the
+    saved pictures keep their own size)."""
+    arr = _frames(images)
+    return upscale(arr, max(1, -(-int(min_px) // arr.shape[1])), resample)
 
 
 def pingpong(frames: np.ndarray) -> np.ndarray:

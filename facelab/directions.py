@@ -6,7 +6,7 @@ settings, `fit` returns self, learned values end in `_`):
 - `LabelDirection` from labelled latents: the difference of class means, or the unit normal of
   a linear classifier's boundary (logistic regression or linear SVM, as InterFaceGAN does);
 - `CentreTarget`: the mean latent of a cluster or label, to move toward with
-  `facelab.edit.toward` (z' = z + s (c - z));
+  `facelab.edit.compose` (z' = z + s (c - z) + the slider steps);
 - `ConditionalDirection`: one direction with its components along others removed
   (Gram-Schmidt), e.g. "smile without opening the mouth".
 

@@ -124,12 +124,14 @@ if lat is not None:
     st.subheader("Are labelled faces close in the latent space?")
     insights = probe.run_insights(w, run_id)
     if insights:
-        st.dataframe(pd.DataFrame([{
-            "label": i.label, "frames": i.positives, "probe ROC-AUC": i.auc,
-            "within / overall distance": i.spread, "note": i.note,
-        } for i in insights]), hide_index=True)
-        st.caption("ROC-AUC near 1: a straight line in latent space separates the label; "
-                   "a distance ratio below 1: its frames sit closer together than frames in general.")
+        st.dataframe(pd.DataFrame(probe.insight_rows(insights)), hide_index=True)
+        for i in insights:
+            if i.estimate is not None:
+                (st.caption if i.estimate.trustworthy else st.warning)(md(i.guidance))
+        st.caption("ROC-AUC near 1: a straight line in latent space separates the label; the 95 % "
+                   "interval says how far that figure can be off with this many labels (more labels, "
+                   "narrower). A distance ratio below 1: its frames sit closer together than frames "
+                   "in general.")
     else:
         st.caption("Label some frames to see how well the model's latent space separates them.")
 

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from facelab import animate, edit, labels
+from facelab.animate import for_display
 from facelab import projection as pj
 from facelab import clusters as cl
 from facelab import directions as dr
@@ -16,7 +17,7 @@ from facelab.ui import state
 from facelab.ui.cache import codec
 from facelab.ui.explore import table_for
 from facelab.ui.runs import pick_run, require_latents
-from facelab.ui.shift import bounds, light_map, probe, run_plane
+from facelab.ui.shift import bounds, judge_caption, judge_of, light_map, probe, run_plane, slider_edit
 from facelab.ui.text import md
 
 st.title("Shift")
@@ -123,34 +124,40 @@ with shift_tab:
         cols = st.columns(max(1, min(3, len(moves) + bool(centres))))
         alphas = {}
         for i, (name, d) in enumerate(moves.items()):
-            alphas[name] = cols[i % len(cols)].slider(f"{md(name)} (α, in spreads)", -3.0, 3.0, 0.0, 0.1,
+            alphas[name] = cols[i % len(cols)].slider(f"{md(name)} (α, in spreads)", -edit.FULL_ALPHA, edit.FULL_ALPHA, 0.0, 0.1,
                                                       key=f"fl_alpha_{run_id}_{name}")
         target, strength = None, 0.0
         if centres:
             with cols[len(moves) % len(cols)]:
                 target = st.selectbox("Shift toward", list(centres), key="fl_toward")
                 strength = st.slider("strength", 0.0, 1.0, 0.0, 0.05, key="fl_toward_s")
-        z = edit.shift(z0, [(moves[n], a) for n, a in alphas.items()], limits)
-        if target:
-            z = edit.toward(z, centres[target].vector, strength, limits)
-        recon, shifted = model.decode(np.stack([z0, z]).astype(np.float32))
-        a, b, c, m = st.columns([1, 1, 1, 3])
-        a.image(original, caption="original", width="stretch")
-        b.image(recon, caption="reconstruction", width="stretch")
-        c.image(shifted, caption="shifted", width="stretch")
-        with m:
-            xy = run_plane(lat.key, mu).transform(np.stack([z0, z]).astype(np.float32))
-            marked = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "note": ["original", "shifted"]})
-            st.altair_chart(map_chart(light_map(str(w.path), lat.key, ids, mu), "time", box=False,
-                                      marked=marked, height=220), width="stretch", key="fl_shift_map")
+        detail = st.toggle("Keep my detail", value=True, key="fl_shift_detail", help=(
+            "On: the original face plus what the shift changes in the decoded face, so your own "
+            "detail stays and only the expression moves. Off: the plain decoded face."))
+        centre = centres[target].vector if target else None
+        z, recon, shifted = slider_edit(model, original, z0, moves, alphas, centre, strength, limits, detail)
+        a, b, c = st.columns(3)
+        a.image(for_display(original[None])[0], caption="original")
+        b.image(for_display(recon[None])[0], caption="reconstruction")
+        c.image(for_display(shifted[None])[0], caption="shifted" if detail else "shifted (plain decoded)")
+        xy = run_plane(lat.key, mu).transform(np.stack([z0, z]).astype(np.float32))
+        marked = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "note": ["original", "shifted"]})
+        st.altair_chart(map_chart(light_map(str(w.path), lat.key, ids, mu), "time", box=False,
+                                  marked=marked, height=220), width="stretch", key="fl_shift_map")
         if moves:
             along = st.selectbox("A strip along", list(moves), key="fl_strip_dir")
             steps = np.linspace(-3, 3, 7)
-            strip = model.decode(np.stack([edit.shift(z0, [(moves[along], s)], limits) for s in steps]))
-            st.image(animate.strip_image(strip), caption="α = " + ", ".join(f"{s:+.0f}" for s in steps))
+            path = np.stack([edit.compose(z0, [(moves[along], s)], bounds=limits) for s in steps])
+            _, strip = edit.shift_faces(model, original, z0, path, detail)
+            st.image(list(for_display(strip)), caption=[f"α = {s:+.0f}" for s in steps])
             d = moves[along]
             lab = d.spec.get("label")
-            p = probe(str(w.path), run_id, lab, hash(tuple(sorted(counts.items())))) if lab else None
+            version = hash(tuple(sorted(counts.items())))
+            judge = judge_of(str(w.path), lab, version) if lab else None
+            if judge is not None:
+                with st.container(key="fl_shift_judge"):
+                    st.markdown(judge_caption(judge, lab, original, recon, shifted))
+            p = probe(str(w.path), run_id, lab, version) if lab else None
             if p is not None and alphas.get(along):
                 q = edit.shift_quality(model, z0[None], d, p, alphas[along], limits)
                 st.caption(
@@ -178,9 +185,20 @@ with interp_tab:
         st.info(f"{len(picked)} of 2 points picked.")
     else:
         a_id, b_id = picked[-2:]
-        frames = edit.interpolation_strip(model, lat.mu[a_id], lat.mu[b_id], steps, how)
-        strip = animate.strip_image(frames, ends=(faces[a_id], faces[b_id]))
-        st.image(strip, caption=f"frame {a_id} → frame {b_id}, {steps} decoded steps, real frames at the ends")
+        detail = st.toggle("Keep the real frames' detail", value=True, key="fl_interp_detail", help=(
+            "On: each step blends the two real frames plus what the decoded face changes on the way, "
+            "so the ends are the real frames. Off: the plain decoded faces."))
+        real = (faces[a_id], faces[b_id])
+        frames = edit.interpolation_strip(model, lat.mu[a_id], lat.mu[b_id], steps, how,
+                                          ends=real if detail else None)
+        ends = None if detail else real
+        shown = frames if detail else np.concatenate([real[0][None], frames, real[1][None]])
+        ts = [f"t = {t:.2f}" for t in np.linspace(0, 1, steps)]
+        st.caption(f"frame {a_id} → frame {b_id}, {steps} decoded steps, " + (
+            "each the real frames plus the decoded change: the ends are the real frames" if detail
+            else "real frames at the ends"))
+        st.image(list(for_display(shown)), caption=ts if detail else [f"frame {a_id}", *ts, f"frame {b_id}"])
+        strip = animate.strip_image(frames, ends=ends)
         d1, d2 = st.columns(2)
         d1.download_button("Download strip (PNG)", animate.png_bytes(strip),
                            file_name=f"interpolation-{a_id}-{b_id}.png", mime="image/png")

@@ -63,8 +63,20 @@ def test_shift_slider_and_two_point_interpolation(page, sample_app) -> None:
     url, _ = sample_app
     page.goto(f"{url}/shift")
     wait_for_app(page, 90_000)
-    move_slider_until_face_changes(page, "smile (α")
+    judge = page.locator(".st-key-fl_shift_judge")
+    judge.get_by_text("Independent judge").wait_for(timeout=60_000)
+
+    def judged_shifted() -> float:
+        return float(re.search(r"shifted (\d\.\d\d)", judge.inner_text()).group(1))
+
+    before = judged_shifted()
+    move_slider_until_face_changes(page, "smile (α", steps=30)  # 0 -> 3.0, the full setting
     page.get_by_text(re.compile(r"Probe P\(smile\)")).wait_for(timeout=30_000)
+    # the independent judge (pixels only) sees the face on screen become a smile
+    page.wait_for_function("() => { const e = document.querySelector('.st-key-fl_shift_judge');"
+                           " const m = e && e.innerText.match(/shifted (\\d\\.\\d\\d)/);"
+                           f" return m && parseFloat(m[1]) > {before} + 0.3; }}", timeout=30_000)
+    assert judged_shifted() > before + 0.3
 
     page.get_by_role("tab", name="Interpolate two frames").click()
     _, points = map_points(page, "fl_interp_box")

@@ -66,14 +66,22 @@ def test_interpolate_writes_a_pingpong_gif_and_a_png_strip(trained: dict, tmp_pa
     assert "wrote" in capsys.readouterr().out
     with Image.open(gif) as im:
         assert im.n_frames == 2 * 7 - 2 and im.size == (256, 256)
+    # detail-preserving (the default): the strip itself starts and ends on the real crops
     png = tmp_path / "strip.png"
     assert run_cli(trained, *base(trained, "interpolate"), a, b, "--steps", "5", "--out", str(png),
                    "--scale", "2") == 0
     img = np.asarray(Image.open(png))
+    assert img.shape == (128, 5 * 128, 3)
+    faces = trained["ws"].faces()
+    np.testing.assert_array_equal(img[::2, :128:2], faces[int(a)])
+    np.testing.assert_array_equal(img[::2, -128::2], faces[int(b)])
+    # --plain: the decoded frames, with the real crops added at the ends
+    assert run_cli(trained, *base(trained, "interpolate"), a, b, "--steps", "5", "--out", str(png),
+                   "--scale", "2", "--plain") == 0
+    img = np.asarray(Image.open(png))
     assert img.shape == (128, 7 * 128 + 2 * 4, 3)
-    # the first tile is the real crop of face a, upscaled
-    real = trained["ws"].faces()[int(a)]
-    np.testing.assert_array_equal(img[::2, :128:2], real)
+    np.testing.assert_array_equal(img[::2, :128:2], faces[int(a)])
+    assert not np.array_equal(img[::2, 132:260:2], faces[int(a)]), "the first decoded frame is not the crop"
 
 
 def test_interpolate_errors_are_one_line(trained: dict, tmp_path: Path, capsys) -> None:
@@ -121,6 +129,58 @@ def test_shift_a_photo(trained: dict, photo: Path, tmp_path: Path, capsys) -> No
                    "--out", str(tmp_path / "c.png")) == 0
 
 
+def test_page_cli_and_webcam_make_the_same_edit(trained: dict, photo: Path, tmp_path: Path) -> None:
+    """The same sliders (a direction's alpha and a strength toward a centre) give the same latent
+    and the same face on the Shift page (its helper), in `facelab shift` and in the webcam's
+    pipeline: all of them call `facelab.edit.compose`."""
+    from facelab.dataset import build_settings_of
+    from facelab.directions import load_direction
+    from facelab.edit import LatentBounds
+    from facelab.live import LivePipeline
+    from facelab.models import load_codec
+    from facelab.photo import choose_face, crop_photo_face, photo_detector, read_image
+    from facelab.ui.shift import slider_edit
+
+    w, run_id = trained["ws"], trained["run"]
+    mu = trained["mu"]
+    save_direction(w, run_id, Direction("far corner", "centre", mu.max(0), 1.0))
+    smile, corner = load_direction(w, run_id, "smile"), load_direction(w, run_id, "far corner")
+    codec = load_codec(w.run_dir(run_id))
+    bounds = LatentBounds.from_latents(mu)
+    alpha, strength = 2.0, 0.5
+
+    # the CLI's face, written plain and at scale 1, and the page helper on the same crop
+    frame = read_image(photo)
+    detector = photo_detector()
+    box = choose_face(detector.detect(frame), build_settings_of(w).ambiguous_ratio, None, photo.name)
+    crop = crop_photo_face(w, frame, box, codec.config.image_size, detector)
+    z0 = codec.encode(crop[None])[0][0]
+    z_page, _, plain = slider_edit(codec, crop, z0, {"smile": smile}, {"smile": alpha}, corner.vector,
+                                   strength, bounds, detail=False)
+    expected = z0 + strength * (corner.vector - z0) + alpha * smile.spread * smile.vector
+    np.testing.assert_allclose(z_page, expected, rtol=1e-5, atol=1e-5)
+    out = tmp_path / "cli.png"
+    args = [str(photo), "-d", "smile", "-a", str(alpha), "--toward", "far corner", "--strength", str(strength),
+            "--scale", "1", "--out", str(out)]
+    assert run_cli(trained, *base(trained, "shift"), *args[:-1], str(out), "--plain") == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), plain)
+    # the default, detail-preserving face: the crop plus the decoded change, on both
+    _, _, kept = slider_edit(codec, crop, z0, {"smile": smile}, {"smile": alpha}, corner.vector,
+                             strength, bounds)
+    assert run_cli(trained, *base(trained, "shift"), *args) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), kept)
+
+    # the webcam: the live face's code, moved by the same settings, lands where the page puts it
+    pipe = LivePipeline.for_run(w, run_id, torch_threads=None)
+    pipe.update(shifts=((smile, alpha),), target=corner.vector, strength=strength)
+    live = pipe.process(cv2.imread(str(photo)))
+    z_live = live.latents[0]
+    z_page_live, _, _ = slider_edit(codec, crop, z_live, {"smile": smile}, {"smile": alpha}, corner.vector,
+                                    strength, pipe.bounds, detail=False)
+    np.testing.assert_array_equal(live.edited[0], z_page_live)
+    assert np.abs(live.shifted[0].astype(int) - codec.decode(z_page_live[None])[0]).max() <= 1
+
+
 def test_shift_errors(trained: dict, photo: Path, tmp_path: Path, capsys) -> None:
     out = str(tmp_path / "o.png")
     assert run_cli(trained, *base(trained, "shift"), str(photo), "-d", "frown", "--out", out) == 2
@@ -155,6 +215,10 @@ def test_shift_eval_raises_the_probe_score(trained: dict, capsys) -> None:
     # judged on the decoded pictures, encoded again: the face itself became more "smile"
     assert q["image_probe_after"] > q["image_probe_before"] + 0.02
     assert q["latent_along"] > 0 and q["pixel_inside"] > 0 and q["pixel_outside"] > 0
+    # the independent judge (pictures only) reports beside the probe
+    assert q["judge_error"] is None, q["judge_error"]
+    assert {"judge_before", "judge_after", "change_inside", "change_outside"} <= set(q)
+    assert q["judge_n"] >= 5 and q["change_inside"] > 0
     # shifting the other way lowers it
     assert run_cli(trained, *base(trained, "shift-eval"), "smile", "--alpha", "-2", "--json") == 0
     q = json.loads(capsys.readouterr().out)
@@ -163,6 +227,7 @@ def test_shift_eval_raises_the_probe_score(trained: dict, capsys) -> None:
     assert run_cli(trained, *base(trained, "shift-eval"), "smile", "--direction", "smile") == 0
     text = capsys.readouterr().out
     assert "stored direction 'smile'" in text and "mouth region" in text
+    assert "independent judge (HOG" in text, text
 
 
 def test_shift_eval_with_too_few_labels(trained: dict, capsys) -> None:

@@ -78,26 +78,51 @@ def test_interpolation_strip_decodes_every_step() -> None:
     assert strip[0, 0, 0, 0] == 128 and strip[-1, 0, 0, 0] == 168
 
 
-# --- shifts -------------------------------------------------------------------------------
-def test_toward_ends_and_middle() -> None:
+# --- shifts: one composition for every move ----------------------------------------------
+def test_compose_toward_ends_and_middle() -> None:
     rng = np.random.default_rng(2)
     z, c = rng.normal(size=8).astype(np.float32), rng.normal(size=8).astype(np.float32)
-    np.testing.assert_array_equal(edit.toward(z, c, 0.0), z)
-    np.testing.assert_allclose(edit.toward(z, c, 1.0), c, rtol=1e-6)
-    np.testing.assert_allclose(edit.toward(z, c, 0.5), (z + c) / 2, rtol=1e-5)
+    np.testing.assert_array_equal(edit.compose(z, target=c, strength=0.0), z)
+    np.testing.assert_array_equal(edit.compose(z, target=c, strength=1.0), c)
+    np.testing.assert_allclose(edit.compose(z, target=c, strength=0.5), (z + c) / 2, rtol=1e-5)
     with pytest.raises(edit.EditError, match="between 0 and 1"):
-        edit.toward(z, c, 1.5)
+        edit.compose(z, target=c, strength=1.5)
+    with pytest.raises(edit.EditError, match="centre has shape"):
+        edit.compose(z, target=c[:4], strength=0.5)
 
 
-def test_shift_is_alpha_times_spread() -> None:
+def test_compose_moves_toward_the_centre_then_adds_the_slider_steps_whole() -> None:
+    """z' = z + s (c - z) + alpha spread d: the slider's step does not shrink with the strength
+    (the Shift page once gave z + s (c - z) + (1 - s) alpha spread d)."""
+    d = Direction("smile", "logistic", np.eye(8, dtype=np.float32)[2], spread=0.5)
+    z = np.zeros(8, np.float32)
+    c = np.full(8, 2.0, np.float32)
+    for s in (0.0, 0.25, 1.0):
+        out = edit.compose(z, [(d, 2.0)], c, s)
+        np.testing.assert_allclose(out, z + s * (c - z) + 2.0 * 0.5 * d.vector, rtol=1e-6)
+    # at full strength the slider still moves the face away from the centre
+    assert not np.array_equal(edit.compose(z, [(d, 2.0)], c, 1.0), c)
+
+
+def test_compose_steps_are_alpha_times_spread() -> None:
     d = Direction("smile", "logistic", np.eye(8, dtype=np.float32)[2], spread=0.5)
     z = np.zeros((3, 8), np.float32)
-    out = edit.shift(z, [(d, 2.0)])
+    out = edit.compose(z, [(d, 2.0)])
     np.testing.assert_allclose(out[:, 2], 1.0)
     np.testing.assert_allclose(np.delete(out, 2, axis=1), 0.0)
     # a plain vector is used as is; several steps add up
-    out = edit.shift(z[0], [(d, -1.0), (np.eye(8)[0], 0.25)])
+    out = edit.compose(z[0], [(d, -1.0), (np.eye(8)[0], 0.25)])
     np.testing.assert_allclose(out, [0.25, 0, -0.5, 0, 0, 0, 0, 0])
+
+
+def test_compose_without_a_move_gives_z_back_even_outside_the_bounds() -> None:
+    bounds = edit.LatentBounds.prior(8)
+    z = np.full(8, 20.0, np.float32)  # far outside the +-6 box: an unusual photo
+    np.testing.assert_array_equal(edit.compose(z, [], bounds=bounds), z)
+    np.testing.assert_array_equal(edit.compose(z, [(np.ones(8), 0.0)], bounds=bounds), z)
+    # a move may not push it further out, but is not yanked back into the box either
+    out = edit.compose(z, [(np.eye(8)[0], -1.0), (np.eye(8)[1], 1.0)], bounds=bounds)
+    assert out[0] == 19.0 and out[1] == 20.0
 
 
 @pytest.mark.parametrize("alpha", [1e6, -1e30, 3.0e38])
@@ -107,21 +132,63 @@ def test_extreme_alphas_stay_finite_and_bounded(alpha: float) -> None:
     bounds = edit.LatentBounds.from_latents(data)
     d1 = Direction("a", "mean_diff", np.ones(8, np.float32) / np.sqrt(8), spread=1e3)
     d2 = Direction("b", "mean_diff", -np.ones(8, np.float32) / np.sqrt(8), spread=1e3)
-    out = edit.shift(data[:4], [(d1, alpha), (d2, alpha)], bounds)
+    out = edit.compose(data[:4], [(d1, alpha), (d2, alpha)], bounds=bounds)
     assert np.all(np.isfinite(out))
     assert np.all(out >= bounds.low) and np.all(out <= bounds.high)
-    out = edit.shift(data[0], [(d1, alpha)])  # default bounds: the prior's +-6
+    out = edit.compose(data[0], [(d1, alpha)])  # default bounds: the prior's +-6
     assert np.all(np.isfinite(out)) and np.abs(out).max() <= edit.BOUND_SIGMAS
     with pytest.raises(edit.EditError, match="finite"):
-        edit.shift(data[0], [(d1, float("inf"))])
+        edit.compose(data[0], [(d1, float("inf"))])
 
 
-def test_shift_refuses_a_centre_and_a_wrong_size() -> None:
+def test_compose_refuses_a_centre_and_a_wrong_size() -> None:
     centre = Direction("laugh", "centre", np.ones(8, np.float32))
-    with pytest.raises(edit.EditError, match="toward"):
-        edit.shift(np.zeros(8), [(centre, 1.0)])
+    with pytest.raises(edit.EditError, match="target"):
+        edit.compose(np.zeros(8), [(centre, 1.0)])
     with pytest.raises(edit.EditError, match="4 values"):
-        edit.shift(np.zeros(8), [(np.ones(4), 1.0)])
+        edit.compose(np.zeros(8), [(np.ones(4), 1.0)])
+
+
+# --- detail-preserving pictures -----------------------------------------------------------
+def _face(seed: int, size: int = 16) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+def test_detail_preserving_shift_is_the_original_plus_the_decoded_change() -> None:
+    codec, original = FakeCodec(), _face(0)
+    z = np.zeros(8, np.float32)
+    moved = edit.compose(z, [(np.eye(8)[0], 1.0)])  # decoded red goes 128 -> 168
+    recon, shown = edit.shift_faces(codec, original, z, np.stack([z, moved]))
+    assert recon.shape == (16, 16, 3) and shown.shape == (2, 16, 16, 3)
+    np.testing.assert_array_equal(shown[0], original)  # no move: the original, exactly
+    expected = np.clip(original.astype(int) + [40, 0, 0], 0, 255)
+    np.testing.assert_array_equal(shown[1], expected)
+    # the plain picture is the decoded face
+    _, plain = edit.shift_faces(codec, original, z, moved[None], detail=False)
+    np.testing.assert_array_equal(plain[0], codec.decode(moved[None])[0])
+    # a larger original (a sharper crop) gets the change resized to it
+    big = _face(1, 32)
+    np.testing.assert_array_equal(edit.with_change(big, recon, recon), big)
+    out = edit.with_change(big, recon, codec.decode(moved[None])[0])
+    np.testing.assert_array_equal(out, np.clip(big.astype(int) + [40, 0, 0], 0, 255))
+
+
+def test_detail_preserving_interpolation_ends_on_the_real_frames() -> None:
+    codec = FakeCodec()
+    a, b = _face(2), _face(3)
+    z_a, z_b = np.full(8, -0.5, np.float32), np.full(8, 0.7, np.float32)
+    for method in ("linear", "slerp"):
+        frames = edit.interpolation_strip(codec, z_a, z_b, 5, method, ends=(a, b))
+        assert frames.shape == (5, 16, 16, 3) and frames.dtype == np.uint8
+        np.testing.assert_array_equal(frames[0], a)
+        np.testing.assert_array_equal(frames[-1], b)
+    # the middle blends the two detail-preserving paths: (a + b) / 2 plus the decoded change
+    frames = edit.interpolation_strip(codec, z_a, z_b, 3, "linear", ends=(a, b))
+    dec = codec.decode(edit.lerp(z_a, z_b, 3)).astype(np.float32)
+    mid = 0.5 * (a + dec[1] - dec[0]) + 0.5 * (b + dec[1] - dec[2])
+    np.testing.assert_array_equal(frames[1], np.clip(np.rint(mid), 0, 255).astype(np.uint8))
+    # without ends: the plain decoded faces
+    np.testing.assert_array_equal(edit.interpolation_strip(codec, z_a, z_b, 3), dec.astype(np.uint8))
 
 
 # --- pictures -----------------------------------------------------------------------------
@@ -163,3 +230,11 @@ def test_upscale_and_bad_names(tmp_path: Path) -> None:
         animate.upscale(img.astype(np.float32))
     data = animate.gif_bytes(big, bounce=False)
     assert Image.open(io.BytesIO(data)).n_frames == 1
+
+
+def test_faces_are_upscaled_for_display_to_at_least_192_px() -> None:
+    faces = FakeCodec().decode(np.zeros((2, 8), np.float32))  # 16 px
+    big = animate.for_display(faces)
+    assert big.shape == (2, 192, 192, 3) and big.dtype == np.uint8
+    assert animate.for_display(np.zeros((1, 64, 64, 3), np.uint8)).shape[1] == 192
+    assert animate.for_display(np.zeros((1, 100, 100, 3), np.uint8)).shape[1] == 200

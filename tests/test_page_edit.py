@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -89,6 +90,9 @@ def test_shift_slider_probe_and_too_few_examples(w: ws.Workspace) -> None:
     assert probe, "the shift's effect on the smile probe is shown"
     before, after = (float(x) for x in probe[0].split("Probe P(smile) ")[1].split(" (")[0].split(" → "))
     assert after > before
+    assert at.toggle(key="fl_shift_detail").value, "detail-preserving by default"
+    at.toggle(key="fl_shift_detail").set_value(False).run()
+    assert not at.exception, at.exception
 
     labels.set_labels(w, [1, 2, 3], "angry")
     at.run()
@@ -96,6 +100,37 @@ def test_shift_slider_probe_and_too_few_examples(w: ws.Workspace) -> None:
     at.button(key="fl_dir_fit").click().run()
     assert any("more" in e.value for e in at.error), [e.value for e in at.error]
     assert "angry" not in directions.load_directions(w, sample.RUN_ID)
+
+
+def test_detail_preserving_faces_with_the_sample_model(w: ws.Workspace) -> None:
+    """With a real decoder: no move shows the original crop exactly, a move changes it, and an
+    interpolation between two real frames starts and ends on them exactly."""
+    from facelab import edit
+    from facelab.directions import load_direction
+    from facelab.models import load_codec
+    from facelab.ui.shift import slider_edit
+
+    codec = load_codec(w.run_dir(sample.RUN_ID))
+    ids, mu = latent.active_latents(w, latent.load_latents(w, sample.RUN_ID))
+    faces = w.faces()
+    smile = load_direction(w, sample.RUN_ID, "smile")
+    bounds = edit.LatentBounds.from_latents(mu)
+    a, b = int(ids[0]), int(ids[-1])
+    z0 = mu[0]
+    z, recon, shown = slider_edit(codec, faces[a], z0, {"smile": smile}, {"smile": 0.0}, None, 0.0, bounds)
+    np.testing.assert_array_equal(z, z0)
+    np.testing.assert_array_equal(shown, faces[a])
+    _, _, moved = slider_edit(codec, faces[a], z0, {"smile": smile}, {"smile": 2.0}, None, 0.0, bounds)
+    _, _, plain = slider_edit(codec, faces[a], z0, {"smile": smile}, {"smile": 2.0}, None, 0.0, bounds, False)
+    assert np.abs(moved.astype(int) - faces[a]).mean() > 0.5
+    # the plain face is the decoded one; the kept one is the crop plus the same change
+    alone = codec.decode(edit.compose(z0, [(smile, 2.0)], bounds=bounds)[None])[0]
+    assert np.abs(plain.astype(int) - alone).max() <= 1  # decoded in a batch of two: rounding at most
+    np.testing.assert_array_equal(moved, edit.with_change(faces[a], recon, plain))
+    frames = edit.interpolation_strip(codec, mu[0], mu[-1], 6, "slerp", ends=(faces[a], faces[b]))
+    np.testing.assert_array_equal(frames[0], faces[a])
+    np.testing.assert_array_equal(frames[-1], faces[b])
+    assert not np.array_equal(frames[2], frames[3])
 
 
 def test_shift_photo_with_several_faces_asks_which(w: ws.Workspace) -> None:

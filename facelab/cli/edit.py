@@ -37,8 +37,10 @@ def _user_errors() -> tuple[type[Exception], ...]:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("interpolate", help="decode the way from one face to another (.png strip or .gif)",
                        description="Interpolate between the codes of two faces of a workspace and "
-                                   "write the decoded frames as a PNG strip (the real faces at its "
-                                   "ends) or a looping GIF that goes there and back.")
+                                   "write the frames as a PNG strip or a looping GIF that goes there "
+                                   "and back; each frame blends the two real faces plus the decoded "
+                                   "change, so the ends are the real faces (--plain: decoded frames, "
+                                   "the real faces added at the PNG's ends).")
     _common(p)
     p.add_argument("a", type=int, help="face id to start from")
     p.add_argument("b", type=int, help="face id to end at")
@@ -47,13 +49,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output file: .png or .gif")
     _picture_options(p)
     p.add_argument("--duration", type=int, default=120, help="GIF frame duration in ms (default 120)")
-    p.add_argument("--no-ends", action="store_true", help="PNG: leave out the two real faces")
+    p.add_argument("--no-ends", action="store_true", help="PNG with --plain: leave out the two real faces")
     p.set_defaults(func=_interpolate)
 
     p = sub.add_parser("shift", help="shift the face in a photo along stored directions",
                        description="Find the face in a photo, crop it as video frames are cropped, "
                                    "encode it, move its code along directions stored for the run "
-                                   "(alpha in spreads of the data) and write the decoded face.")
+                                   "(alpha in spreads of the data) and write the shifted face: the "
+                                   "photo's crop plus the decoded change (--plain: the decoded face).")
     _common(p)
     p.add_argument("image", type=Path, help="a photo (.jpg, .png, ...) with one face")
     p.add_argument("--direction", "-d", action="append", default=[],
@@ -73,14 +76,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Fit a label direction and a linear probe on the training faces, "
                                    "shift the held-out ('val') faces by alpha spreads and report the "
                                    "probe's P(label) before and after, how much else moved in latent "
-                                   "space, and the pixel change inside vs outside the mouth region.")
+                                   "space, and the pixel change inside vs outside the mouth region; "
+                                   "then an independent judge (HOG + logistic regression trained on "
+                                   "the labelled crops' pixels, never on codes) scores held-out "
+                                   "frames without the label before and after the shift.")
     _common(p)
     p.add_argument("label")
-    p.add_argument("--alpha", type=float, default=2.0, help="step in spreads of the data (default 2)")
+    p.add_argument("--alpha", type=float, default=edit.FULL_ALPHA,
+                   help=f"step in spreads of the data (default {edit.FULL_ALPHA:g}, the sliders' full setting)")
     p.add_argument("--direction", help="evaluate this stored direction instead of fitting one")
     p.add_argument("--method", choices=("mean_diff", "logistic", "svm"), default="logistic",
                    help="how to fit the direction from labels (default logistic)")
     p.add_argument("--negatives", choices=NEGATIVES, default="auto", help=NEGATIVES_HELP)
+    p.add_argument("--plain", action="store_true",
+                   help="judge the plain decoded faces, not the real faces plus the decoded change")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=_shift_eval)
 
@@ -119,6 +128,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _picture_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", type=int, default=animate.DEFAULT_SCALE, help="upscale factor (default 4)")
     p.add_argument("--resample", choices=("nearest", "bicubic"), default="nearest")
+    p.add_argument("--plain", action="store_true",
+                   help="the plain decoded faces, instead of the real face(s) plus the decoded change")
 
 
 # --- shared steps -------------------------------------------------------------------------
@@ -182,8 +193,10 @@ def _interpolate(args: argparse.Namespace) -> int:
     run = _Run(args)
     crops = run.crops([args.a, args.b])
     mu, _ = run.codec.encode(crops)
-    frames = edit.interpolation_strip(run.codec, mu[0], mu[1], args.steps, args.method)
-    ends = None if args.no_ends else (crops[0], crops[1])
+    detail = None if args.plain else (crops[0], crops[1])
+    frames = edit.interpolation_strip(run.codec, mu[0], mu[1], args.steps, args.method, ends=detail)
+    # the detail-preserving strip already starts and ends on the real faces
+    ends = None if args.no_ends or detail is not None else (crops[0], crops[1])
     if ends is not None and crops.shape[1] != frames.shape[1]:
         from facelab.models import resize_images
 
@@ -192,7 +205,8 @@ def _interpolate(args: argparse.Namespace) -> int:
     path = animate.save_strip(args.out, frames, ends=ends, duration_ms=args.duration,
                               scale=args.scale, resample=args.resample)
     kind = "GIF, there and back" if path.suffix.lower() == ".gif" else "PNG strip"
-    print(f"wrote {path} ({kind}: {args.steps} steps, {args.method}, faces {args.a} -> {args.b})")
+    how = "plain decoded" if args.plain else "detail-preserving"
+    print(f"wrote {path} ({kind}: {args.steps} steps, {args.method}, {how}, faces {args.a} -> {args.b})")
     return 0
 
 
@@ -223,21 +237,19 @@ def _shift(args: argparse.Namespace) -> int:
     pairs = [(get(n), a) for n, a in zip(args.direction, alphas)]
     crop = _photo_crop(run, args.image, args.face)
     mu, _ = run.codec.encode(crop[None])
-    bounds = run.bounds()
-    z = mu
+    target = None
     if args.toward:
         centre = get(args.toward)
         if centre.kind != "centre":
             raise CliError(f"{args.toward!r} is a direction, not a centre: use --direction")
-        z = edit.toward(z, centre.vector, args.strength, bounds)
-    if pairs:
-        z = edit.shift(z, pairs, bounds)
-    shifted = run.codec.decode(z)
-    if args.compare:
-        size = shifted.shape[1]
-        from facelab.models import resize_images
+        target = centre.vector
+    z = edit.compose(mu, pairs, target, args.strength if target is not None else 0.0, run.bounds())
+    from facelab.models import resize_images
 
-        panels = np.concatenate([resize_images(crop[None], size), run.codec.decode(mu), shifted])
+    crop = resize_images(crop[None], run.codec.config.image_size)[0]
+    recon, shifted = edit.shift_faces(run.codec, crop, mu[0], z, detail=not args.plain)
+    if args.compare:
+        panels = np.concatenate([crop[None], recon[None], shifted])
         image = animate.strip_image(panels, scale=args.scale, resample=args.resample)
     else:
         image = animate.upscale(shifted, args.scale, args.resample)[0]
@@ -247,7 +259,7 @@ def _shift(args: argparse.Namespace) -> int:
     what = ", ".join(f"{p.name} {a:+g}" for p, a in pairs)
     if args.toward:
         what = ", ".join(filter(None, [f"toward {args.toward} s={args.strength:g}", what]))
-    print(f"wrote {args.out} ({what})")
+    print(f"wrote {args.out} ({what}{', plain decoded' if args.plain else ''})")
     return 0
 
 
@@ -293,8 +305,10 @@ def _shift_eval(args: argparse.Namespace) -> int:
         source = (f"{args.method} direction fitted on {fitted.n_positive_} + {fitted.n_negative_} "
                   f"training faces (negatives: {negatives_from})")
     q = edit.shift_quality(run.codec, mu[val], direction, probe, args.alpha, run.bounds())
+    judged, why_not = _judgement(args, run, label, direction if args.direction else None)
     if args.json:
-        print(json.dumps({**asdict(q), "focus": q.focus, "label": label, "direction": source}))
+        print(json.dumps({**asdict(q), "focus": q.focus, "label": label, "direction": source,
+                          **judged, "judge_error": why_not}))
         return 0
     print(f"{label!r}: {source}; {q.n} held-out faces shifted by alpha {q.alpha:+g} spreads")
     print(f"  probe P({label}) on codes          {q.probe_before:.3f} -> {q.probe_after:.3f}")
@@ -303,7 +317,36 @@ def _shift_eval(args: argparse.Namespace) -> int:
     print(f"  latent move across it (else)      {q.latent_orthogonal:.3f}")
     print(f"  pixel change in the mouth region  {q.pixel_inside:.2f}")
     print(f"  pixel change elsewhere            {q.pixel_outside:.2f}  (ratio {q.focus:.2f})")
+    if why_not:
+        print(f"  independent judge: not run ({why_not})")
+        return 0
+    print(f"independent judge (HOG + logistic regression on the labelled crops, never the codes; "
+          f"AUC {judged['judge_auc']:.2f}, 95 % {judged['judge_auc_low']:.2f}-{judged['judge_auc_high']:.2f}), "
+          f"{judged['judge_n']} held-out frames without {label!r} ({judged['judge_held_out']}), "
+          f"shown {'with their own detail' if judged['detail'] else 'as decoded'}:")
+    print(f"  P({label}) original / reconstruction / shifted  {judged['judge_before']:.3f} / "
+          f"{judged['judge_reconstruction']:.3f} / {judged['judge_after']:.3f}")
+    print(f"  pixel change in / outside the mouth region      {judged['change_inside']:.2f} / "
+          f"{judged['change_outside']:.2f}  (lower / upper half {judged['change_lower']:.2f} / "
+          f"{judged['change_upper']:.2f}); PSNR outside the mouth {judged['psnr_outside']:.1f} dB")
+    if judged["direction_saw_held_out"]:
+        print("  (the stored direction was fitted on these frames too: the shifted figure flatters it)")
     return 0
+
+
+def _judgement(args: argparse.Namespace, run: "_Run", label: str, direction) -> tuple[dict, str | None]:
+    """The independent judge's figures for `shift-eval` (`facelab.judge`), with keys that do not
+    clash with the probe's; ({}, why) when it cannot judge (too few labelled pictures)."""
+    from facelab.judge import JudgeError, judge_shift
+
+    try:
+        j = judge_shift(run.ws, args.run, label, args.alpha, direction=direction, method=args.method,
+                        negatives=args.negatives, detail=not args.plain, codec=run.codec)
+    except (JudgeError, DirectionError) as e:
+        return {}, str(e)
+    renamed = {"n": "judge_n", "direction": "judge_direction", "held_out": "judge_held_out"}
+    out = {renamed.get(k, k): v for k, v in asdict(j).items() if k not in ("label", "alpha")}
+    return {**out, "judge_gain": j.judge_gain, "judge_focus": j.focus}, None
 
 
 @_run_cmd

@@ -1,4 +1,5 @@
-"""Cached pieces of the Shift page: the run's PCA plane, probes and bounds."""
+"""Pieces of the Shift page: the run's PCA plane, probes and bounds (cached), and what the
+sliders make of a face."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from facelab import dataset
-from facelab.directions import LinearProbe, labelled_latents
+from facelab import dataset, edit
+from facelab.directions import Direction, LinearProbe, labelled_latents
 from facelab.edit import LatentBounds
 from facelab.latent_map import plain_map_table, plane
 from facelab.workspace import Workspace
@@ -38,3 +39,38 @@ def probe(ws_path: str, run_id: str, label: str, labels_version: int) -> LinearP
     if y.sum() < 5 or (~y).sum() < 5:
         return None
     return LinearProbe().fit(z, y)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Training the independent judge on your labelled frames…")
+def judge_of(ws_path: str, label: str, labels_version: int):
+    """`facelab.judge.label_judge` of `label`, or None with too few labelled frames."""
+    from facelab.directions import DirectionError
+    from facelab.judge import JudgeError, label_judge
+
+    try:
+        return label_judge(Workspace(Path(ws_path)), label)
+    except (JudgeError, DirectionError):
+        return None
+
+
+def judge_caption(judge, label: str, original: np.ndarray, recon: np.ndarray, shifted: np.ndarray) -> str:
+    """What the independent judge sees in the three faces on screen (Markdown; `label` escaped)."""
+    from facelab.ui.text import md
+
+    p = judge.p(np.stack([original, recon, shifted]))
+    e = judge.estimate
+    return (f"**Independent judge** (HOG + logistic regression trained on your labelled frames' pixels, "
+            f"never on the model's codes; AUC {e.auc:.2f}, 95 % {e.low:.2f}–{e.high:.2f}): "
+            f"P({md(label)}) original **{p[0]:.2f}** · reconstruction {p[1]:.2f} · shifted **{p[2]:.2f}**")
+
+
+def slider_edit(
+    model, original: np.ndarray, z0: np.ndarray, moves: dict[str, Direction], alphas: dict[str, float],
+    centre: np.ndarray | None, strength: float, limits: LatentBounds, detail: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(z', reconstruction, face to show) for the sliders' settings: `edit.compose`, the same
+    composition `facelab shift` and the webcam use, then the detail-preserving picture (or,
+    with detail=False, the plain decoded one)."""
+    z = edit.compose(z0, [(moves[n], a) for n, a in alphas.items()], centre, strength, limits)
+    recon, shown = edit.shift_faces(model, original, z0, z, detail)
+    return z, recon, shown[0]

@@ -1,0 +1,120 @@
+"""Does a label direction move the *picture*? The independent judge on every direction method.
+
+For one workspace (default: the bundled sample with its labels) and one label (default smile),
+for every way `facelab.directions` fits a label direction (mean_diff, logistic, svm) and for
+the run's stored direction of that label, `facelab.judge.judge_shifts` shifts held-out frames
+without the label by a few alphas and reports
+
+  judge AUC       the pixel judge's cross-validated AUC on the labelled crops (95 % interval)
+  before/recon    the judge's mean P(label) on the originals / their plain reconstructions
+  after           ... on the shifted faces as shown (detail-preserving, and plain decoded)
+  gain            after - before (target at the full setting: >= 0.3)
+  in / out        mean absolute pixel change inside / outside the mouth box (0-255)
+  out/in          their ratio (target <= 0.5); low/up: lower half over upper half of the face
+  PSNR out        the shown face against the original outside the mouth box (target >= 30 dB)
+
+and writes a PNG of the mouth box on some of the workspace's crops, to check the box by eye.
+
+    .venv/bin/python benchmarks/shift_quality.py [--out bench-out/shift_quality.json]
+    .venv/bin/python benchmarks/shift_quality.py --workspace ~/.facelab/me --run RUN --label smile
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import typing
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def open_target(args: argparse.Namespace):
+    """(workspace, run id): the sample (made in a temp home) or the workspace folder given."""
+    from facelab import jobs, sample
+    from facelab import workspace as ws
+
+    if args.workspace is None:
+        home = Path(tempfile.gettempdir()) / "facelab-bench-shift"
+        return sample.ensure_sample(home, say=lambda _: None), args.run or sample.RUN_ID
+    path = Path(args.workspace).expanduser()
+    w = ws.open_workspace(path.name, path.parent)
+    if args.run:
+        return w, args.run
+    done = [r.run_id for r in jobs.list_runs(w) if r.state == "done"]
+    if not done:
+        raise SystemExit(f"{path} has no finished run: train one or pass --run")
+    return w, done[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workspace", help="a workspace folder (default: the bundled sample)")
+    ap.add_argument("--run", help="run id (default: the sample's, or the workspace's newest finished run)")
+    ap.add_argument("--label", default="smile")
+    ap.add_argument("--alphas", default="1,2,3", help="alphas in spreads (the Shift slider's end is 3)")
+    ap.add_argument("--out", type=Path, help="write the rows as JSON here (and the mouth-box PNG beside it)")
+    args = ap.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    import torch
+
+    torch.set_num_threads(2)
+    from facelab import animate, directions, judge
+    from facelab.models import load_codec
+
+    w, run_id = open_target(args)
+    codec = load_codec(w.run_dir(run_id))
+    alphas = [float(a) for a in args.alphas.split(",")]
+    stored = {n: d for n, d in directions.load_directions(w, run_id).items()
+              if d.kind != "centre" and d.spec.get("label", n) == args.label}
+    candidates: list[tuple[str, dict]] = [(m, {"method": m}) for m in typing.get_args(directions.LabelMethod)]
+    candidates += [(f"stored {n}", {"direction": d}) for n, d in stored.items()]
+
+    rows, auc_said = [], False
+    head = (f"{'direction':<16} {'shown':<7} {'alpha':>5} {'before':>6} {'recon':>6} {'after':>6} {'gain':>6} "
+            f"{'in':>6} {'out':>6} {'out/in':>6} {'low/up':>6} {'PSNR out':>8}")
+    for name, how in candidates:
+        for detail in (True, False):
+            t0 = time.perf_counter()
+            found = judge.judge_shifts(w, run_id, args.label, alphas, detail=detail, codec=codec, **how)
+            secs = time.perf_counter() - t0
+            if not auc_said:
+                q = found[0]
+                print(f"{w.name} / {run_id}, label {args.label!r}: judge (HOG + logistic regression on the "
+                      f"labelled crops) AUC {q.judge_auc:.3f} (95 % {q.judge_auc_low:.3f}-{q.judge_auc_high:.3f}); "
+                      f"{q.n} held-out frames without it from {q.held_out}\n")
+                print(head)
+                auc_said = True
+            for q in found:
+                shown = "detail" if detail else "decoded"
+                print(f"{name:<16} {shown:<7} {q.alpha:>5g} {q.judge_before:>6.3f} {q.judge_reconstruction:>6.3f} "
+                      f"{q.judge_after:>6.3f} {q.judge_gain:>+6.3f} {q.change_inside:>6.2f} {q.change_outside:>6.2f} "
+                      f"{q.focus:>6.2f} {q.change_lower / max(q.change_upper, 1e-9):>6.2f} {q.psnr_outside:>8.2f}"
+                      + ("  (direction saw these frames)" if q.direction_saw_held_out else ""), flush=True)
+                rows.append({**asdict(q), "method": name, "focus": q.focus, "judge_gain": q.judge_gain,
+                             "seconds": secs / len(found)})
+    best = max((r for r in rows if r["detail"] and r["alpha"] == max(alphas) and not r["method"].startswith("stored")),
+               key=lambda r: r["judge_gain"] / max(r["change_outside"], 1e-9))
+    print(f"\nlargest judged gain per unit of change outside the mouth at alpha {max(alphas):g}: {best['method']} "
+          f"({best['judge_gain']:+.3f} for {best['change_outside']:.2f} outside)")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"workspace": w.name, "run": run_id, "label": args.label, "rows": rows},
+                                       indent=1))
+        faces = w.faces()
+        pick = np.linspace(0, len(faces) - 1, 16).astype(int)
+        png = args.out.with_name(args.out.stem + "_mouth_box.png")
+        png.write_bytes(animate.png_bytes(animate.strip_image(judge.draw_mouth_box(faces[pick]), scale=1)))
+        print(f"wrote {args.out} and {png}")
+
+
+if __name__ == "__main__":
+    main()
