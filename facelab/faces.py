@@ -237,14 +237,14 @@ def crop_face(
         angle = float(align or 0.0)
     if angle:
         # Rotate a larger patch at full resolution, then cut the square from its centre.
-        big = _square(frame_bgr, cx, cy, side * 1.5)
+        big = frame_square(frame_bgr, cx, cy, side * 1.5)
         c = big.shape[0] / 2
         rot = cv2.getRotationMatrix2D((c, c), angle, 1.0)
         big = cv2.warpAffine(big, rot, (big.shape[1], big.shape[0]), flags=cv2.INTER_LINEAR,
                              borderMode=cv2.BORDER_REPLICATE)
-        square = _square(big, c, c, side)
+        square = frame_square(big, c, c, side)
     else:
-        square = _square(frame_bgr, cx, cy, side)
+        square = frame_square(frame_bgr, cx, cy, side)
     # Block-average down to under 4x the size first (fast), then area-resample the rest.
     square = shrink(square, max(1, square.shape[0] // (2 * size)))
     interp = cv2.INTER_AREA if square.shape[0] > size else cv2.INTER_LINEAR
@@ -252,7 +252,7 @@ def crop_face(
     return cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
 
 
-def _square(img: np.ndarray, cx: float, cy: float, side: float) -> np.ndarray:
+def frame_square(img: np.ndarray, cx: float, cy: float, side: float) -> np.ndarray:
     """The side x side square centred on (cx, cy), padded by edge replication where it leaves `img`."""
     s = max(2, int(round(side)))
     x0, y0 = int(round(cx - s / 2)), int(round(cy - s / 2))

@@ -42,8 +42,8 @@ import cv2
 import numpy as np
 
 from facelab.edit import LatentBounds, compose, decode_change, with_change
-from facelab.faces import DEFAULT_MARGIN, DEFAULT_SHIFT, Box, FaceDetector, crop_box, crop_face, same_place
-from facelab.faces import _square as frame_square
+from facelab.faces import (DEFAULT_MARGIN, DEFAULT_SHIFT, Box, FaceDetector, crop_box, crop_face, frame_square,
+                           same_place)
 
 if TYPE_CHECKING:
     from facelab.directions import Direction
