@@ -54,7 +54,7 @@ class ModelConfig:
     eval_every: int = 100  # steps between held-out evaluations (one metrics row each)
     kl_warmup_steps: int = 0  # linear KL warm-up from 0 to β
     grad_clip: float = 0.0  # clip the gradient norm to this; 0 = no clipping
-    augment: str = "none"  # "none" | "shift" (move each crop ±SHIFT_PX) | "flip" (mirror half) | "flip_shift"
+    augment: str = "shift"  # "none" | "shift" (move each crop ±SHIFT_PX) | "flip" (mirror half) | "flip_shift"
     legacy_epochs: int = 0  # runs made before step budgets: their budget in epochs (not trainable)
     seed: int = 0
     compile: bool = False

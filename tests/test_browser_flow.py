@@ -91,7 +91,7 @@ def box_select_and_label(page, x0: float, y0: float, x1: float, y1: float, label
     assert n > 0
     choose(page, "Label them as", label)
     page.get_by_role("button", name=f"Label {n} frames").click()
-    page.get_by_text(f"Labelled {n} frames as {label}.").wait_for(timeout=30_000)
+    page.get_by_text(f"Labelled {n} frames as {label}.").wait_for(timeout=60_000)
     return n
 
 
