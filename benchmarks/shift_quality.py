@@ -1,9 +1,12 @@
 """Does a label direction move the *picture*? The independent judge on every direction method.
 
 For one workspace (default: the bundled sample with its labels) and one label (default smile),
-for every way `facelab.directions` fits a label direction (mean_diff, logistic, svm) and for
-the run's stored direction of that label, `facelab.judge.judge_shifts` shifts held-out frames
-without the label by a few alphas and reports
+for every way `facelab.directions` fits a label direction (mouth, mean_diff, logistic, svm) and
+for the run's stored direction of that label, `facelab.judge.judge_shifts` shifts held-out
+frames without the label by a few slider settings (1 = the labelled faces' mean projection,
+"your average smile") and shows them three ways: detail (the original plus the decoded change),
+masked (the same through a feathered mouth-box mask) and decoded (the plain decoded face). It
+reports
 
   judge AUC       the pixel judge's cross-validated AUC on the labelled crops (95 % interval)
   before/recon    the judge's mean P(label) on the originals / their plain reconstructions
@@ -55,19 +58,24 @@ def open_target(args: argparse.Namespace):
     return w, done[0]
 
 
+def low_up(q) -> str:
+    """lower-half / upper-half change; '-' when the upper half did not change (a masked edit)."""
+    return f"{q.change_lower / q.change_upper:.2f}" if q.change_upper >= 0.01 else "-"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workspace", help="a workspace folder (default: the bundled sample)")
     ap.add_argument("--run", help="run id (default: the sample's, or the workspace's newest finished run)")
     ap.add_argument("--label", default="smile")
-    ap.add_argument("--alphas", default="1,2,3", help="alphas in spreads (the Shift slider's end is 3)")
+    ap.add_argument("--alphas", default="0.5,1,2", help="slider settings (1 = your average smile, the 'full' setting)")
     ap.add_argument("--out", type=Path, help="write the rows as JSON here (and the mouth-box PNG beside it)")
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     import torch
 
     torch.set_num_threads(2)
-    from facelab import animate, directions, judge
+    from facelab import animate, directions, edit, judge
     from facelab.models import load_codec
 
     w, run_id = open_target(args)
@@ -82,9 +90,10 @@ def main() -> None:
     head = (f"{'direction':<16} {'shown':<7} {'alpha':>5} {'before':>6} {'recon':>6} {'after':>6} {'gain':>6} "
             f"{'in':>6} {'out':>6} {'out/in':>6} {'low/up':>6} {'PSNR out':>8}")
     for name, how in candidates:
-        for detail in (True, False):
+        for shown, detail, masked in (("detail", True, False), ("masked", True, True), ("decoded", False, False)):
             t0 = time.perf_counter()
-            found = judge.judge_shifts(w, run_id, args.label, alphas, detail=detail, codec=codec, **how)
+            found = judge.judge_shifts(w, run_id, args.label, alphas, detail=detail, masked=masked, codec=codec,
+                                       **how)
             secs = time.perf_counter() - t0
             if not auc_said:
                 q = found[0]
@@ -94,17 +103,21 @@ def main() -> None:
                 print(head)
                 auc_said = True
             for q in found:
-                shown = "detail" if detail else "decoded"
                 print(f"{name:<16} {shown:<7} {q.alpha:>5g} {q.judge_before:>6.3f} {q.judge_reconstruction:>6.3f} "
                       f"{q.judge_after:>6.3f} {q.judge_gain:>+6.3f} {q.change_inside:>6.2f} {q.change_outside:>6.2f} "
-                      f"{q.focus:>6.2f} {q.change_lower / max(q.change_upper, 1e-9):>6.2f} {q.psnr_outside:>8.2f}"
+                      f"{q.focus:>6.2f} {low_up(q):>6} {q.psnr_outside:>8.2f}"
                       + ("  (direction saw these frames)" if q.direction_saw_held_out else ""), flush=True)
-                rows.append({**asdict(q), "method": name, "focus": q.focus, "judge_gain": q.judge_gain,
-                             "seconds": secs / len(found)})
-    best = max((r for r in rows if r["detail"] and r["alpha"] == max(alphas) and not r["method"].startswith("stored")),
-               key=lambda r: r["judge_gain"] / max(r["change_outside"], 1e-9))
-    print(f"\nlargest judged gain per unit of change outside the mouth at alpha {max(alphas):g}: {best['method']} "
-          f"({best['judge_gain']:+.3f} for {best['change_outside']:.2f} outside)")
+                rows.append({**asdict(q), "method": name, "shown": shown, "focus": q.focus,
+                             "judge_gain": q.judge_gain, "seconds": secs / len(found)})
+    full = edit.FULL_ALPHA if edit.FULL_ALPHA in alphas else max(alphas)
+    for shown in ("detail", "masked"):
+        best = max((r for r in rows if r["shown"] == shown and r["alpha"] == full and not r["method"].startswith("stored")),
+                   key=lambda r: r["judge_gain"] / max(r["change_outside"], 1e-9))
+        base = next(r for r in rows if r["shown"] == shown and r["alpha"] == full and r["method"] == "logistic")
+        ratio = (best["judge_gain"] / max(best["change_outside"], 1e-9)) / (base["judge_gain"] / max(base["change_outside"], 1e-9))
+        print(f"\n{shown}: largest judged gain per unit of change outside the mouth at {full:g}: {best['method']} "
+              f"({best['judge_gain']:+.3f} for {best['change_outside']:.2f} outside; {ratio:.2f}x logistic's)")
+    print(f"default method: {directions.DEFAULT_METHOD}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"workspace": w.name, "run": run_id, "label": args.label, "rows": rows},

@@ -436,7 +436,23 @@ def _commit(workspace: Workspace, info: VideoInfo, name: str, sha256: str | None
             report: BuildReport, scale: float = 1.0, again: bool = False) -> int:
     """Append the staged crops and rows: array first (atomic rename), then the rows, all under
     the database's write lock so two builds never interleave. Boxes are stored in the video's
-    own pixels (frames were shrunk by `scale` to be searched)."""
+    own pixels (frames were shrunk by `scale` to be searched). The sharper crops
+    (`SHARP_SIZE`, same boxes) are cut first, from the video read again at full resolution,
+    into a temp file that the commit renames into place."""
+    s = settings.size
+    sharp_tmp = _write_sharp_crops(workspace, info, settings, kept, scale) if s < SHARP_SIZE else None
+    try:
+        return _commit_locked(workspace, info, name, sha256, settings, results, kept, report, scale, again,
+                              sharp_tmp)
+    finally:
+        if sharp_tmp is not None:
+            sharp_tmp.unlink(missing_ok=True)
+
+
+def _commit_locked(workspace: Workspace, info: VideoInfo, name: str, sha256: str | None,
+                   settings: BuildSettings, results: list[_Frame], kept: list[_Frame],
+                   report: BuildReport, scale: float, again: bool, sharp_tmp: Path | None) -> int:
+    """`_commit`'s part under the database's write lock."""
     s = settings.size
     with workspace.connect(write=True) as c:
         _check_crop_size(workspace, s, c)
@@ -472,12 +488,124 @@ def _commit(workspace: Workspace, info: VideoInfo, name: str, sha256: str | None
             array[n0 + k] = fr.crop
         try:
             save_npy_atomic(workspace.faces_path, array)
+            if sharp_tmp is not None:  # rows n0.. of the sharp crops; a stale file of a failed commit is replaced
+                sharp_tmp.replace(_sharp_dir(workspace) / f"{n0}.npy")
         except OSError as e:
             raise BuildError(
                 f"could not save the crops of {name} in workspace {workspace.name!r} "
                 f"({e.strerror or e}); nothing was added"
             ) from e
     return source_id
+
+
+# --- sharper crops for display -------------------------------------------------------------
+# Training uses the small crops; what a person looks at (the Shift page, `facelab shift`) is
+# a SHARP_SIZE crop of the same box with the decoded change upsampled onto it. They live in
+# crops128/<first id>.npy, one file per build (rows first id, first id + 1, ...), so a build
+# never rewrites older ones and no step holds more than one build's sharp crops, and those on
+# disk (a memmap). Workspaces made before, and sources whose file is missing, fall back to
+# the small crops upscaled.
+SHARP_SIZE = 128
+SHARP_DIR = "crops128"
+
+
+def _sharp_dir(workspace: Workspace) -> Path:
+    folder = workspace.path / SHARP_DIR
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def _write_sharp_crops(workspace: Workspace, info: VideoInfo, settings: BuildSettings,
+                       kept: list[_Frame], scale: float) -> Path:
+    """The kept frames' SHARP_SIZE crops at their boxes, cut from the video decoded again at
+    full resolution, written one by one into a temp .npy memmap; returns its path. A frame the
+    second pass does not meet again gets its small crop upscaled."""
+    import os
+    import tempfile
+
+    import cv2
+
+    # beside the workspace's files, not in SHARP_DIR: a build that fails leaves no new folder
+    fd, tmp = tempfile.mkstemp(prefix=".crops128.", suffix=".tmp", dir=workspace.path)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(kept), SHARP_SIZE, SHARP_SIZE, 3))
+        row = {fr.index: k for k, fr in enumerate(kept)}
+        done = np.zeros(len(kept), dtype=bool)
+        frames = sample_frames(info.path, settings.fps, info.path.name, notes=[])
+        try:
+            for index, _t, frame in frames:
+                k = row.get(index)
+                if k is None:
+                    continue
+                fr = kept[k]
+                box = Box(*(round(v * scale) for v in fr.box.as_tuple()))
+                out[k] = crop_face(frame, box, SHARP_SIZE, settings.margin, fr.roll, settings.shift)
+                done[k] = True
+        except Exception:  # noqa: BLE001 - a video that fails on the second read: upscale below
+            pass
+        finally:
+            frames.close()
+        for k in np.flatnonzero(~done):
+            out[k] = cv2.resize(kept[k].crop, (SHARP_SIZE, SHARP_SIZE), interpolation=cv2.INTER_CUBIC)
+        out.flush()
+        del out
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _sharp_files(workspace: Workspace) -> list[tuple[int, Path]]:
+    """(first id, file) of every sharp-crop file, by first id."""
+    folder = workspace.path / SHARP_DIR
+    if not folder.is_dir():
+        return []
+    found = [(int(p.stem), p) for p in folder.glob("*.npy") if p.stem.isdigit()]
+    return sorted(found)
+
+
+def sharp_faces(workspace: Workspace, ids: Iterable[int]) -> np.ndarray:
+    """uint8 N x SHARP_SIZE x SHARP_SIZE x 3 crops of faces `ids`, for display and the
+    detail-preserving edit: the stored sharp crop, or (older workspaces, a missing file) the
+    training crop upscaled. Crops of SHARP_SIZE or larger are returned as they are."""
+    import cv2
+
+    ids = np.asarray(list(ids), dtype=np.int64)
+    faces = workspace.faces()
+    if faces.shape[1] >= SHARP_SIZE or len(ids) == 0:
+        return np.ascontiguousarray(faces[ids])
+    out = np.empty((len(ids), SHARP_SIZE, SHARP_SIZE, 3), np.uint8)
+    have = np.zeros(len(ids), dtype=bool)
+    n = workspace.face_count()
+    files = _sharp_files(workspace)
+    for j, (first, path) in enumerate(files):
+        end = files[j + 1][0] if j + 1 < len(files) else n  # rows past the next file's start are stale
+        try:
+            arr = load_npy(path, mmap=True)
+        except (OSError, ValueError):
+            continue
+        if arr.shape[1:] != (SHARP_SIZE, SHARP_SIZE, 3):
+            continue
+        inside = (ids >= first) & (ids < min(end, first + len(arr))) & ~have
+        out[inside] = arr[ids[inside] - first]
+        have |= inside
+    for k in np.flatnonzero(~have):
+        out[k] = cv2.resize(np.ascontiguousarray(faces[ids[k]]), (SHARP_SIZE, SHARP_SIZE),
+                            interpolation=cv2.INTER_CUBIC)
+    return out
+
+
+def _zero_sharp_rows(workspace: Workspace, ids: list[int]) -> None:
+    """Overwrite the sharp crops of `ids` with zeros where they lie (every file that holds a
+    row for them, stale ones included)."""
+    from facelab.erase import zero_npy_rows
+
+    for first, path in _sharp_files(workspace):
+        rows = [i - first for i in ids if i >= first]
+        if rows:
+            zero_npy_rows(path, rows)
 
 
 def _old_faces(workspace: Workspace, n: int, size: int) -> np.ndarray:
@@ -527,7 +655,7 @@ def delete_faces(workspace: Workspace, ids: Iterable[int]) -> int:
     """Delete crops for good; returns how many were newly deleted. Unknown ids raise
     `WorkspaceError` and change nothing.
 
-    Their pixels are overwritten with zeros where they lie in faces.npy (a new file renamed over
+    Their pixels are overwritten with zeros where they lie in faces.npy and crops128/ (a new file renamed over
     the old one would leave the old bytes in free disk blocks), inside the transaction that marks
     their rows deleted; then every run's codes, maps, clusters and evaluation images of them are
     erased (`facelab.erase`). Ids stay, so row i is still faces.id i. Models trained before keep
@@ -554,6 +682,7 @@ def delete_faces(workspace: Workspace, ids: Iterable[int]) -> int:
         c.executemany("UPDATE faces SET deleted = 1 WHERE id = ?", [(i,) for i in alive])
         try:
             zero_npy_rows(workspace.faces_path, wanted)
+            _zero_sharp_rows(workspace, wanted)
         except OSError as e:
             failed = e  # commit the marks anyway: see the docstring
     if failed is not None:

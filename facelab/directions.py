@@ -10,8 +10,16 @@ settings, `fit` returns self, learned values end in `_`):
 - `ConditionalDirection`: one direction with its components along others removed
   (Gram-Schmidt), e.g. "smile without opening the mouth".
 
-Directions are unit vectors; `spread_` is the std of the data projected on them, so a slider
-alpha in [-3, 3] means alpha x spread. They are stored per run in the `directions` table.
+Directions are unit vectors. A label direction also keeps `label_mean`, the mean projection of
+the faces with the label on it: a slider's 1 takes a face's own projection there ("your
+average smile", `facelab.edit.compose`); a direction without one (custom vectors, old stored
+ones) moves by alpha x `spread`, the std of the data along it. They are stored per run in the
+`directions` table.
+
+Method "mouth" (the default) bends the classifier's normal away from what changes the picture
+outside the mouth region, measured through the decoder (`outside_gram`): the sample's smiles
+are also a later stretch of the clip with another head pose, and a direction fitted on the
+codes alone moved the upper face as much as the mouth.
 """
 
 from __future__ import annotations
@@ -29,8 +37,17 @@ MIN_EXAMPLES = 5
 # Share of a unit direction that must survive `orthogonalize`; below it what is left is the
 # fitting noise of two nearly parallel directions, not a direction.
 MIN_KEPT = 0.05
-KINDS = ("mean_diff", "logistic", "svm", "conditional", "centre", "custom")
-LabelMethod = Literal["mean_diff", "logistic", "svm"]
+KINDS = ("mean_diff", "logistic", "svm", "mouth", "conditional", "centre", "custom")
+LabelMethod = Literal["mouth", "mean_diff", "logistic", "svm"]
+# The default: on the sample it moved the judged smile as far as the others with the least
+# change outside the mouth (benchmarks/shift_quality.py; README "Directions").
+DEFAULT_METHOD: LabelMethod = "mouth"
+METHOD_NAMES = {"mouth": "mouth only (keeps the rest of the face)", "logistic": "classifier normal (InterFaceGAN)",
+                "mean_diff": "difference of means", "svm": "linear SVM normal"}
+# "mouth": how much plain length counts against change outside the region (x the mean of
+# A's diagonal, see `MouthDirection`), and how many training latents the decoder is probed at.
+MOUTH_RIDGE = 0.05
+MOUTH_ANCHORS = 32
 Negatives = Literal["auto", "labelled", "all"]
 NEGATIVES = ("auto", "labelled", "all")
 NAME_MAX = 64
@@ -54,6 +71,13 @@ class Direction:
     @property
     def dim(self) -> int:
         return int(self.vector.shape[0])
+
+    @property
+    def label_mean(self) -> float | None:
+        """Mean projection on `vector` of the faces with the label: where a slider's 1 takes a
+        face. None when made without labels (the slider then counts spreads)."""
+        m = self.spec.get("label_mean")
+        return None if m is None or self.kind == "centre" else float(m)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -155,7 +179,12 @@ def check_examples(
 
 # --- estimators ---------------------------------------------------------------------------
 class LabelDirection:
-    """The direction in which a label grows, learned from latents and a yes/no per latent."""
+    """The direction in which a label grows, learned from latents and a yes/no per latent.
+
+    method "mouth" (`DEFAULT_METHOD` where a run's model is at hand) needs the run's `codec`
+    (its decoder says what each latent direction does to the picture); the others, the
+    latents alone.
+    """
 
     def __init__(
         self,
@@ -163,11 +192,13 @@ class LabelDirection:
         C: float = 1.0,
         min_examples: int = MIN_EXAMPLES,
         label: str = "label",
+        codec=None,
     ) -> None:
         self.method = method
         self.C = C
         self.min_examples = min_examples
         self.label = label
+        self.codec = codec
 
     def fit(self, z: np.ndarray, y: np.ndarray) -> "LabelDirection":
         z = _latents(z)
@@ -177,16 +208,22 @@ class LabelDirection:
         self.n_positive_, self.n_negative_ = check_examples(y, self.label, self.min_examples)
         if self.method == "mean_diff":
             raw = z[y].mean(0) - z[~y].mean(0)
-        elif self.method in ("logistic", "svm"):
-            clf = _linear_classifier(self.method, self.C).fit(z, y)
+        elif self.method in ("logistic", "svm", "mouth"):
+            clf = _linear_classifier("logistic" if self.method == "mouth" else self.method, self.C).fit(z, y)
             raw = clf.coef_[0]
+            if self.method == "mouth":
+                if self.codec is None:
+                    raise DirectionError("the 'mouth' method needs the run's model (codec) to see what "
+                                         "each direction does to the picture")
+                raw = keep_outside(unit(raw), outside_gram(self.codec, z))
         else:
-            raise DirectionError(f"unknown method {self.method!r}: use mean_diff, logistic or svm")
+            raise DirectionError(f"unknown method {self.method!r}: use one of {', '.join(METHOD_NAMES)}")
         self.vector_ = unit(raw).astype(np.float32)
         self.spread_ = spread_along(z, self.vector_)
         # How far apart the classes sit along the direction, in spreads (a quick quality cue).
         proj = z @ self.vector_.astype(np.float64)
         self.separation_ = float((proj[y].mean() - proj[~y].mean()) / self.spread_)
+        self.label_mean_ = float(proj[y].mean())
         return self
 
     def to_direction(self, name: str | None = None, **spec: Any) -> Direction:
@@ -197,7 +234,8 @@ class LabelDirection:
             spread=self.spread_,
             spec={
                 "label": self.label, "positives": self.n_positive_, "negatives": self.n_negative_,
-                "C": self.C, "separation": round(self.separation_, 4), **spec,
+                "C": self.C, "separation": round(self.separation_, 4),
+                "label_mean": round(self.label_mean_, 6), **spec,
             },
         )
 
@@ -243,7 +281,9 @@ class ConditionalDirection:
         self.base = base
         self.remove = remove
 
-    def fit(self, z: np.ndarray) -> "ConditionalDirection":
+    def fit(self, z: np.ndarray, positives: np.ndarray | None = None) -> "ConditionalDirection":
+        """`positives`: latents of the faces with the label, for `label_mean_` (the slider's 1);
+        without them the result moves in spreads."""
         vec = lambda d: d.vector if isinstance(d, Direction) else d  # noqa: E731
         for d in (self.base, *self.remove):
             if isinstance(d, Direction) and d.kind == "centre":
@@ -251,6 +291,9 @@ class ConditionalDirection:
         self.vector_ = orthogonalize(vec(self.base), [vec(r) for r in self.remove]).astype(np.float32)
         self.spread_ = spread_along(z, self.vector_)
         self.kept_ = float(abs(np.dot(self.vector_, unit(vec(self.base)))))  # cosine with the base
+        self.label_mean_ = None
+        if positives is not None and len(positives):
+            self.label_mean_ = float(np.mean(_latents(positives) @ self.vector_.astype(np.float64)))
         return self
 
     def to_direction(self, name: str, **spec: Any) -> Direction:
@@ -258,8 +301,44 @@ class ConditionalDirection:
         return Direction(
             name=name, kind="conditional", vector=self.vector_, spread=self.spread_,
             spec={"base": names(self.base), "removed": [names(r) for r in self.remove],
-                  "kept": round(self.kept_, 4), **spec},
+                  "kept": round(self.kept_, 4),
+                  **({} if self.label_mean_ is None else {"label_mean": round(self.label_mean_, 6)}), **spec},
         )
+
+
+def outside_gram(codec, z: np.ndarray, region=None, anchors: int = MOUTH_ANCHORS, seed: int = 0) -> np.ndarray:
+    """A = mean over anchor latents of J_out^T J_out (D x D): how much a latent step changes the
+    decoded picture outside `region` (default: the mouth, `facelab.edit.MOUTH_REGION`), so
+    d^T A d is the squared change outside per unit step along d.
+
+    J_out is the decoder's Jacobian restricted to the pixels outside the region, by central
+    differences of half a std along each latent at up to `anchors` of the latents `z` (so the
+    direction suits the faces it will move): 2 x anchors x D decodes.
+    """
+    from facelab.edit import MOUTH_REGION, region_mask
+
+    z = _latents(z)
+    rng = np.random.default_rng(seed)
+    pick = z[np.sort(rng.choice(len(z), min(anchors, len(z)), replace=False))]
+    k, dim = pick.shape
+    h = 0.5 * np.where(z.std(0) > 1e-6, z.std(0), 1.0)
+    steps = np.eye(dim) * h  # row i: the step along latent i
+    batch = np.concatenate([pick[:, None] + steps[None], pick[:, None] - steps[None]]).reshape(-1, dim)
+    pics = codec.decode(batch.astype(np.float32)).astype(np.float32).reshape(2, k, dim, -1, 3)
+    size = int(round(np.sqrt(pics.shape[3])))
+    outside = ~region_mask(size, region or MOUTH_REGION)
+    jac = (pics[0] - pics[1])[:, :, outside.ravel()] / (2 * h[None, :, None, None])  # k x D x P x 3
+    jac = jac.reshape(k, dim, -1)
+    return np.einsum("kip,kjp->ij", jac, jac) / k
+
+
+def keep_outside(w: np.ndarray, gram: np.ndarray, ridge: float = MOUTH_RIDGE) -> np.ndarray:
+    """The unit d with the least change outside the region per unit of progress along `w`:
+    argmin d^T (A + r I) d subject to d . w = 1, i.e. d ∝ (A + r I)^-1 w, with r = ridge x the
+    mean of A's diagonal (r keeps d from running off along directions the decoder ignores)."""
+    a = np.asarray(gram, np.float64)
+    r = ridge * float(np.trace(a)) / len(a) + 1e-12
+    return unit(np.linalg.solve(a + r * np.eye(len(a)), np.asarray(w, np.float64)))
 
 
 def _linear_classifier(method: str, C: float):
@@ -382,14 +461,18 @@ def labelled_latents(
 
 
 def fit_label_direction(
-    ws, run_id: str, label: str, method: LabelMethod = "logistic",
+    ws, run_id: str, label: str, method: LabelMethod = DEFAULT_METHOD,
     negatives: Negatives = "auto", split: str | None = "train", codec=None,
 ) -> Direction:
     """A label's direction fitted on a run's latents (not stored: see `save_direction`).
 
     Fitted on the training split by default, so held-out faces stay unseen for `shift-eval`.
     """
+    if method == "mouth" and codec is None:
+        from facelab.models import load_codec
+
+        codec = load_codec(ws.run_dir(run_id))
     z, y, negatives_from = labelled_latents(ws, run_id, label, negatives, split, codec)
     check_examples(y, label, negatives=negatives_from)  # before fitting: how many more are needed
-    fitted = LabelDirection(method=method, label=label).fit(z, y)
+    fitted = LabelDirection(method=method, label=label, codec=codec).fit(z, y)
     return fitted.to_direction(label, negatives_from=negatives_from, split=split or "all")

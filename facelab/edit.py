@@ -145,8 +145,10 @@ class LatentBounds:
         return np.clip(z, self.low, self.high)
 
 
-def _step_of(direction: "Direction | np.ndarray", alpha: float) -> np.ndarray:
-    """alpha x spread x unit vector for a Direction; alpha x vector for a plain array."""
+def _step_of(direction: "Direction | np.ndarray", alpha: float, z: np.ndarray) -> np.ndarray:
+    """The step for `z` (D or N x D): for a label Direction alpha x (label_mean - z . d) x d,
+    so alpha 1 lands each face's projection on the labelled faces' mean; for a Direction made
+    without labels alpha x spread x d; for a plain array alpha x vector."""
     if not np.isfinite(alpha):
         raise EditError(f"alpha must be a finite number, got {alpha}")
     vector = getattr(direction, "vector", None)
@@ -156,11 +158,26 @@ def _step_of(direction: "Direction | np.ndarray", alpha: float) -> np.ndarray:
         raise EditError(
             f"{direction.name!r} is a centre, not a direction: move toward it with a target"
         )
-    return float(alpha) * float(direction.spread) * np.asarray(vector, dtype=np.float64)
+    d = np.asarray(vector, dtype=np.float64)
+    if d.shape != z.shape[-1:]:
+        raise EditError(f"direction has {d.size} values, the latents have {z.shape[-1]}")
+    mean = getattr(direction, "label_mean", None)
+    if mean is None:
+        return float(alpha) * float(direction.spread) * d
+    return float(alpha) * (mean - z @ d)[..., None] * d
+
+
+def unit_of(direction: "Direction") -> str:
+    """What a slider's 1 means for this direction, in words for the page and the CLI."""
+    if getattr(direction, "label_mean", None) is not None:
+        label = direction.spec.get("label", direction.name)
+        return f"0 = as is, 1 = your average {label}"
+    return "in spreads of the data along it"
 
 
 Shifts = Iterable[tuple["Direction | np.ndarray", float]]
-FULL_ALPHA = 3.0  # the sliders' end, in spreads: the "full" setting the judge measures
+FULL_ALPHA = 1.0  # "full": a label direction's average labelled face (the setting the judge measures)
+SLIDER_END = 2.0  # the sliders reach twice that, to exaggerate
 
 
 def compose(
@@ -170,15 +187,17 @@ def compose(
     strength: float = 0.0,
     bounds: LatentBounds | None = None,
 ) -> np.ndarray:
-    """Every latent edit facelab makes: z' = z + s (c - z) + sum(alpha_i * spread_i * d_i), clipped.
+    """Every latent edit facelab makes: z' = z + s (c - z) + sum(step_i), clipped.
 
     The one composition the Shift page, `facelab shift` and the webcam share, so the same
     settings give the same face everywhere. Toward the centre first, then the slider steps
     added whole: a slider keeps its meaning whatever the strength (at s = 1 you land on the
     centre and the sliders still move you from there), where z + s (c - z) + (1 - s) d would
-    silence every slider at full strength. A `Direction`'s alpha is in units of its spread
-    (the std of the data along it), so -3..3 covers the same share of the data for every
-    direction; a plain array is the full step per unit alpha. `z` may be one vector or N x D.
+    silence every slider at full strength. A label `Direction`'s alpha is in units a person
+    reads: 0 = as is, 1 = the labelled faces' mean projection on it ("your average smile"),
+    measured from z's own projection, so step_i = alpha_i (label_mean_i - z . d_i) d_i;
+    one made without labels steps alpha_i x its spread; a plain array is the full step per
+    unit alpha. `z` may be one vector or N x D.
 
     Clipped once, at the end, into `bounds` (default: the prior's +-6) widened to hold z
     itself: a slider pushed to its end stays drawable, and a face that already lies outside
@@ -197,8 +216,8 @@ def compose(
             raise EditError(f"centre has shape {c.shape}, the latents have {dim} values")
         out = np.broadcast_to(c, z64.shape).copy() if strength == 1.0 else z64 + strength * (c - z64)
     for direction, alpha in shifts:
-        step = _step_of(direction, alpha)
-        if step.shape != (dim,):
+        step = _step_of(direction, alpha, z64)
+        if step.shape[-1:] != (dim,):
             raise EditError(f"direction has {step.size} values, the latents have {dim}")
         out = out + step
     bounds = bounds or LatentBounds.prior(dim)
@@ -237,18 +256,25 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(x), 0, 255).astype(np.uint8)
 
 
-def with_change(original: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+def with_change(original: np.ndarray, before: np.ndarray, after: np.ndarray,
+                mask: np.ndarray | None = None) -> np.ndarray:
     """original + (after - before) as uint8: the detail-preserving face.
 
     `before`/`after` are the decoded pictures of z and z'; where they are equal the result is
     the original exactly. `original` may be larger than the decoded faces (a sharper crop, a
-    face's square in a video frame): the change is resized to it. Broadcasts like numpy.
+    face's square in a video frame): the change is resized to it. `mask` (float S x S in 0..1,
+    any S, e.g. `feathered_mask`) scales the change where it lands. Broadcasts like numpy.
     """
     import cv2
 
     orig = np.asarray(original, np.uint8)
     h, w = orig.shape[-3:-1]
     change = _change(before, after, (h, w))
+    if mask is not None:
+        m = np.asarray(mask, np.float32)
+        if m.shape != (h, w):
+            m = cv2.resize(m, (w, h), interpolation=cv2.INTER_LINEAR)
+        change = change * m[:, :, None]
     shape = np.broadcast_shapes(orig.shape, change.shape)
     o = np.broadcast_to(orig, shape).reshape(-1, h, w, 3)
     c = np.broadcast_to(change, shape).reshape(-1, h, w, 3)
@@ -278,15 +304,17 @@ def decode_change(codec: "Codec", z: np.ndarray, z_new: np.ndarray) -> tuple[np.
 
 
 def shift_faces(
-    codec: "Codec", original: np.ndarray, z: np.ndarray, z_new: np.ndarray, detail: bool = True
+    codec: "Codec", original: np.ndarray, z: np.ndarray, z_new: np.ndarray, detail: bool = True,
+    mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(reconstruction of z, the shifted faces to show, N x S x S x 3) for N x D `z_new`.
 
     `z` and `original` are one latent and its face, or N of each. detail=True (the default
-    everywhere): the original plus the decoded change; False: the plain decoded faces.
+    everywhere): the original plus the decoded change (times `mask`, if given; the faces are
+    as large as `original`, e.g. a 128-px crop); False: the plain decoded faces.
     """
     before, after = decode_change(codec, z, z_new)
-    return before, (with_change(original, before, after) if detail else after)
+    return before, (with_change(original, before, after, mask) if detail else after)
 
 
 # --- how good is a shift ------------------------------------------------------------------
@@ -332,6 +360,20 @@ def region_mask(size: int, region: tuple[float, float, float, float] = MOUTH_REG
     mask = np.zeros((size, size), dtype=bool)
     mask[r0:r1, c0:c1] = True
     return mask
+
+
+FEATHER = 3 / 64  # the feathered mask's Gaussian sigma, as a share of the crop
+
+
+def feathered_mask(size: int, region: tuple[float, float, float, float] = MOUTH_REGION,
+                   feather: float = FEATHER) -> np.ndarray:
+    """float32 size x size: 1 inside the region, falling smoothly to 0 outside (a blurred box),
+    to make a detail-preserving change land only there without a visible seam."""
+    import cv2
+
+    box = region_mask(size, region).astype(np.float32)
+    sigma = max(feather * size, 0.5)
+    return np.clip(cv2.GaussianBlur(box, (0, 0), sigma) * 2.0, 0.0, 1.0)
 
 
 def shift_quality(

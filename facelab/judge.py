@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from facelab.directions import DEFAULT_METHOD
 from facelab.edit import FULL_ALPHA
 from facelab.probe import AucEstimate, cross_validated_auc
 
@@ -179,6 +180,7 @@ class ShiftJudgement:
     change_lower: float
     change_upper: float
     psnr_outside: float
+    masked: bool = False  # the change was limited to the mouth box by `edit.feathered_mask`
 
     @property
     def judge_gain(self) -> float:
@@ -216,10 +218,11 @@ def judge_shift(
     alpha: float = FULL_ALPHA,
     *,
     direction: "Direction | str | None" = None,
-    method: str = "logistic",
+    method: str = DEFAULT_METHOD,
     negatives: str = "auto",
     detail: bool = True,
     codec: "Codec | None" = None,
+    masked: bool = False,
 ) -> ShiftJudgement:
     """Judge the shift by `alpha` spreads along a direction on held-out frames without `label`.
 
@@ -231,7 +234,7 @@ def judge_shift(
     face (at alpha 0, the reconstruction).
     """
     return judge_shifts(workspace, run_id, label, (alpha,), direction=direction, method=method,
-                        negatives=negatives, detail=detail, codec=codec)[0]
+                        negatives=negatives, detail=detail, codec=codec, masked=masked)[0]
 
 
 def judge_shifts(
@@ -241,12 +244,14 @@ def judge_shifts(
     alphas: Sequence[float] = (FULL_ALPHA,),
     *,
     direction: "Direction | str | None" = None,
-    method: str = "logistic",
+    method: str = DEFAULT_METHOD,
     negatives: str = "auto",
     detail: bool = True,
     codec: "Codec | None" = None,
+    masked: bool = False,
 ) -> list[ShiftJudgement]:
-    """`judge_shift` at several alphas, fitting the judge (and direction) once."""
+    """`judge_shift` at several alphas, fitting the judge (and direction) once. masked=True
+    (with detail): the decoded change lands through `edit.feathered_mask` of the mouth box."""
     from facelab import edit
     from facelab.directions import (
         Direction, LabelDirection, binary_targets, check_examples, load_direction,
@@ -272,7 +277,7 @@ def judge_shifts(
     judge = fit_judge(np.ascontiguousarray(faces[ids[fit]]), pos_fit[fit])
 
     if direction is None:
-        fitted = LabelDirection(method=method, label=label).fit(mu[fit], pos_fit[fit])
+        fitted = LabelDirection(method=method, label=label, codec=codec).fit(mu[fit], pos_fit[fit])
         direction = fitted.to_direction()
         what, saw = f"{method} fitted on {fitted.n_positive_} + {fitted.n_negative_} frames", False
     else:
@@ -288,11 +293,12 @@ def judge_shifts(
     p_before, p_recon = float(judge.p(originals).mean()), float(judge.p(recon).mean())
     size = recon.shape[1]
     mouth = mouth_mask(size)
+    mask = edit.feathered_mask(size) if masked and detail else None
     est = judge.estimate
     out = []
     for alpha in alphas:
         _, shown = edit.shift_faces(codec, originals, z, edit.compose(z, [(direction, alpha)], bounds=bounds),
-                                    detail)
+                                    detail, mask)
         diff = np.abs(shown.astype(np.float32) - shown_before).mean(axis=3)
         mse_out = float(((shown.astype(np.float32) - originals) ** 2).mean(axis=3)[:, ~mouth].mean())
         out.append(ShiftJudgement(
@@ -304,5 +310,6 @@ def judge_shifts(
             change_inside=float(diff[:, mouth].mean()), change_outside=float(diff[:, ~mouth].mean()),
             change_lower=float(diff[:, size // 2:].mean()), change_upper=float(diff[:, :size // 2].mean()),
             psnr_outside=float(10 * np.log10(255.0**2 / mse_out)) if mse_out > 0 else float("inf"),
+            masked=mask is not None,
         ))
     return out

@@ -71,7 +71,7 @@ class LiveError(ValueError):
 class LiveSettings:
     """What the sliders say; replaced whole (see `LivePipeline.update`)."""
 
-    shifts: tuple[tuple["Direction | np.ndarray", float], ...] = ()  # (direction, alpha in spreads)
+    shifts: tuple[tuple["Direction | np.ndarray", float], ...] = ()  # (direction, slider setting: edit.compose)
     target: np.ndarray | None = None  # a centre to move toward (a cluster's or a label's)
     strength: float = 0.0  # s of z' = z + s (target - z), in [0, 1]
     side_by_side: bool = True  # draw the shifted face beside the live one

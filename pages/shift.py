@@ -11,7 +11,7 @@ from facelab import clusters as cl
 from facelab import directions as dr
 from facelab.latent import active_latents
 from facelab.latent_map import map_chart, selected_ids
-from facelab.dataset import build_settings_of
+from facelab.dataset import SHARP_SIZE, build_settings_of, sharp_faces
 from facelab.photo import PhotoError, choose_face, crop_photo_face, photo_detector, read_image
 from facelab.ui import state
 from facelab.ui.cache import codec
@@ -41,16 +41,18 @@ with make_tab:
     c1, c2, c3 = st.columns(3)
     label = c1.selectbox("From label", usable or ["(no labels yet)"], key="fl_dir_label",  # bare names:
                          help=", ".join(f"{md(n)}: {counts[n]} frames" for n in usable) or None)  # see pages/label.py
-    method = c2.selectbox("Method", ["logistic", "mean_diff", "svm"], key="fl_dir_method", format_func={
-        "logistic": "classifier normal (InterFaceGAN)", "mean_diff": "difference of means",
-        "svm": "linear SVM normal"}.get)
+    method = c2.selectbox("Method", list(dr.METHOD_NAMES), key="fl_dir_method", format_func=dr.METHOD_NAMES.get,
+                          help="Mouth only: the classifier's normal bent away from what changes the face "
+                               "outside the mouth (measured through the decoder); it moved the judged smile "
+                               "with the least change to the rest of the face on the sample.")
     without = c3.selectbox("…without the part along", ["(nothing)"] + [n for n in stored if stored[n].kind != "centre"],
                            key="fl_dir_without", help="E.g. smile without opening the mouth, when both are stored.")
     if st.button("Learn direction", disabled=not usable, key="fl_dir_fit"):
         try:
-            d = dr.fit_label_direction(w, run_id, label, method)
+            d = dr.fit_label_direction(w, run_id, label, method, codec=model)
             if without != "(nothing)":
-                d = dr.ConditionalDirection(d, [stored[without]]).fit(mu).to_direction(
+                zl, yl, _ = dr.labelled_latents(w, run_id, label, codec=model)
+                d = dr.ConditionalDirection(d, [stored[without]]).fit(mu, positives=zl[yl]).to_direction(
                     f"{label} without {without}", label=label)
             dr.save_direction(w, run_id, d)
         except dr.DirectionError as e:
@@ -91,7 +93,7 @@ with shift_tab:
     source = st.radio("Face to shift", ["A frame of the dataset", "A photo"], horizontal=True, key="fl_src")
     if source == "A frame of the dataset":
         fid = st.select_slider("Frame", options=ids.tolist(), value=int(ids[len(ids) // 2]), key="fl_src_frame")
-        original, z0 = faces[fid], lat.mu[fid]
+        original, z0 = sharp_faces(w, [fid])[0], lat.mu[fid]  # the 128-px crop: the change is drawn on it
     else:
         photo = st.file_uploader("Photo (JPEG or PNG)", type=["jpg", "jpeg", "png", "webp"], key="fl_src_photo")
         if photo is None:
@@ -109,7 +111,7 @@ with shift_tab:
         except PhotoError as e:
             st.error(md(e))
             st.stop()
-        original = crop_photo_face(w, frame, box, model.config.image_size, detector)
+        original = crop_photo_face(w, frame, box, max(SHARP_SIZE, model.config.image_size), detector)
         z0 = model.encode(original[None])[0][0]
 
     moves = {n: d for n, d in stored.items() if d.kind != "centre"}
@@ -124,8 +126,8 @@ with shift_tab:
         cols = st.columns(max(1, min(3, len(moves) + bool(centres))))
         alphas = {}
         for i, (name, d) in enumerate(moves.items()):
-            alphas[name] = cols[i % len(cols)].slider(f"{md(name)} (α, in spreads)", -edit.FULL_ALPHA, edit.FULL_ALPHA, 0.0, 0.1,
-                                                      key=f"fl_alpha_{run_id}_{name}")
+            alphas[name] = cols[i % len(cols)].slider(f"{md(name)} ({md(edit.unit_of(d))})", -edit.SLIDER_END,
+                                                      edit.SLIDER_END, 0.0, 0.1, key=f"fl_alpha_{run_id}_{name}")
         target, strength = None, 0.0
         if centres:
             with cols[len(moves) % len(cols)]:
@@ -146,10 +148,10 @@ with shift_tab:
                                   marked=marked, height=220), width="stretch", key="fl_shift_map")
         if moves:
             along = st.selectbox("A strip along", list(moves), key="fl_strip_dir")
-            steps = np.linspace(-3, 3, 7)
+            steps = np.linspace(-edit.FULL_ALPHA, edit.SLIDER_END, 7)
             path = np.stack([edit.compose(z0, [(moves[along], s)], bounds=limits) for s in steps])
             _, strip = edit.shift_faces(model, original, z0, path, detail)
-            st.image(list(for_display(strip)), caption=[f"α = {s:+.0f}" for s in steps])
+            st.image(list(for_display(strip)), caption=[f"{s:+g}" for s in steps])
             d = moves[along]
             lab = d.spec.get("label")
             version = hash(tuple(sorted(counts.items())))
@@ -189,8 +191,8 @@ with interp_tab:
             "On: each step blends the two real frames plus what the decoded face changes on the way, "
             "so the ends are the real frames. Off: the plain decoded faces."))
         real = (faces[a_id], faces[b_id])
-        frames = edit.interpolation_strip(model, lat.mu[a_id], lat.mu[b_id], steps, how,
-                                          ends=real if detail else None)
+        frames = edit.interpolation_strip(model, lat.mu[a_id], lat.mu[b_id], steps, how,  # on the 128-px crops
+                                          ends=tuple(sharp_faces(w, [a_id, b_id])) if detail else None)
         ends = None if detail else real
         shown = frames if detail else np.concatenate([real[0][None], frames, real[1][None]])
         ts = [f"t = {t:.2f}" for t in np.linspace(0, 1, steps)]

@@ -70,13 +70,13 @@ def test_shift_slider_and_two_point_interpolation(page, sample_app) -> None:
         return float(re.search(r"shifted (\d\.\d\d)", judge.inner_text()).group(1))
 
     before = judged_shifted()
-    move_slider_until_face_changes(page, "smile (α", steps=30)  # 0 -> 3.0, the full setting
+    move_slider_until_face_changes(page, "smile (", steps=20)  # 0 -> 2.0 (twice your average smile), the end
     page.get_by_text(re.compile(r"Probe P\(smile\)")).wait_for(timeout=30_000)
     # the independent judge (pixels only) sees the face on screen become a smile
     page.wait_for_function("() => { const e = document.querySelector('.st-key-fl_shift_judge');"
                            " const m = e && e.innerText.match(/shifted (\\d\\.\\d\\d)/);"
-                           f" return m && parseFloat(m[1]) > {before} + 0.3; }}", timeout=30_000)
-    assert judged_shifted() > before + 0.3
+                           f" return m && parseFloat(m[1]) > {before} + 0.15; }}", timeout=30_000)
+    assert judged_shifted() > before + 0.15  # "mouth" moves less than the plain normal, and only the mouth
 
     page.get_by_role("tab", name="Interpolate two frames").click()
     _, points = map_points(page, "fl_interp_box")

@@ -128,7 +128,7 @@ def drive_browser(url: str, y4m: str, out: Path) -> dict:
                 page.wait_for_timeout(700)
             seen["rings"] = page.locator(".st-key-fl_webcam_map_box path[stroke='#d62728']").count()
 
-            smile = page.locator("[data-testid='stSlider']").filter(has_text="smile (α")
+            smile = page.locator("[data-testid='stSlider']").filter(has_text="smile (")
             seen["video_box"], seen["slider_box"] = video.bounding_box(), smile.bounding_box()
             seen["unfamiliar_notes"] = page.get_by_text("This model was trained on another face").count()
             smile.get_by_role("slider").focus()

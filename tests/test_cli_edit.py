@@ -64,17 +64,20 @@ def test_interpolate_writes_a_pingpong_gif_and_a_png_strip(trained: dict, tmp_pa
     assert run_cli(trained, *base(trained, "interpolate"), a, b, "--steps", "7", "--out", str(gif),
                    "--method", "slerp", "--duration", "50") == 0
     assert "wrote" in capsys.readouterr().out
-    with Image.open(gif) as im:
-        assert im.n_frames == 2 * 7 - 2 and im.size == (256, 256)
-    # detail-preserving (the default): the strip itself starts and ends on the real crops
+    with Image.open(gif) as im:  # drawn on the 128-px crops, at the default scale 4
+        assert im.n_frames == 2 * 7 - 2 and im.size == (512, 512)
+    # detail-preserving (the default): the strip itself starts and ends on the real (128-px) crops
     png = tmp_path / "strip.png"
     assert run_cli(trained, *base(trained, "interpolate"), a, b, "--steps", "5", "--out", str(png),
                    "--scale", "2") == 0
     img = np.asarray(Image.open(png))
-    assert img.shape == (128, 5 * 128, 3)
+    assert img.shape == (256, 5 * 256, 3)
+    from facelab.dataset import sharp_faces
+
+    sharp = sharp_faces(trained["ws"], [int(a), int(b)])
+    np.testing.assert_array_equal(img[::2, :256:2], sharp[0])
+    np.testing.assert_array_equal(img[::2, -256::2], sharp[1])
     faces = trained["ws"].faces()
-    np.testing.assert_array_equal(img[::2, :128:2], faces[int(a)])
-    np.testing.assert_array_equal(img[::2, -128::2], faces[int(b)])
     # --plain: the decoded frames, with the real crops added at the ends
     assert run_cli(trained, *base(trained, "interpolate"), a, b, "--steps", "5", "--out", str(png),
                    "--scale", "2", "--plain") == 0
@@ -114,13 +117,13 @@ def test_shift_a_photo(trained: dict, photo: Path, tmp_path: Path, capsys) -> No
                    "--out", str(out)) == 0
     assert "smile +3" in capsys.readouterr().out
     shifted = np.asarray(Image.open(out))
-    assert shifted.shape == (256, 256, 3)
+    assert shifted.shape == (512, 512, 3)  # the photo's 128-px crop plus the change, at scale 4
     cmp_path = tmp_path / "cmp.png"
     assert run_cli(trained, *base(trained, "shift"), str(photo), "-d", "smile", "-a", "-3",
                    "--out", str(cmp_path), "--compare", "--scale", "1") == 0
     panels = np.asarray(Image.open(cmp_path))
-    assert panels.shape == (64, 192, 3)
-    recon, down = panels[:, 64:128].astype(int), panels[:, 128:].astype(int)
+    assert panels.shape == (128, 384, 3)
+    recon, down = panels[:, 128:256].astype(int), panels[:, 256:].astype(int)
     assert np.abs(recon - down).mean() > 0.5, "alpha -3 must change the face"
     # a centre target: s=1 lands on it
     mu = trained["mu"]
@@ -132,9 +135,10 @@ def test_shift_a_photo(trained: dict, photo: Path, tmp_path: Path, capsys) -> No
 def test_page_cli_and_webcam_make_the_same_edit(trained: dict, photo: Path, tmp_path: Path) -> None:
     """The same sliders (a direction's alpha and a strength toward a centre) give the same latent
     and the same face on the Shift page (its helper), in `facelab shift` and in the webcam's
-    pipeline: all of them call `facelab.edit.compose`."""
-    from facelab.dataset import build_settings_of
-    from facelab.directions import load_direction
+    pipeline: all of them call `facelab.edit.compose`, with the default ("mouth") direction and
+    the slider's unit (1 = the labelled faces' mean projection)."""
+    from facelab.dataset import SHARP_SIZE, build_settings_of
+    from facelab.directions import DEFAULT_METHOD, load_direction
     from facelab.edit import LatentBounds
     from facelab.live import LivePipeline
     from facelab.models import load_codec
@@ -145,6 +149,7 @@ def test_page_cli_and_webcam_make_the_same_edit(trained: dict, photo: Path, tmp_
     mu = trained["mu"]
     save_direction(w, run_id, Direction("far corner", "centre", mu.max(0), 1.0))
     smile, corner = load_direction(w, run_id, "smile"), load_direction(w, run_id, "far corner")
+    assert smile.kind == DEFAULT_METHOD == "mouth" and smile.label_mean is not None
     codec = load_codec(w.run_dir(run_id))
     bounds = LatentBounds.from_latents(mu)
     alpha, strength = 2.0, 0.5
@@ -153,11 +158,12 @@ def test_page_cli_and_webcam_make_the_same_edit(trained: dict, photo: Path, tmp_
     frame = read_image(photo)
     detector = photo_detector()
     box = choose_face(detector.detect(frame), build_settings_of(w).ambiguous_ratio, None, photo.name)
-    crop = crop_photo_face(w, frame, box, codec.config.image_size, detector)
+    crop = crop_photo_face(w, frame, box, max(SHARP_SIZE, codec.config.image_size), detector)  # as page and CLI
     z0 = codec.encode(crop[None])[0][0]
     z_page, _, plain = slider_edit(codec, crop, z0, {"smile": smile}, {"smile": alpha}, corner.vector,
                                    strength, bounds, detail=False)
-    expected = z0 + strength * (corner.vector - z0) + alpha * smile.spread * smile.vector
+    step = alpha * (smile.label_mean - float(z0 @ smile.vector)) * smile.vector
+    expected = z0 + strength * (corner.vector - z0) + step
     np.testing.assert_allclose(z_page, expected, rtol=1e-5, atol=1e-5)
     out = tmp_path / "cli.png"
     args = [str(photo), "-d", "smile", "-a", str(alpha), "--toward", "far corner", "--strength", str(strength),
@@ -234,7 +240,7 @@ def test_shift_eval_with_too_few_labels(trained: dict, capsys) -> None:
     assert run_cli(trained, *base(trained, "shift-eval"), "surprise") == 2
     err = capsys.readouterr().err
     assert "5 more face(s) labelled 'surprise' (has 0)" in err
-    assert load_directions(trained["ws"], trained["run"])["smile"].kind == "logistic"
+    assert load_directions(trained["ws"], trained["run"])["smile"].kind == "mouth"
 
 
 def test_live_pipeline_for_a_trained_run(trained: dict, photo: Path) -> None:
@@ -263,7 +269,7 @@ def test_live_pipeline_for_a_trained_run(trained: dict, photo: Path) -> None:
 
 def test_direction_commands(trained: dict, capsys) -> None:
     assert run_cli(trained, "direction", "fit", "-w", "me", trained["run"], "neutral") == 0
-    assert "stored logistic direction 'neutral'" in capsys.readouterr().out
+    assert "stored mouth direction 'neutral'" in capsys.readouterr().out
     # 'neutral' is exactly 'not smile' here: removing it from smile leaves nothing
     assert run_cli(trained, "direction", "fit", "-w", "me", trained["run"], "smile", "--name", "s2",
                    "--without", "neutral") == 2
@@ -271,7 +277,7 @@ def test_direction_commands(trained: dict, capsys) -> None:
     assert run_cli(trained, "direction", "centre", "-w", "me", trained["run"], "neutral", "--name", "calm") == 0
     assert run_cli(trained, "direction", "list", "-w", "me", trained["run"]) == 0
     listing = capsys.readouterr().out
-    assert "neutral " in listing and "logistic" in listing and "calm " in listing and "centre" in listing
+    assert "neutral " in listing and "mouth" in listing and "calm " in listing and "centre" in listing
     assert "s2" not in listing
     found = load_directions(trained["ws"], trained["run"])
     assert found["neutral"].spec["positives"] > 5 and found["neutral"].spec["split"] == "train"

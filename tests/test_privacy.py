@@ -99,6 +99,8 @@ def test_deleted_crops_leave_no_trace_in_files_or_exports(built, tmp_path, capsy
     train = np.setdiff1d(w.active_face_ids(), val)
     doomed = sorted({int(val[0]), int(val[1]), int(train[0]), int(train[len(train) // 2])})
     needles = _needles(faces[doomed], lat.mu[doomed])
+    sharp = dataset.sharp_faces(w, doomed)  # the 128-px crops of the same boxes, kept for display
+    needles.update({f"128-px {k}": v for k, v in _needles(sharp, lat.mu[doomed]).items()})
     files = lambda: [p for p in w.path.rglob("*") if p.is_file()]  # noqa: E731
     assert _found(files(), needles), "the search must see the crops before they are deleted"
     archive.export_workspace(w, tmp_path / "before.zip")
@@ -121,6 +123,23 @@ def test_deleted_crops_leave_no_trace_in_files_or_exports(built, tmp_path, capsy
     np.testing.assert_array_equal(again.mu[keep], lat.mu[keep])
     assert not again.mu[doomed].any()
     assert projection.get_projection(w, run, projection.ProjectionSettings("pca")) is not None
+
+
+def test_a_build_keeps_sharper_crops_of_the_same_boxes(built):
+    import cv2
+
+    from facelab.faces import sharpness
+
+    w, _ = built
+    ids = w.active_face_ids()[:6]
+    assert len(list((w.path / dataset.SHARP_DIR).glob("*.npy"))) == 1  # one file per build
+    sharp, small = dataset.sharp_faces(w, ids), w.faces(mmap=False)[ids]
+    assert sharp.shape == (6, dataset.SHARP_SIZE, dataset.SHARP_SIZE, 3)
+    down = np.stack([cv2.resize(s, small.shape[1:3], interpolation=cv2.INTER_AREA) for s in sharp])
+    assert np.abs(down.astype(int) - small).mean() < 4  # the same face in the same box
+    gray = lambda a: cv2.cvtColor(a, cv2.COLOR_RGB2GRAY)  # noqa: E731
+    up = [cv2.resize(f, sharp.shape[1:3], interpolation=cv2.INTER_CUBIC) for f in small]
+    assert np.mean([sharpness(gray(s)) for s in sharp]) > 1.5 * np.mean([sharpness(gray(u)) for u in up])
 
 
 def test_pixels_are_overwritten_where_they_lie(built):

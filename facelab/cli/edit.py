@@ -1,8 +1,11 @@
 """`facelab interpolate`, `facelab shift`, `facelab shift-eval`: latent edits from the shell.
 
     facelab interpolate -w W RUN A B --steps 10 --out strip.gif     (A, B: face ids)
-    facelab shift -w W RUN photo.jpg --direction smile --alpha 2 --out out.png
-    facelab shift-eval -w W RUN smile --alpha 2
+    facelab shift -w W RUN photo.jpg --direction smile --alpha 1 --out out.png
+    facelab shift-eval -w W RUN smile --alpha 1
+
+Alpha is the sliders' unit: 0 = as is, 1 = the labelled faces' average along the direction
+("your average smile"), 2 = twice as far (`facelab.edit.compose`).
 """
 
 from __future__ import annotations
@@ -17,10 +20,13 @@ import numpy as np
 from facelab import animate, edit
 from facelab import workspace as ws
 from facelab.cli import CliError, add_workspace_arg, resolve_workspace
-from facelab.directions import NEGATIVES, DirectionError
+from facelab.directions import DEFAULT_METHOD, METHOD_NAMES, NEGATIVES, DirectionError
 
 
 
+METHOD_HELP = ("how to fit the direction from labels: " + "; ".join(f"{k}: {v}" for k, v in METHOD_NAMES.items())
+               + f" (default {DEFAULT_METHOD})")
+ALPHA_HELP = "0 = as is, 1 = your average LABEL (the labelled faces' mean along the direction), 2 = twice as far"
 NEGATIVES_HELP = ("which faces count as 'not LABEL': labelled (faces with other labels only), all "
                   "(every face without it), auto (labelled when there are 5 of them, else all)")
 
@@ -55,14 +61,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("shift", help="shift the face in a photo along stored directions",
                        description="Find the face in a photo, crop it as video frames are cropped, "
                                    "encode it, move its code along directions stored for the run "
-                                   "(alpha in spreads of the data) and write the shifted face: the "
-                                   "photo's crop plus the decoded change (--plain: the decoded face).")
+                                   "(alpha: 0 = as is, 1 = your average smile) and write the shifted "
+                                   "face: the photo's 128-px crop plus the decoded change (--plain: "
+                                   "the decoded face).")
     _common(p)
     p.add_argument("image", type=Path, help="a photo (.jpg, .png, ...) with one face")
     p.add_argument("--direction", "-d", action="append", default=[],
                    help="stored direction name; repeat for several")
     p.add_argument("--alpha", "-a", type=float, action="append", default=[],
-                   help="step along each --direction in spreads (default 2; one value applies to all)")
+                   help=f"setting of each --direction: {ALPHA_HELP} (default {edit.FULL_ALPHA:g}; one value "
+                        "applies to all)")
     p.add_argument("--toward", help="stored centre (a cluster's or label's) to move toward")
     p.add_argument("--strength", type=float, default=0.5, help="for --toward: 0 (stay) to 1 (the centre)")
     p.add_argument("--face", type=int, help="which face when the photo has several (1 = largest)")
@@ -74,7 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("shift-eval", help="measure what a label direction changes on held-out faces",
                        description="Fit a label direction and a linear probe on the training faces, "
-                                   "shift the held-out ('val') faces by alpha spreads and report the "
+                                   "shift the held-out ('val') faces by alpha (1 = your average LABEL) "
+                                   "and report the "
                                    "probe's P(label) before and after, how much else moved in latent "
                                    "space, and the pixel change inside vs outside the mouth region; "
                                    "then an independent judge (HOG + logistic regression trained on "
@@ -83,10 +92,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("label")
     p.add_argument("--alpha", type=float, default=edit.FULL_ALPHA,
-                   help=f"step in spreads of the data (default {edit.FULL_ALPHA:g}, the sliders' full setting)")
+                   help=f"{ALPHA_HELP} (default {edit.FULL_ALPHA:g}, the sliders' full setting)")
     p.add_argument("--direction", help="evaluate this stored direction instead of fitting one")
-    p.add_argument("--method", choices=("mean_diff", "logistic", "svm"), default="logistic",
-                   help="how to fit the direction from labels (default logistic)")
+    p.add_argument("--method", choices=tuple(METHOD_NAMES), default=DEFAULT_METHOD, help=METHOD_HELP)
     p.add_argument("--negatives", choices=NEGATIVES, default="auto", help=NEGATIVES_HELP)
     p.add_argument("--plain", action="store_true",
                    help="judge the plain decoded faces, not the real faces plus the decoded change")
@@ -104,7 +112,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(a)
     a.add_argument("label")
     a.add_argument("--name", help="store it under this name (default: the label)")
-    a.add_argument("--method", choices=("mean_diff", "logistic", "svm"), default="logistic")
+    a.add_argument("--method", choices=tuple(METHOD_NAMES), default=DEFAULT_METHOD, help=METHOD_HELP)
     a.add_argument("--negatives", choices=NEGATIVES, default="auto", help=NEGATIVES_HELP)
     a.add_argument("--without", action="append", default=[],
                    help="stored direction to remove from it (Gram-Schmidt), e.g. smile --without mouth_open")
@@ -193,7 +201,11 @@ def _interpolate(args: argparse.Namespace) -> int:
     run = _Run(args)
     crops = run.crops([args.a, args.b])
     mu, _ = run.codec.encode(crops)
-    detail = None if args.plain else (crops[0], crops[1])
+    if not args.plain:  # drawn on the sharper 128-px crops
+        from facelab.dataset import sharp_faces
+
+        sharp = sharp_faces(run.ws, [args.a, args.b])
+    detail = None if args.plain else (sharp[0], sharp[1])
     frames = edit.interpolation_strip(run.codec, mu[0], mu[1], args.steps, args.method, ends=detail)
     # the detail-preserving strip already starts and ends on the real faces
     ends = None if args.no_ends or detail is not None else (crops[0], crops[1])
@@ -218,7 +230,7 @@ def _shift(args: argparse.Namespace) -> int:
         raise CliError(f"--out must end in .png, not {args.out.name!r}")
     if not args.direction and not args.toward:
         raise CliError("say how to shift: --direction NAME (and --alpha) and/or --toward CENTRE")
-    alphas = args.alpha or [2.0]
+    alphas = args.alpha or [edit.FULL_ALPHA]
     if len(alphas) == 1:
         alphas = alphas * max(1, len(args.direction))
     if len(alphas) != len(args.direction) and args.direction:
@@ -246,10 +258,11 @@ def _shift(args: argparse.Namespace) -> int:
     z = edit.compose(mu, pairs, target, args.strength if target is not None else 0.0, run.bounds())
     from facelab.models import resize_images
 
-    crop = resize_images(crop[None], run.codec.config.image_size)[0]
+    if args.plain:  # the decoded face's size: the crop as the model sees it
+        crop = resize_images(crop[None], run.codec.config.image_size)[0]
     recon, shifted = edit.shift_faces(run.codec, crop, mu[0], z, detail=not args.plain)
     if args.compare:
-        panels = np.concatenate([crop[None], recon[None], shifted])
+        panels = np.concatenate([crop[None], resize_images(recon[None], crop.shape[0]), shifted])
         image = animate.strip_image(panels, scale=args.scale, resample=args.resample)
     else:
         image = animate.upscale(shifted, args.scale, args.resample)[0]
@@ -275,7 +288,9 @@ def _photo_crop(run: _Run, image: Path, face: int | None) -> np.ndarray:
         box = choose_face(boxes, build_settings_of(run.ws).ambiguous_ratio, face, image.name, "--face")
     except PhotoError as e:
         raise CliError(str(e)) from None
-    return crop_photo_face(run.ws, frame, box, run.codec.config.image_size, detector)
+    from facelab.dataset import SHARP_SIZE
+
+    return crop_photo_face(run.ws, frame, box, max(SHARP_SIZE, run.codec.config.image_size), detector)
 
 
 @_run_cmd
@@ -300,7 +315,7 @@ def _shift_eval(args: argparse.Namespace) -> int:
             raise CliError(f"{args.direction!r} is a centre, not a direction")
         source = f"stored direction {direction.name!r} ({direction.kind})"
     else:
-        fitted = LabelDirection(method=args.method, label=label).fit(z_train, y)
+        fitted = LabelDirection(method=args.method, label=label, codec=run.codec).fit(z_train, y)
         direction = fitted.to_direction()
         source = (f"{args.method} direction fitted on {fitted.n_positive_} + {fitted.n_negative_} "
                   f"training faces (negatives: {negatives_from})")
@@ -369,7 +384,9 @@ def _direction_list(args: argparse.Namespace) -> int:
 def _direction_fit(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from facelab.directions import ConditionalDirection, fit_label_direction, load_direction, save_direction
+    from facelab.directions import (
+        ConditionalDirection, fit_label_direction, labelled_latents, load_direction, save_direction,
+    )
     from facelab.labels import validate_label_name
 
     label = validate_label_name(args.label)
@@ -377,7 +394,8 @@ def _direction_fit(args: argparse.Namespace) -> int:
     d = fit_label_direction(run.ws, args.run, label, args.method, args.negatives, codec=run.codec)
     if args.without:
         removed = [load_direction(run.ws, args.run, n) for n in args.without]
-        cond = ConditionalDirection(d, removed).fit(run.latents()[1])
+        zl, yl, _ = labelled_latents(run.ws, args.run, label, args.negatives, codec=run.codec)
+        cond = ConditionalDirection(d, removed).fit(run.latents()[1], positives=zl[yl])
         d = cond.to_direction(d.name, label=label, method=args.method, **{
             k: d.spec[k] for k in ("positives", "negatives") if k in d.spec})
     d = save_direction(run.ws, args.run, replace(d, name=args.name or label))

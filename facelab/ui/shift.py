@@ -57,7 +57,7 @@ def judge_caption(judge, label: str, original: np.ndarray, recon: np.ndarray, sh
     """What the independent judge sees in the three faces on screen (Markdown; `label` escaped)."""
     from facelab.ui.text import md
 
-    p = judge.p(np.stack([original, recon, shifted]))
+    p = [float(judge.p(face[None])[0]) for face in (original, recon, shifted)]  # sizes differ: 128 and 64 px
     e = judge.estimate
     return (f"**Independent judge** (HOG + logistic regression trained on your labelled frames' pixels, "
             f"never on the model's codes; AUC {e.auc:.2f}, 95 % {e.low:.2f}–{e.high:.2f}): "
