@@ -41,6 +41,7 @@ STATES = ("queued", "running", "done", "failed", "cancelled", "dead")
 HEARTBEAT_S = 2.0
 STALE_S = 30.0  # a heartbeat older than this means the process hung or died
 LOG_FILE = "train.log"
+LATENTS_PHASE = "latents"  # progress phase of a finished run encoding its crops (encode_after_training)
 
 
 class JobError(WorkspaceError):
@@ -65,6 +66,7 @@ class RunStatus:
     created_at: str = ""
     config: ModelConfig | None = None
     summary: dict = field(default_factory=dict)
+    phase: str = ""  # the child's last progress phase while running (e.g. LATENTS_PHASE)
 
     @property
     def active(self) -> bool:
@@ -85,6 +87,8 @@ class RunStatus:
     def budget(self) -> str:
         """Where the run stands, in optimizer steps (the epochs of runs made before steps)."""
         c = self.config
+        if self.state == "running" and self.phase == LATENTS_PHASE:
+            return "trained; placing every face on the map"
         if c is not None and c.kind == "pca":
             return "fitted" if self.state == "done" else "fitting"
         if c is None or c.legacy_epochs:
@@ -318,6 +322,7 @@ def _status_from(row, job, last_metrics: dict | None) -> RunStatus:
         step=int(progress.get("step", 0)) if state == "running" else 0,
         steps=int(progress.get("steps", 0)), created_at=row["created_at"], config=config,
         summary=json.loads(row["summary"]) if row["summary"] else {},
+        phase=str(progress.get("phase", "")) if state == "running" else "",
     )
 
 
@@ -381,6 +386,25 @@ def delete_run(workspace: Workspace, run_id: str) -> None:
 
 
 # --- inside the child: run one job ----------------------------------------------------
+def encode_after_training(workspace: Workspace, run_id: str, progress=None) -> bool:
+    """Encode every crop with the finished model, so Explore's map and Label's uncertainty order
+    are ready when the run shows 'done' (no "Compute latents" click). Runs before the run is
+    marked done; a failure here is logged and returns False, never failing a trained run: the
+    pages then offer to encode by hand."""
+    from facelab.latent import encode_run
+
+    def step(done: int, total: int) -> None:
+        if progress is not None:
+            progress({"phase": LATENTS_PHASE, "done": done, "total": total})
+
+    try:
+        encode_run(workspace, run_id, progress=step)
+    except Exception:  # noqa: BLE001 - the model is trained and saved; latents can wait
+        traceback.print_exc()
+        return False
+    return True
+
+
 def _claim(workspace: Workspace, run_id: str) -> None:
     """Mark the run as ours, refusing when another live process holds it."""
     me = os.getpid()
@@ -453,12 +477,14 @@ def run_job(workspace: Workspace, run_id: str, *, echo=None) -> dict:
             echo(p)
         p = {k: v for k, v in p.items() if k != "metrics"}
         hb.progress = {**p, "at": time.time()}
-        if p.get("phase") in ("epoch", "start"):
+        if p.get("phase") in ("epoch", "start") or (p.get("phase") == LATENTS_PHASE and not p.get("done")):
             hb.beat()
 
     summary: dict = {}
     try:
         summary = train_run(workspace, run_id, progress=progress, should_stop=stop.is_set)
+        if summary.get("state", "done") == "done":
+            encode_after_training(workspace, run_id, progress)
         _finish(workspace, run_id, summary.get("state", "done"))
     except (TrainError, WorkspaceError, ValueError) as e:
         _finish(workspace, run_id, "failed", str(e))

@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from facelab import dataset
-from facelab.ui import state
+from facelab.ui import nav, state
 from facelab.ui.build import build_from_upload, confirm_again, report_interrupted_build, upload_key
 from facelab.ui.grid import pager, thumbnail_grid
 from facelab.ui.text import md
@@ -20,7 +20,12 @@ state.show_flash()
 report_interrupted_build()
 crop_size = w.get_meta("crop_size")
 
-with st.container(border=True):
+upload_box = st.container(border=True)
+# Drawn at once, before a build can start in the box above: a build runs inside this script
+# run, and until the run gets here the previous run's "No faces yet" would stay on screen
+# under the build's progress bar.
+no_faces = st.empty()
+with upload_box:
     st.subheader("Add a video of your face")
     upload = st.file_uploader(
         "Video file", type=VIDEO_TYPES, key=upload_key(),
@@ -50,8 +55,10 @@ with st.container(border=True):
 counts = dataset.skip_counts(w)
 faces = dataset.faces_table(w)
 if not faces:
-    st.info("No faces yet: upload a video of your face above to build the dataset.")
+    no_faces.info("No faces yet: upload a video of your face above to build the dataset.")
     st.stop()
+if not w.summary()["runs"]:
+    nav.next_steps(("train", f"Train a model on these {len(faces):,} faces"))
 
 st.subheader("Your dataset")
 labels = {

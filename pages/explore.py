@@ -11,7 +11,7 @@ from facelab.latent import active_latents
 from facelab.latent_map import map_chart, nearest, selected_ids
 from facelab.ui import state
 from facelab.ui.cache import codec
-from facelab.ui.explore import MAX_HOVER_THUMBNAILS, k_sweep, table_for
+from facelab.ui.explore import MAX_HOVER_THUMBNAILS, METHOD_NAMES, k_sweep, send_to_label, table_for, wait_for_map
 from facelab.ui.runs import pick_run, require_latents
 from facelab.ui.text import md
 
@@ -27,7 +27,7 @@ if len(ids) < 3:
 
 c1, c2, c3, c4 = st.columns([2, 2, 2, 3])
 method = c1.radio("Map", list(pj.METHODS), horizontal=True, key="fl_map_method",
-                  format_func={"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}.get)
+                  format_func=METHOD_NAMES.get)
 colour_options = ["cluster", "label", "time", "source"] + [f"z{i}" for i in range(mu.shape[1])]
 colour = c2.selectbox("Colour by", colour_options, key="fl_map_colour")
 cluster_method = c3.radio("Clusters", list(cl.METHODS), horizontal=True, key="fl_cluster_method",
@@ -65,16 +65,8 @@ if settings.is_slow:
             st.stop()
         if status.state == "missing":
             pj.start_projection(w, run_id, settings)
-
-        @st.fragment(run_every=1.5)
-        def wait_for_map() -> None:
-            s = pj.projection_state(w, run_id, settings)
-            if s.state != "running":
-                st.rerun(scope="app")
-            st.info(f"Computing the {method} map in the background… (PCA is instant meanwhile)")
-
-        wait_for_map()
-        st.stop()
+        wait_for_map(w, run_id, settings)
+        settings = pj.ProjectionSettings(method="pca")  # the instant map meanwhile, not an empty page
 
 proj = pj.get_projection(w, run_id, settings)
 rc = cl.cluster_run(w, run_id, cluster_method, k)
@@ -115,12 +107,15 @@ if boxed:
     faces = w.faces()
     st.image([faces[i] for i in boxed[:24]], width=64)
     labels.ensure_default_labels(w)
-    l, r = st.columns([2, 1], vertical_alignment="bottom")
+    l, r, o = st.columns([2, 1, 1], vertical_alignment="bottom")
     label = l.selectbox("Label them as", labels.label_names(w), key="fl_box_label")
     if r.button(f"Label {len(boxed)} frames", type="primary", key="fl_box_apply"):
         st.session_state["fl_undo"] = labels.set_labels(w, boxed, label)
         state.flash(f"Labelled {len(boxed)} frames as {label}.")
         st.rerun()
+    if o.button("Label these frames", key="fl_box_to_label",
+                help="Open them on the Label page, to label them one by one."):
+        send_to_label(boxed, f"box on the Explore map ({len(boxed)} frame{'s' if len(boxed) != 1 else ''})")
 
 st.subheader("Clusters")
 names = cl.cluster_names(w, run_id, cluster_method, k)

@@ -1,4 +1,4 @@
-"""Label: tick frames with a label (smile first, or any you name), undo, import/export, insight."""
+"""Label: give frames a label (smile first, or any you name), undo, import/export, insight."""
 
 import numpy as np
 import pandas as pd
@@ -8,12 +8,63 @@ from facelab import clusters as cl
 from facelab import dataset, jobs, labels, probe
 from facelab.latent import active_latents, load_latents
 from facelab.ui import state
-from facelab.ui.grid import label_box_changes, label_box_key, pager
+from facelab.ui.grid import label_grid, last_label
 from facelab.ui.runs import learned_nothing
 from facelab.ui.text import md
+from facelab.workspace import Workspace
 
 PER_PAGE = 48
-COLUMNS = 8
+COLUMNS = 8  # of the label counts
+HANDED_IDS, HANDED_FROM = "fl_label_ids", "fl_label_ids_from"  # frames another page sent here
+
+
+def opening_label(w: Workspace, names: list[str]) -> str:
+    """The label the person last applied, else smile (what the sample is about), else the first."""
+    last = last_label(w, st.session_state)
+    return last if last in names else ("smile" if "smile" in names else names[0])
+
+
+def handed_ids(ids: np.ndarray) -> np.ndarray:
+    """Only the frames another page handed over (Explore's box), with a way back to all of them."""
+    wanted = st.session_state.get(HANDED_IDS)
+    if wanted is None:
+        return ids
+    kept = ids[np.isin(ids, np.asarray(wanted, dtype=np.int64))]
+    line, button = st.columns([4, 1], vertical_alignment="center")
+    line.markdown(f"Showing {len(kept)} frames from {md(st.session_state.get(HANDED_FROM) or 'another page')}.")
+    if button.button("Show all frames", key="fl_label_show_all"):
+        st.session_state.pop(HANDED_IDS, None)
+        st.session_state.pop(HANDED_FROM, None)
+        st.rerun()
+    return kept
+
+
+@st.fragment
+def labelling(w: Workspace, names: list[str], ids: np.ndarray, label: str, captions: dict[int, str],
+              view: str) -> None:
+    """The grid, the Undo button and the counts: a click reruns only these, not the whole page."""
+    hint = st.empty()  # above the grid, filled once the grid has saved this run's clicks
+    if not len(ids):
+        st.info("No frame matches this filter.")
+    else:
+        for error in label_grid(w, ids, label, captions, per_page=PER_PAGE, view=view).errors:
+            st.error(md(error))
+    counts = labels.counts(w)
+    hint.caption(f"Click a frame, or move with the arrow keys and press Space, to give or take "
+                 f"**{md(label)}** ({counts.get(label, 0)} frames have it). Shift-click labels a range; "
+                 f"n and p turn pages.")
+    undo_record = st.session_state.get("fl_undo")
+    if st.button("Undo last action", disabled=not undo_record, key="fl_undo_btn"):
+        st.session_state["fl_undo"] = None
+        labels.undo(w, undo_record)
+        state.flash(f"Undid: {'set' if undo_record.on else 'cleared'} {undo_record.label} on "
+                    f"{len(undo_record.face_ids)} frame(s).")
+        st.rerun()
+    st.subheader("Label counts")
+    for row in range(0, len(names), COLUMNS):
+        for col, n in zip(st.columns(COLUMNS), names[row:row + COLUMNS]):
+            col.metric(md(n), counts.get(n, 0))
+
 
 st.title("Label")
 w = state.require_workspace()
@@ -24,11 +75,12 @@ if not faces_info:
     st.stop()
 
 names = labels.label_names(w)
-counts = labels.counts(w)
 left, right = st.columns([3, 2], vertical_alignment="bottom")
 # Options are the bare names: a selectbox's value travels as its option's text, so a count in
 # that text would reset the choice whenever the count changes (in this tab or another one).
-label = left.selectbox("Label to apply", names, key="fl_label_current")
+# A default, not a value written into the box: chosen here it stays, left for another page it
+# is forgotten, and the page opens again on the label last applied.
+label = left.selectbox("Label to apply", names, index=names.index(opening_label(w, names)), key="fl_label_current")
 with right.popover("New label"):
     new = st.text_input("Name", key="fl_label_new", max_chars=labels.MAX_LABEL_LEN)
     if st.button("Add label", key="fl_label_add"):
@@ -54,7 +106,7 @@ show = c1.selectbox("Show", ["all frames", "unlabelled", f"with '{label}'", f"wi
                     key="fl_label_filter")
 order = c2.selectbox("Order", ["time", "model uncertainty (label these next)"], key="fl_label_order",
                      disabled=lat is None, help=None if lat else "Needs a trained model with latents (Explore page).")
-ids = np.array([f["id"] for f in faces_info], dtype=np.int64)
+ids = handed_ids(np.array([f["id"] for f in faces_info], dtype=np.int64))
 if show == "unlabelled":
     ids = ids[[not tags.get(int(i)) for i in ids]]
 elif show.startswith("with "):
@@ -81,44 +133,9 @@ if order.startswith("model") and lat is not None and len(ids):
         score = dict(zip(act_ids.tolist(), u.tolist()))
         ids = np.array(sorted(ids.tolist(), key=lambda i: -score.get(i, 0.0)), dtype=np.int64)
 
-if not len(ids):
-    st.info("No frame matches this filter.")
-else:
-    t_of = {f["id"]: f["t_seconds"] for f in faces_info}
-    start, stop = pager(len(ids), PER_PAGE, "fl_label_page")
-    page_ids = ids[start:stop].tolist()
-    crops = w.faces()[page_ids]
-
-    give, take = label_box_changes(st.session_state, label, page_ids, tags)
-    for changed, on in ((give, True), (take, False)):
-        record = labels.set_labels(w, changed, label, on=on) if changed else None
-        if record and record.face_ids:  # another tab may have done it already
-            st.session_state["fl_undo"] = record
-        for fid in changed:  # the clicked box's state is spent: it must not be read again later
-            st.session_state.pop(label_box_key(label, fid, not on), None)
-    if give or take:
-        tags, counts = labels.labels_of(w), labels.counts(w)
-
-    st.caption(f"Click a box to give or take **{md(label)}** ({counts.get(label, 0)} frames have it).")
-    for row in range(0, len(page_ids), COLUMNS):
-        for col, i in zip(st.columns(COLUMNS), range(row, min(len(page_ids), row + COLUMNS))):
-            fid = page_ids[i]
-            has = label in tags.get(fid, ())
-            col.image(crops[i], caption=f"{t_of[fid]:.2f} s", width="stretch")
-            col.checkbox(md(label), value=has, key=label_box_key(label, fid, has))
-
-undo_record = st.session_state.get("fl_undo")
-if st.button("Undo last action", disabled=not undo_record, key="fl_undo_btn"):
-    st.session_state["fl_undo"] = None
-    labels.undo(w, undo_record)
-    state.flash(f"Undid: {'set' if undo_record.on else 'cleared'} {undo_record.label} on "
-                f"{len(undo_record.face_ids)} frame(s).")
-    st.rerun()
-
-st.subheader("Label counts")
-for row in range(0, len(names), 8):
-    for col, n in zip(st.columns(8), names[row:row + 8]):
-        col.metric(md(n), counts.get(n, 0))
+captions = {f["id"]: f"{f['t_seconds']:.2f} s" for f in faces_info}
+cluster_shown = st.session_state.get("fl_label_cluster") if show == "by cluster" else None
+labelling(w, names, ids, label, captions, f"{show}|{order}|{cluster_shown}|{st.session_state.get(HANDED_FROM)}")
 
 if lat is not None:
     st.subheader("Are labelled faces close in the latent space?")

@@ -7,7 +7,7 @@ from facelab import charts, evaluate, jobs, quality
 from facelab.latent import dataset_key
 from facelab.metrics import ACTIVE_KL_NATS
 from facelab.models import ARCHS, AUGMENTS, RECONS, ModelConfig, ModelError
-from facelab.ui import state
+from facelab.ui import nav, state
 from facelab.ui.cache import evaluation_grids, model_stamp
 from facelab.ui.text import md
 
@@ -23,6 +23,7 @@ state.show_flash()
 n_faces = w.summary()["faces"]
 if n_faces == 0:
     st.info("This workspace has no faces yet: build a dataset on the **Dataset** page first.")
+    nav.next_steps(("dataset", "Upload a video of your face"))
     st.stop()
 runs = jobs.list_runs(w)
 
@@ -125,6 +126,8 @@ def live(run_id: str, was_active: bool) -> None:
 
 
 live(run_id, by_id[run_id].active)
+if by_id[run_id].state == "done":
+    nav.next_steps(("explore", "See every face on the map"), ("label", "Label expressions"))
 
 st.subheader("All runs")
 reports = {r.run_id: quality.run_report(w, r) for r in runs}
@@ -141,8 +144,13 @@ table = pd.DataFrame([
 st.dataframe(table, hide_index=True, width="stretch")
 compare = st.multiselect("Compare runs", ids, default=ids[: min(3, len(ids))],
                          format_func=lambda i: by_id[i].name)
-if compare:
-    curves = {by_id[i].name: jobs.epoch_metrics(w, i) for i in compare}
+curves = {by_id[i].name: jobs.epoch_metrics(w, i) for i in compare}
+if not any(curves.values()):  # e.g. the only run is still before its first evaluation
+    st.caption("Here the held-out PSNR and loss of the chosen runs are drawn side by side, one line a run, "
+               "from each run's first evaluation on"
+               + ("." if len(runs) > 1 else "; start another run (another β or latent size, say) to compare it "
+                  "with this one."))
+else:
     left, right = st.columns(2)
     left.altair_chart(charts.metric_curves(curves, "val_psnr", "Held-out PSNR (dB)"), width="stretch")
     right.altair_chart(charts.metric_curves(curves, "val_loss", "Held-out loss"), width="stretch")
@@ -177,8 +185,12 @@ else:
         points = st.session_state.get("fl_compression_points")
         if points:
             st.altair_chart(charts.compression_curve(points), width="stretch")
-if st.button("Delete this run", key="fl_delete_run", help="Removes its model, curves and files."):
-    jobs.delete_run(w, run_id)
-    st.session_state.pop(state.RUN, None)
-    state.flash(f"Deleted run {selected.name}.")
-    st.rerun()
+with st.expander("Delete this run"):
+    sure = st.checkbox(f"Yes, delete **{md(selected.name)}**: its model, curves and files",
+                       key=f"fl_delete_run_sure_{run_id}")
+    if st.button("Delete this run", type="primary", disabled=not sure, key="fl_delete_run",
+                 help="Removes its model, curves and files; there is no undo."):
+        jobs.delete_run(w, run_id)
+        st.session_state.pop(state.RUN, None)
+        state.flash(f"Deleted run {selected.name}.")
+        st.rerun()

@@ -43,6 +43,7 @@ with video_col:
         rtc_configuration={"iceServers": []}, media_stream_constraints={"video": True, "audio": False},
         async_processing=True,
     )
+    cameras = wc.cameras_found()
 playing = bool(ctx.state.playing)
 
 
@@ -53,9 +54,9 @@ def controls() -> None:
     options = wc.toward_options(centres, centre_names, stored)
     if not moves:
         st.info(wc.NO_DIRECTION_HINT)
-    alphas = {name: st.slider(f"{md(name)} (α, in spreads)", -edit.FULL_ALPHA, edit.FULL_ALPHA, 0.0, 0.1,
+    alphas = {name: st.slider(f"{md(name)} ({md(edit.unit_of(d))})", -edit.SLIDER_END, edit.SLIDER_END, 0.0, 0.1,
                               key=f"fl_webcam_alpha_{run_id}_{name}")
-              for name in moves}
+              for name, d in moves.items()}
     a, b = st.columns(2, vertical_alignment="bottom")
     target = a.selectbox("Move toward", [wc.NO_TARGET, *options], key=f"fl_webcam_toward_{run_id}")
     strength = b.slider("strength", 0.0, 1.0, 0.0, 0.05, key="fl_webcam_strength",
@@ -91,9 +92,12 @@ def live_map() -> None:
 with side_col:
     controls()
     live_map()
+with video_col:  # after the controls, so a photo goes through the sliders' latest values
+    wc.photo_panel(pipe, centres, centre_names, cameras)
 
 with st.expander("Record to dataset"):
     wc.recording_panel(w, run_id, rec, playing)
 
-with st.expander("No live video? Take a snapshot instead"):
-    wc.snapshot_panel(pipe, centres, centre_names)
+if cameras != 0:  # a snapshot needs a camera too: without one, the photo upload above is the way
+    with st.expander("No live video? Take a snapshot instead"):
+        wc.snapshot_panel(pipe, centres, centre_names)

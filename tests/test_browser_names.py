@@ -56,7 +56,7 @@ def test_user_names_are_shown_literally_on_every_page(page, home, app_url) -> No
     for name in (image, link, html, bare, math):  # the counts' labels show every name as typed
         shows("[data-testid='stMetricLabel']", name)
     choose(page, "Label to apply", image)
-    shows("[data-testid='stCheckbox']", image)
+    page.locator(".fl-label-grid .cell .mark").filter(has_text=image).first.wait_for()  # as typed
     no_markup("label, a label chosen")
 
     visit("explore", ".st-key-fl_map_box g.mark-symbol.role-mark path")
@@ -66,11 +66,11 @@ def test_user_names_are_shown_literally_on_every_page(page, home, app_url) -> No
     no_markup("explore, a frame picked")
 
     visit("shift", "text=shifted")
-    shows("[data-testid='stSlider']", f"{image} (α, in spreads)")
+    shows("[data-testid='stSlider']", f"{image} (0 = as is, 1 = your average {image})")
     visit("train", "text=All runs")
     visit("dataset", "text=Contact sheet")
     visit("webcam", "iframe[title*='streamlit_webrtc']")
-    shows("[data-testid='stSlider']", f"{image} (α, in spreads)")
+    shows("[data-testid='stSlider']", f"{image} (0 = as is, 1 = your average {image})")
     no_markup("webcam")
     page.wait_for_timeout(500)  # any image a name asked for would have been requested by now
     assert not trapped, f"names made the browser fetch: {trapped[:5]}"

@@ -7,6 +7,7 @@ deleted from outside (test_page_dataset.py), a full disk while crops are written
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -99,24 +100,25 @@ def test_label_waits_for_a_locked_database(home: Path) -> None:
     at.session_state[state.WORKSPACE] = w.name
     at.run()
     assert not at.exception, at.exception
-    box = next(c for c in at.checkbox if str(c.key).startswith("fl_lab_"))
-    label, face_id = re.fullmatch(r"fl_lab_(.+)_(\d+)_(?:on|off)", box.key).groups()
-    was = box.value
-    assert (label in labels.labels_of(w).get(int(face_id), set())) == was
+    cell = json.loads(at.get("bidi_component")[0].proto.json)["cells"][0]  # the Label grid's first frame
+    label, face_id, was = at.selectbox(key="fl_label_current").value, cell["id"], cell["on"]
+    assert (label in labels.labels_of(w).get(face_id, set())) == was
 
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(w.db_path), "3"],
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        t0 = time.monotonic()
-        box.set_value(not was).run()
+        t0 = time.monotonic()  # a click on that frame, as the grid sends it
+        at.session_state["fl_label_grid"] = {"events": {"mount": "m", "list": [
+            {"seq": 1, "label": label, "ids": [face_id], "on": not was}]}}
+        at.run()
         elapsed = time.monotonic() - t0
     finally:
         holder.wait(30)
     assert holder.returncode == 0
     assert not at.exception, at.exception
     assert elapsed >= 2.0, f"the write did not wait for the lock ({elapsed:.1f} s)"
-    assert (label in labels.labels_of(w).get(int(face_id), set())) == (not was)
+    assert (label in labels.labels_of(w).get(face_id, set())) == (not was)
 
 
 # --- 3. the disk fills up while a checkpoint is written --------------------------------
@@ -224,14 +226,13 @@ def test_twenty_broken_uploads_change_nothing(page, home: Path, tmp_path: Path) 
 
 
 # --- 5. two tabs on one workspace label and train at once -------------------------------
+LABEL_CELLS = ".fl-label-grid .cell"  # the Label page's grid (a component drawn in a shadow root)
+
+
 def label_boxes(page) -> dict[int, bool]:
-    """The Label page's boxes on screen: face id -> ticked."""
-    found = page.evaluate(
-        "() => [...document.querySelectorAll('[data-testid=stCheckbox]')].map(e => ["
-        " [...e.closest('[data-testid=stElementContainer]').classList].find(c => c.startsWith('st-key-fl_lab_')),"
-        " e.getAttribute('data-selected') === 'true'])"
-    )
-    return {int(key.split("_")[-2]): ticked for key, ticked in found if key}
+    """The Label page's grid cells on screen: face id -> labelled."""
+    cells = page.locator(LABEL_CELLS)
+    return {int(c.get_attribute("data-id")): c.get_attribute("aria-checked") == "true" for c in cells.all()}
 
 
 def open_label_page(tab, url: str, label: str) -> None:
@@ -239,7 +240,7 @@ def open_label_page(tab, url: str, label: str) -> None:
     tab.get_by_text("Label counts").wait_for(timeout=60_000)  # drawn below the grid
     wait_for_app(tab, 60_000)
     choose(tab, "Label to apply", label)
-    tab.locator(f"[class*='st-key-fl_lab_{label}_']").first.wait_for(timeout=30_000)
+    tab.locator(LABEL_CELLS).first.filter(has_text=label).wait_for(timeout=30_000)  # the grid has the label
     wait_for_app(tab)
 
 
@@ -260,7 +261,7 @@ def test_two_tabs_label_and_train_at_once(browser, home: Path) -> None:
             # The tabs tick different frames, alternately, without waiting for each other.
             for i, fid in enumerate(free):
                 tab = tabs[i % 2]
-                tab.locator(f".st-key-fl_lab_{label}_{fid}_off label").click()
+                tab.locator(f"{LABEL_CELLS}[data-id='{fid}']").click()
             for tab in tabs:
                 wait_for_app(tab)
                 # The other tab's ticks change the counts; the label chosen here must stay chosen.

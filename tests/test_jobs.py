@@ -15,6 +15,7 @@ import torch
 from facelab import jobs
 from facelab import workspace as ws
 from facelab.cli import main as cli
+from facelab.latent import load_latents
 from facelab.models import ModelConfig
 from facelab.train import CHECKPOINT_FILE, train_run
 from test_train import blob_images, make_workspace, one_thread  # noqa: F401  (autouse fixture)
@@ -88,8 +89,28 @@ def test_background_run_is_never_started_twice(home) -> None:
     assert log.count("step 24/24") == 1, log  # one process trained it
     assert [r.run_id for r in jobs.list_runs(w)] == [run]
     assert len(jobs.epoch_metrics(w, run)) == 3
+    lat = load_latents(w, run)  # encoded by the job before it said 'done': Explore needs no click
+    assert lat is not None and lat.mu.shape == (60, CONFIG.latent_dim)
     jobs.delete_run(w, run)
     assert jobs.list_runs(w) == [] and not w.run_dir(run).exists()
+
+
+def test_a_failed_encoding_leaves_the_trained_run_done(home, monkeypatch) -> None:
+    w = make_workspace("enc", IMAGES[:40])
+    run = jobs.create_run(w, ModelConfig(**{**CONFIG.__dict__, "steps": 8}))
+    seen: list[dict] = []
+
+    def broken(*args, **kwargs):
+        kwargs["progress"](0, 40)
+        raise OSError("disk full")
+
+    monkeypatch.setattr("facelab.latent.encode_run", broken)
+    summary = jobs.run_job(w, run, echo=seen.append)  # in this process, as `facelab train --run` does
+    assert summary["state"] == "done"
+    st = jobs.status(w, run)
+    assert st.state == "done" and st.error is None
+    assert load_latents(w, run) is None  # Explore then offers "Compute latents"
+    assert any(p.get("phase") == jobs.LATENTS_PHASE for p in seen)
 
 
 def test_the_same_run_is_not_created_twice_while_one_is_active(home) -> None:

@@ -169,16 +169,39 @@ def test_cli_export_import(home: Path, tmp_path: Path, capsys: pytest.CaptureFix
     assert "smile" in capsys.readouterr().out
 
 
-def test_label_boxes_are_keyed_by_what_they_show_and_read_as_levels() -> None:
-    from facelab.ui.grid import label_box_changes, label_box_key
+def test_grid_events_apply_once_in_order_per_mount(home: Path) -> None:
+    """The Label grid's browser half resends every change not yet acknowledged: each is applied
+    once, in order, per mount (a tab's grid); a page turn is clamped; Undo gets the last action."""
+    from facelab.ui.grid import APPLIED, LAST_LABEL, apply_events, last_label
 
-    tags = {1: {"smile"}, 2: set(), 3: {"sad"}}
-    assert label_box_key("smile", 1, True) != label_box_key("smile", 1, False)
-    session = {
-        label_box_key("smile", 1, True): False,  # unticked by the person
-        label_box_key("smile", 2, False): True,  # ticked
-        label_box_key("smile", 3, False): False,  # as shown
-        label_box_key("smile", 4, True): True,  # a box for a state the database no longer has
-    }
-    assert label_box_changes(session, "smile", [1, 2, 3, 4], tags) == ([2], [1])
-    assert label_box_changes({}, "smile", [1, 2, 3], tags) == ([], [])  # boxes not drawn yet
+    w = make()
+    session: dict = {}
+    events = {"mount": "a", "list": [{"seq": 1, "label": "smile", "ids": [1, 2], "on": True},
+                                     {"seq": 2, "label": "smile", "ids": [2], "on": False}]}
+    out = apply_events(w, session, events, pages=3, page_key="p")
+    assert list(lb.faces_with(w, "smile")) == [1] and session[APPLIED] == {"a": 2}
+    assert session["fl_undo"] == lb.UndoRecord("smile", (2,), False) and len(out.records) == 2
+    lb.set_labels(w, [1], "smile", on=False)  # e.g. Undo, or another tab
+    events["list"].append({"seq": 3, "page": 9})
+    out = apply_events(w, session, events, pages=3, page_key="p")  # 1 and 2 again: not reapplied
+    assert list(lb.faces_with(w, "smile")) == [] and out.page == 2 and session["p"] == 2
+    assert not apply_events(w, session, events, pages=3, page_key="p")
+    other = {"mount": "b", "list": [{"seq": 1, "label": "sad", "ids": [3], "on": True}]}
+    apply_events(w, session, other, pages=3, page_key="p")  # another mount counts from 1 again
+    assert list(lb.faces_with(w, "sad")) == [3] and session[APPLIED] == {"a": 3, "b": 1}
+    assert session[LAST_LABEL] == "sad" and last_label(w, {}) == "sad"  # remembered in the workspace
+
+
+def test_grid_events_never_add_labels_or_touch_unknown_frames(home: Path) -> None:
+    from facelab.ui.grid import apply_events
+
+    w = make()
+    session: dict = {}
+    bad = {"mount": "a", "list": [{"seq": 1, "label": "new one", "ids": [1], "on": True},
+                                  {"seq": 2, "label": "smile", "ids": [999], "on": True},
+                                  {"seq": 3, "label": "smile", "ids": ["1"], "on": True},
+                                  {"seq": "4", "label": "smile", "ids": [1], "on": True}]}
+    out = apply_events(w, session, bad, pages=1, page_key="p")
+    assert "new one" not in lb.label_names(w) and lb.counts(w)["smile"] == 0
+    assert out.errors == ["no such face id(s): 999"] and not out
+    assert apply_events(w, session, None, pages=1, page_key="p").records == []

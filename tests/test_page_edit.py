@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -56,21 +57,62 @@ def test_explore_needs_a_trained_model(home: Path) -> None:
     assert any("No trained model yet" in i.value for i in at.info)
 
 
+def grid(at: AppTest) -> dict:
+    """What the Label page's grid component was given to draw (AppTest sees it as unknown)."""
+    return json.loads(at.get("bidi_component")[0].proto.json)
+
+
+def click(at: AppTest, *events: dict, mount: str = "test") -> AppTest:
+    """Send the grid's events as the browser does (every one not yet acknowledged) and rerun."""
+    at.session_state["fl_label_grid"] = {"events": {"mount": mount, "list": list(events)}}
+    return at.run()
+
+
 def test_label_toggle_undo_and_bad_names(w: ws.Workspace) -> None:
     at = page("label")
     assert not at.exception
     at.selectbox(key="fl_label_current").select("angry").run()
-    boxes = [c for c in at.checkbox if c.key.startswith("fl_lab_angry_")]
-    assert len(boxes) == 48
-    boxes[0].check().run()
+    data = grid(at)
+    assert data["label"] == "angry" and len(data["cells"]) == 48 and not any(c["on"] for c in data["cells"])
+    first = data["cells"][0]["id"]
+    click(at, {"seq": 1, "label": "angry", "ids": [first], "on": True})
+    assert not at.exception, at.exception
     assert labels.counts(w)["angry"] == 1
+    assert grid(at)["cells"][0]["on"] and grid(at)["ack"] == {"test": 1}
+    click(at, {"seq": 1, "label": "angry", "ids": [first], "on": True})  # sent again: applied once only
     at.button(key="fl_undo_btn").click().run()
     assert labels.counts(w)["angry"] == 0
+    click(at, {"seq": 1, "label": "angry", "ids": [first], "on": True}, {"seq": 2, "page": 1})
+    assert labels.counts(w)["angry"] == 0, "an event already applied was applied again after Undo"
+    assert grid(at)["page"] == 1
     for bad in ["", "!!!", "x" * 40]:
         at.text_input(key="fl_label_new").input(bad)
         at.button(key="fl_label_add").click().run()
         assert at.error, f"{bad!r} should be refused"
     assert len(labels.label_names(w)) == 5
+
+
+def test_label_page_opens_on_smile_then_on_the_last_label_applied(w: ws.Workspace) -> None:
+    at = page("label")
+    assert at.selectbox(key="fl_label_current").value == "smile" and grid(at)["label"] == "smile"
+    at.selectbox(key="fl_label_current").select("neutral").run()
+    assert labels.counts(w)["neutral"] == 20
+    click(at, {"seq": 1, "label": "neutral", "ids": [grid(at)["cells"][0]["id"]], "on": True})
+    assert labels.counts(w)["neutral"] == 21
+    assert page("label").selectbox(key="fl_label_current").value == "neutral", "a new session forgot it"
+    # This session's last label comes first (AppTest keeps a box's value across pages, so the
+    # browser test checks that the page reopens on it after a visit to another page).
+    assert page("label", fl_label_last="sad").selectbox(key="fl_label_current").value == "sad"
+
+
+def test_label_page_shows_only_the_frames_explore_sent(w: ws.Workspace) -> None:
+    at = page("label", fl_label_ids=[5, 7, 9], fl_label_ids_from="box on the [map](http://x/y)")
+    assert [c["id"] for c in grid(at)["cells"]] == [5, 7, 9]
+    shown = [m.value for m in at.markdown if m.value.startswith("Showing 3 frames from")]
+    assert shown and "](" not in shown[0], shown  # the source is shown as text, not as a link
+    at.button(key="fl_label_show_all").click().run()
+    assert "fl_label_ids" not in at.session_state and "fl_label_ids_from" not in at.session_state
+    assert len(grid(at)["cells"]) == 48
 
 
 def test_label_page_sorts_by_uncertainty_and_shows_insight(w: ws.Workspace) -> None:
@@ -100,6 +142,34 @@ def test_shift_slider_probe_and_too_few_examples(w: ws.Workspace) -> None:
     at.button(key="fl_dir_fit").click().run()
     assert any("more" in e.value for e in at.error), [e.value for e in at.error]
     assert "angry" not in directions.load_directions(w, sample.RUN_ID)
+
+
+def test_shift_page_uses_the_default_method_the_unit_and_the_sharp_crop(
+        w: ws.Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page learns a direction with the default ("mouth") method, labels its slider in the
+    unit a person reads, and draws the shift on the frame's 128-px crop."""
+    from facelab import dataset
+
+    shown = []
+    real = dataset.sharp_faces
+
+    def spy(workspace, ids):
+        out = real(workspace, ids)
+        shown.append(out)
+        return out
+
+    monkeypatch.setattr(dataset, "sharp_faces", spy)
+    at = page("shift", **{state.RUN: sample.RUN_ID})
+    assert not at.exception, at.exception
+    assert shown and shown[0].shape == (1, dataset.SHARP_SIZE, dataset.SHARP_SIZE, 3)
+    assert at.selectbox(key="fl_dir_method").value == directions.DEFAULT_METHOD == "mouth"
+    at.selectbox(key="fl_dir_label").select("smile").run()
+    at.button(key="fl_dir_fit").click().run()
+    assert not at.exception, at.exception
+    smile = directions.load_direction(w, sample.RUN_ID, "smile")
+    assert smile.kind == "mouth" and smile.label_mean is not None
+    slider = at.slider(key=f"fl_alpha_{sample.RUN_ID}_smile")
+    assert "1 = your average smile" in slider.label.replace("\\", "") and slider.max == 2.0
 
 
 def test_detail_preserving_faces_with_the_sample_model(w: ws.Workspace) -> None:

@@ -74,6 +74,7 @@ def test_cancel_and_resume_buttons(home: Path) -> None:
     at = train_page("c")
     at.button(key="fl_resume").click().run()
     assert jobs.status(w, run_id).state in ("running", "done")
+    at.checkbox(key=f"fl_delete_run_sure_{run_id}").check().run()  # asked first (issue 13)
     at.button(key="fl_delete_run").click().run()
     assert jobs.list_runs(w) == []
     assert not w.run_dir(run_id).exists()

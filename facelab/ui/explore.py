@@ -10,11 +10,38 @@ import streamlit as st
 
 from facelab import clusters as cl
 from facelab import dataset, labels
+from facelab import projection as pj
 from facelab.latent_map import map_table
 from facelab.thumbs import data_uris
+from facelab.ui import nav
 from facelab.workspace import Workspace
 
 MAX_HOVER_THUMBNAILS = 3000  # each adds ~1.5 KB to the chart spec sent to the browser
+
+
+METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+
+
+def wait_for_map(w: Workspace, run_id: str, settings: pj.ProjectionSettings) -> None:
+    """While a slow map is computed in the background: a line saying the PCA map is shown
+    meanwhile, polled until the slow one is ready (then the whole page reruns and shows it)."""
+    name = METHOD_NAMES[settings.method]
+
+    @st.fragment(run_every=1.5)
+    def poll() -> None:
+        if pj.projection_state(w, run_id, settings).state != "running":
+            st.rerun(scope="app")
+        st.info(f"Showing the **PCA** map (instant) while the **{name}** map is computed in the background; "
+                f"it replaces this one by itself when ready.", icon="⏳")
+
+    poll()
+
+
+def send_to_label(face_ids: list[int], source: str) -> None:
+    """Open the Label page on these frames (its grid is filtered to them, `source` says from where)."""
+    st.session_state["fl_label_ids"] = [int(i) for i in face_ids]
+    st.session_state["fl_label_ids_from"] = source
+    nav.go("label")
 
 
 @st.cache_data(max_entries=4, show_spinner="Making thumbnails…")

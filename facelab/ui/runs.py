@@ -36,15 +36,23 @@ def pick_run(w: Workspace) -> str:
 
 
 def require_latents(w: Workspace, run_id: str) -> Latents:
-    """The run's latents; if they are missing or stale, a button computes them (with progress)."""
+    """The run's latents; if they are missing or stale, a button computes them (with progress).
+
+    A run trained by a job is encoded before it shows 'done' (`jobs.encode_after_training`), so
+    the button is for crops added or deleted since, imported runs, or a failed encoding. The
+    prompt lives in one slot that is emptied once the latents exist: left in place it would sit
+    above the finished map until the next rerun."""
     lat = load_latents(w, run_id)
     if lat is not None:
         return lat
-    st.info("This model has not encoded the current crops yet.")
-    if not st.button("Compute latents", type="primary", key="fl_encode"):
-        st.stop()
-    bar = st.progress(0.0, text="Encoding faces…")
-    lat = encode_run(w, run_id, progress=lambda done, total: bar.progress(
-        done / max(1, total), text=f"Encoding faces… {done}/{total}"))
-    bar.empty()
+    slot = st.empty()
+    with slot.container():
+        st.info("This model has not encoded the current crops yet (crops were added or deleted since "
+                "it was trained, or the run was imported).")
+        if not st.button("Compute latents", type="primary", key="fl_encode"):
+            st.stop()
+        bar = st.progress(0.0, text="Encoding faces…")
+        lat = encode_run(w, run_id, progress=lambda done, total: bar.progress(
+            done / max(1, total), text=f"Encoding faces… {done}/{total}"))
+    slot.empty()
     return lat

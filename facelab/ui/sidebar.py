@@ -24,9 +24,12 @@ def _open(name: str | None) -> None:
 def _create() -> None:
     name = st.session_state.get("fl_ws_new_name", "")
     try:
-        _open(ws.create(name).name)
+        created = ws.create(name).name
     except ws.WorkspaceError as e:
         st.session_state[ERROR] = str(e)
+        return
+    _open(created)
+    state.flash(f"Created the workspace {created}. Next: upload a video of your face on the Dataset page.")
 
 
 def _rename(old: str) -> None:

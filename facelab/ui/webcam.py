@@ -42,10 +42,31 @@ LIVE_NOTE = "live face"
 MAX_MAP_POINTS = 2000  # background points of the live map (it is redrawn twice a second)
 HELP = (
     "Press **START** to stream your camera through the model: the video comes back with your face "
-    "boxed and the shifted face beside it. Nothing leaves this computer. If the camera does not start, "
-    "your browser may have blocked it: allow camera access (browsers allow cameras only on localhost "
-    "or https pages), or take a snapshot below."
+    "boxed and the shifted face beside it. Nothing leaves this computer. No camera, or it does not "
+    "start? Upload a photo of your face under the video instead."
 )
+PHOTO_TYPES = ["jpg", "jpeg", "png", "webp", "bmp"]
+NO_CAMERA = (
+    "**No camera was found** on this computer, so the live view cannot start. Upload a photo of your "
+    "face below instead: it goes through the same model and sliders."
+)
+NO_CAMERA_ACCESS = (
+    "**This browser does not let the page use a camera** here: browsers allow cameras only on pages of "
+    "this computer (http://127.0.0.1 or localhost) or https. Upload a photo of your face below instead."
+)
+# Reports how many cameras the browser lists (-1: it cannot list them, e.g. a plain-http page of
+# another host). Labels and ids stay in the browser: only the count comes back. streamlit-webrtc
+# keeps its "NotFoundError: Requested device not found" to itself, so the page asks on its own.
+CAMERA_PROBE_JS = """
+export default function (component) {
+  const { setStateValue } = component;
+  const devices = navigator.mediaDevices;
+  if (!devices || !devices.enumerateDevices) { setStateValue("cameras", -1); return; }
+  devices.enumerateDevices()
+    .then((all) => setStateValue("cameras", all.filter((d) => d.kind === "videoinput").length))
+    .catch(() => setStateValue("cameras", -1));
+}
+"""
 UNFAMILIAR_NOTE = (
     "**This model was trained on another face.** It draws your live face {drop:.0f} dB worse (PSNR) than "
     "the faces it was checked on, so a shift will smear your face rather than change your expression. "
@@ -188,7 +209,7 @@ def live_caption(marked: pd.DataFrame | None, cluster: str | None, fps: float, p
 
 # --- the snapshot fallback ------------------------------------------------------------------
 def process_snapshot(pipe: LivePipeline, image: bytes, centres: np.ndarray | None = None,
-                     names: list[str] | None = None) -> LiveResult:
+                     names: list[str] | None = None, name: str = "the snapshot") -> LiveResult:
     """Run one still (e.g. from `st.camera_input`) through the live pipeline's model and sliders.
 
     A fresh one-frame pipeline sharing the codec and settings, with the photo search
@@ -197,7 +218,7 @@ def process_snapshot(pipe: LivePipeline, image: bytes, centres: np.ndarray | Non
     """
     from facelab.photo import photo_detector, read_image
 
-    frame = read_image(image, "the snapshot")
+    frame = read_image(image, name)
     one = LivePipeline(
         pipe.codec, replace(pipe.settings, show_stats=False, detect_every=1), detector=photo_detector(),
         bounds=pipe.bounds, margin=pipe.margin, crop_shift=pipe.crop_shift,
@@ -262,6 +283,50 @@ def recording_panel(w: Workspace, run_id: str, rec: FrameRecorder, playing: bool
     panel()
 
 
+_camera_probe = None  # the registered component, made once per server process
+
+
+def cameras_found() -> int | None:
+    """How many cameras the browser lists; -1 when it cannot list them; None until it has said."""
+    global _camera_probe
+    if _camera_probe is None:
+        _camera_probe = st.components.v2.component("facelab.camera_probe", js=CAMERA_PROBE_JS)
+    result = _camera_probe(key="fl_camera_probe", default={"cameras": None}, on_cameras_change=lambda: None)
+    cameras = result.get("cameras") if result is not None else None
+    return int(cameras) if isinstance(cameras, (int, float)) else None
+
+
+def camera_note(cameras: int | None) -> str | None:
+    """The plain words for a browser without a usable camera, or None."""
+    if cameras == 0:
+        return NO_CAMERA
+    if cameras is not None and cameras < 0:
+        return NO_CAMERA_ACCESS
+    return None
+
+
+def photo_panel(pipe: LivePipeline, centres: np.ndarray | None, names: list[str], cameras: int | None) -> None:
+    """Beside the video, always: a photo upload through the same model and sliders, under a plain
+    note when the browser found no camera (then it is the way to use this page)."""
+    if note := camera_note(cameras):
+        st.warning(note, icon="📷")
+    photo = st.file_uploader("No camera? Upload a photo of your face", type=PHOTO_TYPES, key="fl_webcam_photo",
+                             help="It goes through the same model and sliders as the live video; it is not stored.")
+    if photo is not None:
+        show_still(pipe, photo.getvalue(), centres, names, photo.name)
+
+
+def show_still(pipe: LivePipeline, image: bytes, centres: np.ndarray | None, names: list[str], name: str) -> None:
+    """One still (a photo or a snapshot) through the pipeline, or the reason it has no usable face."""
+    try:
+        result = process_snapshot(pipe, image, centres, names, name)
+    except (PhotoError, LiveError) as e:
+        st.error(md(e))
+        return
+    st.image(bgr_to_rgb(result.frame), width="stretch", caption=(
+        f"Predicted expression: {md(result.cluster)}" if result.cluster else md(result.note or name)))
+
+
 def snapshot_panel(pipe: LivePipeline, centres: np.ndarray | None, names: list[str]) -> None:
     """The fallback without WebRTC: one still from `st.camera_input` through the same model.
 
@@ -271,12 +336,5 @@ def snapshot_panel(pipe: LivePipeline, centres: np.ndarray | None, names: list[s
     if not st.toggle("Open the snapshot camera", key="fl_webcam_snap_on"):
         return
     shot = st.camera_input("Snapshot", key="fl_webcam_snapshot")
-    if shot is None:
-        return
-    try:
-        result = process_snapshot(pipe, shot.getvalue(), centres, names)
-    except (PhotoError, LiveError) as e:
-        st.error(md(e))
-        return
-    st.image(bgr_to_rgb(result.frame), width="stretch", caption=(
-        f"Predicted expression: {md(result.cluster)}" if result.cluster else result.note or None))
+    if shot is not None:
+        show_still(pipe, shot.getvalue(), centres, names, "the snapshot")

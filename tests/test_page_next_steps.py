@@ -1,0 +1,121 @@
+"""AppTest checks that no page ends in a dead end (issue 13 items 6-10): next-step links, a
+confirmation for a new workspace, "Compare runs" before any curve, the PCA map while t-SNE
+computes, the Compute-latents prompt gone once latents exist, and the Explore → Label hand-over."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from conftest import REPO
+from facelab import jobs, latent, sample
+from facelab import projection as pj
+from facelab import workspace as ws
+from facelab.models import ModelConfig
+from facelab.ui import state
+from test_train import blob_images, make_workspace
+
+TIMEOUT = 120
+
+
+def page(name: str, workspace: str, **session) -> AppTest:
+    at = AppTest.from_file(str(REPO / "pages" / f"{name}.py"), default_timeout=TIMEOUT)
+    at.session_state[state.WORKSPACE] = workspace
+    for k, v in session.items():
+        at.session_state[k] = v
+    return at.run()
+
+
+def links(at: AppTest) -> list[str]:
+    """The pages the page links to (st.page_link), by URL path."""
+    return [e.proto.page for e in at.get("page_link")]
+
+
+@pytest.fixture
+def sample_ws(home: Path) -> ws.Workspace:
+    return sample.ensure_sample(say=lambda _: None)
+
+
+def test_dataset_offers_training_and_train_offers_explore(home: Path, sample_ws: ws.Workspace) -> None:
+    make_workspace("fresh", blob_images(30))
+    at = page("dataset", "fresh")
+    assert not at.exception, at.exception
+    assert links(at) == ["train"]  # faces and no run yet: the next step is Train
+    at = page("train", "sample")  # its run is done
+    assert not at.exception, at.exception
+    assert links(at) == ["explore", "label"]
+    ws.create("empty")
+    assert links(page("train", "empty")) == ["dataset"]
+
+
+def test_creating_a_workspace_is_confirmed(home: Path) -> None:
+    def app() -> None:
+        from facelab.ui import state
+        from facelab.ui.sidebar import workspace_picker
+
+        workspace_picker()
+        state.show_flash()
+
+    at = AppTest.from_function(app, default_timeout=TIMEOUT).run()
+    at.text_input(key="fl_ws_new_name").input("alice")
+    at.button(key="FormSubmitter:fl_ws_create-Create").click().run()
+    shown = [s.value.replace("\\", "") for s in at.success]  # the message is Markdown-escaped
+    assert shown == ["Created the workspace alice. Next: upload a video of your face on the Dataset page."]
+
+
+def test_compare_runs_says_what_it_will_show_before_any_curve(home: Path) -> None:
+    w = make_workspace("one", blob_images(30))
+    jobs.create_run(w, ModelConfig(image_size=32, latent_dim=4, steps=8))  # queued: no curve yet
+    at = page("train", "one")
+    assert not at.exception, at.exception
+    assert any("start another run" in c.value for c in at.caption)
+    assert len(at.get("vega_lite_chart")) == 0, "an empty comparison chart"
+
+
+def test_the_latents_prompt_goes_once_they_exist(sample_ws: ws.Workspace) -> None:
+    latent.latents_path(sample_ws, sample.RUN_ID).unlink()
+    at = page("explore", "sample")
+    assert any("not encoded" in i.value for i in at.info)
+    at.button(key="fl_encode").click().run()
+    assert not at.exception, at.exception
+    assert not any("not encoded" in i.value for i in at.info), "the prompt stayed above the map"
+    assert not at.get("button") or not any(b.key == "fl_encode" for b in at.button)
+    assert at.get("vega_lite_chart"), "no map"
+
+
+def test_tsne_computing_shows_the_pca_map_meanwhile(sample_ws: ws.Workspace, monkeypatch) -> None:
+    started = []
+    monkeypatch.setattr(pj, "start_projection", lambda *a, **k: started.append(a))  # no worker: it never ends
+    real = pj.projection_state
+    monkeypatch.setattr(pj, "projection_state", lambda w, r, s: (
+        pj.ProjectionState("running", "computing tsne map") if s.is_slow and started else real(w, r, s)))
+    at = page("explore", "sample", fl_map_method="tsne")
+    assert not at.exception, at.exception
+    assert started, "the t-SNE map was not started"
+    assert any("Showing the **PCA** map" in i.value and "**t-SNE** map is computed" in i.value for i in at.info)
+    assert at.get("vega_lite_chart"), "no map while t-SNE computes"
+
+
+def test_send_a_box_selection_to_the_label_page(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from facelab.ui import nav
+
+    went: list[str] = []
+    monkeypatch.setattr(nav, "go", went.append)  # AppTest of one script has no other page to open
+
+    def app() -> None:
+        import streamlit as st
+
+        from facelab.ui.explore import send_to_label
+
+        if st.button("send"):
+            send_to_label([5, 7, 9], "box on the Explore map (3 frames)")
+
+    at = AppTest.from_function(app, default_timeout=TIMEOUT).run()
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["fl_label_ids"] == [5, 7, 9]
+    assert at.session_state["fl_label_ids_from"] == "box on the Explore map (3 frames)"
+    assert went == ["label"]
