@@ -122,6 +122,31 @@ def knee(ks: list[int], values: list[float]) -> int:
     return int(ks[int(np.argmax(chord - yn))])
 
 
+def bic_minimum(rows: list[SweepRow]) -> int | None:
+    """The k of the lowest BIC when it lies inside the range tried, else None: a lowest BIC at
+    the largest k tried only says BIC was still falling, not that this k is best."""
+    if len(rows) < 3:
+        return None
+    best = suggest_k(rows, "bic")
+    return None if best in (rows[0].k, rows[-1].k) else best
+
+
+def k_advice(rows: list[SweepRow]) -> tuple[str, int]:
+    """(one plain sentence on the sweep, the k to offer): BIC's minimum when it has one inside
+    the range, else the inertia curve's bend."""
+    elbow = knee([r.k for r in rows], [r.inertia for r in rows])
+    best = bic_minimum(rows)
+    if best is None:
+        lowest = suggest_k(rows, "bic")
+        edge = "largest" if lowest == rows[-1].k else "smallest"
+        return (f"BIC has no minimum between k = {rows[0].k} and {rows[-1].k} (lowest at the {edge}, "
+                f"k = {lowest}), so it suggests nothing here; the inertia curve bends at **k = {elbow}**.", elbow)
+    if best == elbow:
+        return f"Lowest BIC and the inertia curve's bend agree: **k = {best}**.", best
+    return (f"Lowest BIC at **k = {best}**; the inertia curve bends at **k = {elbow}**. BIC weighs fit "
+            "against complexity and is the one to prefer.", best)
+
+
 def suggest_k(rows: list[SweepRow], by: str = "bic") -> int:
     """Best k by lowest BIC ("bic"), the inertia knee ("elbow") or highest silhouette."""
     if not rows:

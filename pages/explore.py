@@ -38,9 +38,11 @@ st.session_state["fl_last_clustering"] = (cluster_method, k)  # the Label page f
 
 if st.toggle("Help me choose k (elbow, BIC and silhouette for k = 2…12)", key="fl_k_help"):
     sweep = k_sweep(lat.key, mu)
-    best_bic, elbow = cl.suggest_k([cl.SweepRow(**r) for r in sweep.to_dict("records")], "bic"), \
-        cl.knee(sweep["k"].tolist(), sweep["inertia"].tolist())
-    st.caption(f"Lowest BIC at **k = {best_bic}**; the inertia curve bends at **k = {elbow}**.")
+    advice, offer = cl.k_advice([cl.SweepRow(**r) for r in sweep.to_dict("records")])
+    a, b = st.columns([4, 1], vertical_alignment="center")
+    a.caption(advice)
+    b.button(f"Use k = {offer}", key="fl_k_use", disabled=offer == k or offer > k_max,
+             on_click=lambda: st.session_state.update(fl_k=offer))  # before the slider is drawn again
     base = alt.Chart(sweep).encode(x=alt.X("k:O"))
     l, m, r = st.columns(3)
     l.altair_chart(base.mark_line(point=True).encode(y=alt.Y("inertia:Q", scale=alt.Scale(zero=False)))

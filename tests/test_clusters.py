@@ -122,3 +122,39 @@ def test_cli_clusters_with_sweep(home: Path, capsys: pytest.CaptureFixture) -> N
     sizes = [int(line.split()[1]) for line in out.splitlines()[1:3]]
     assert sizes == [20, 20]
     assert cli(["clusters", "--workspace", "w", "r1", "--k", "2", "--method", "gmm"]) == 0
+
+
+def test_k_advice_says_when_bic_has_no_minimum_in_the_range() -> None:
+    row = lambda k, bic, inertia: cl.SweepRow(k=k, inertia=inertia, bic=bic, silhouette=None)  # noqa: E731
+    inertia = [100, 40, 30, 25, 22, 20]  # bends at k = 3
+    falling = [row(k, 1000 - 10 * k, i) for k, i in zip(range(2, 8), inertia)]
+    assert cl.bic_minimum(falling) is None
+    text, offer = cl.k_advice(falling)
+    assert "no minimum between k = 2 and 7" in text and "largest" in text and offer == 3
+    dip = [row(k, abs(k - 5), i) for k, i in zip(range(2, 8), inertia)]
+    assert cl.bic_minimum(dip) == 5
+    text, offer = cl.k_advice(dip)
+    assert "Lowest BIC at **k = 5**" in text and offer == 5
+
+
+def test_explore_offers_the_advised_k(home) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from conftest import REPO
+    from facelab import sample
+    from facelab.ui import state
+
+    sample.ensure_sample(say=lambda _: None)
+    at = AppTest.from_file(str(REPO / "pages" / "explore.py"), default_timeout=180)
+    at.session_state[state.WORKSPACE] = "sample"
+    at.run()
+    at.toggle(key="fl_k_help").set_value(True).run()
+    assert not at.exception, at.exception
+    use = at.button(key="fl_k_use")
+    offer = int(use.label.split("= ")[1])
+    if offer == at.slider(key="fl_k").value:  # already there: the button is off
+        assert use.disabled
+        return
+    use.click().run()
+    assert not at.exception, at.exception
+    assert at.slider(key="fl_k").value == offer
