@@ -14,6 +14,24 @@ import pandas as pd
 
 COLOUR_TYPES = {"cluster": "N", "label": "N", "time": "Q", "source": "N"}
 UNLABELLED = "(none)"
+# Cluster and label colours: twelve hues no two of which pass for each other (Vega's category10
+# and tableau10 pair dark/light blue, red/pink, teal/light green). No red: red rings mark faces.
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2",
+           "#17becf", "#bcbd22", "#08306b", "#7f7f7f", "#ffd92f", "#000000")
+UNLABELLED_COLOUR = "#d0d0d0"
+
+
+def category_colours(values: Sequence[str]) -> dict[str, str]:
+    """A colour per category, in the given order (cluster 0 first), PALETTE repeating past 12;
+    "no label" is light grey so the labelled frames stand out."""
+    out, k = {}, 0
+    for v in values:
+        if v == UNLABELLED:
+            out[v] = UNLABELLED_COLOUR
+        elif v not in out:
+            out[v] = PALETTE[k % len(PALETTE)]
+            k += 1
+    return out
 
 
 def map_table(
@@ -38,11 +56,22 @@ def map_table(
         rows.append({
             "frame_id": fid, "x": x, "y": y, "time": round(float(f["t_seconds"]), 2),
             "source": f.get("source", ""),
-            "cluster": "" if c is None else (cluster_names or {}).get(c) or f"cluster {c}",
+            "cluster": "" if c is None else cluster_title(c, cluster_names),
             "label": ", ".join(tags) if tags else UNLABELLED,
             "image": (thumbnails or {}).get(fid, ""),
         })
     return pd.DataFrame(rows, columns=["frame_id", "x", "y", "time", "source", "cluster", "label", "image"])
+
+
+def cluster_title(c: int, names: Mapping[int, str] | None) -> str:
+    """How the map and its legend call cluster c: its name, or "cluster c"."""
+    return (names or {}).get(c) or f"cluster {c}"
+
+
+def swatch(colour: str, size: int = 16) -> np.ndarray:
+    """A size x size RGB square of `colour` ("#rrggbb"), to tie a card to its points."""
+    rgb = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+    return np.broadcast_to(np.array(rgb, np.uint8), (size, size, 3)).copy()
 
 
 def map_chart(
@@ -53,11 +82,14 @@ def map_chart(
     box: bool = True,
     marked: pd.DataFrame | None = None,
     height: int = 520,
+    order: Sequence[str] | None = None,
 ) -> alt.Chart:
     """Scatter of the frames; click picks (with `multi_pick`, each click adds a point), drag boxes.
 
     `marked` (rows with x, y and a `note`) are drawn on top as large rings, e.g. a shifted face
-    or the live webcam face; they carry no frame_id and cannot be picked.
+    or the live webcam face; they carry no frame_id and cannot be picked. `order`: the
+    categories of `colour` in the order their colours are given (e.g. clusters 0..k-1, so a
+    cluster card's swatch matches), default sorted.
     """
     pick = alt.selection_point(name="pick", fields=["frame_id"], toggle="true" if multi_pick else "event.shiftKey")
     params = [pick]
@@ -65,12 +97,20 @@ def map_chart(
         params.append(alt.selection_interval(name="box", encodings=["x", "y"]))
     kind = COLOUR_TYPES.get(colour, "Q")
     scale = alt.Scale(scheme="viridis") if kind == "Q" else alt.Undefined
+    opacity = alt.value(0.75)
+    if kind == "N":
+        values = order if order is not None else sorted(table[colour].unique(), key=lambda v: (v == UNLABELLED, v))
+        colours = category_colours(list(values))  # all of `order`, so colour i stays cluster i's
+        scale = alt.Scale(domain=list(colours), range=list(colours.values()))
+        if colour == "label":  # labelled frames opaque on top of faint unlabelled ones
+            opacity = alt.condition(f"datum.label == '{UNLABELLED}'", alt.value(0.3), alt.value(0.95))
     tooltip = [alt.Tooltip("image:N", title="image"), alt.Tooltip("time:Q", title="time (s)", format=".2f"),
                alt.Tooltip("cluster:N"), alt.Tooltip("label:N"), alt.Tooltip("frame_id:Q", title="frame")]
     points = (
         alt.Chart(table)
-        .mark_circle(size=40, opacity=0.75)
+        .mark_circle(size=40)
         .encode(
+            opacity=opacity,
             x=alt.X("x:Q", axis=None), y=alt.Y("y:Q", axis=None),
             color=alt.Color(f"{colour}:{kind}", scale=scale, title=colour),
             size=alt.condition(pick, alt.value(90), alt.value(40), empty=False),

@@ -8,7 +8,7 @@ from facelab import clusters as cl
 from facelab import labels
 from facelab import projection as pj
 from facelab.latent import active_latents
-from facelab.latent_map import map_chart, nearest, selected_ids
+from facelab.latent_map import PALETTE, cluster_title, map_chart, nearest, selected_ids, swatch
 from facelab.ui import state
 from facelab.ui.cache import codec
 from facelab.ui.explore import MAX_HOVER_THUMBNAILS, METHOD_NAMES, k_sweep, send_to_label, table_for, wait_for_map
@@ -73,6 +73,7 @@ if settings.is_slow:
 proj = pj.get_projection(w, run_id, settings)
 rc = cl.cluster_run(w, run_id, cluster_method, k)
 table = table_for(w, run_id, proj, rc, cluster_method, k)
+cluster_titles = cl.cluster_names(w, run_id, cluster_method, k)
 if colour.startswith("z"):
     dim = int(colour[1:])
     table[colour] = lat.mu[table["frame_id"].to_numpy(), dim]
@@ -82,7 +83,8 @@ st.caption("Hover a point to see the face; click one to inspect it; drag a box t
            f"Click a point to see its face (hover thumbnails are shown for up to {MAX_HOVER_THUMBNAILS:,} "
            "frames); drag a box to select many.")
 with st.container(key="fl_map_box"):
-    event = st.altair_chart(map_chart(table, colour), on_select="rerun", selection_mode=["pick", "box"],
+    order = [cluster_title(c, cluster_titles) for c in range(k)] if colour == "cluster" else None
+    event = st.altair_chart(map_chart(table, colour, order=order), on_select="rerun", selection_mode=["pick", "box"],
                             key="fl_map", width="stretch")
 picked, boxed = selected_ids(event, table)
 
@@ -120,7 +122,7 @@ if boxed:
         send_to_label(boxed, f"box on the Explore map ({len(boxed)} frame{'s' if len(boxed) != 1 else ''})")
 
 st.subheader("Clusters")
-names = cl.cluster_names(w, run_id, cluster_method, k)
+names = cluster_titles
 model = codec(w, run_id)
 centres = model.decode(rc.clustering.centres)
 medoid_ids = rc.medoid_face_ids()
@@ -129,7 +131,9 @@ faces = w.faces()
 for c in np.argsort(-sizes):
     c = int(c)
     with st.container(border=True):
-        cols = st.columns([1, 1, 6, 2], vertical_alignment="center")
+        cols = st.columns([0.25, 1, 1, 6, 2], vertical_alignment="center")
+        cols.pop(0).image(swatch(PALETTE[c % len(PALETTE)]), width=16,  # its colour on the map (by cluster)
+                          caption=None)
         if medoid_ids[c] >= 0:
             cols[0].image(faces[medoid_ids[c]], caption="medoid", width="stretch")
         cols[1].image(centres[c], caption="decoded centre", width="stretch")

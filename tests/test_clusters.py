@@ -158,3 +158,26 @@ def test_explore_offers_the_advised_k(home) -> None:
     use.click().run()
     assert not at.exception, at.exception
     assert at.slider(key="fl_k").value == offer
+
+
+def test_map_colours_are_distinct_and_labelled_points_stand_out() -> None:
+    import numpy as np
+
+    import pandas as pd
+
+    from facelab.latent_map import PALETTE, UNLABELLED, UNLABELLED_COLOUR, category_colours, map_chart, swatch
+
+    rgb = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in PALETTE], float)
+    gaps = np.sqrt(((rgb[:, None] - rgb[None]) ** 2).sum(-1)) + np.eye(len(rgb)) * 999
+    assert gaps.min() > 60, "two cluster colours pass for each other"
+    assert category_colours(["b", UNLABELLED, "a"]) == {"b": PALETTE[0], UNLABELLED: UNLABELLED_COLOUR, "a": PALETTE[1]}
+    assert swatch(PALETTE[2])[0, 0].tolist() == [0x2C, 0xA0, 0x2C]
+    table = pd.DataFrame({"frame_id": [1, 2, 3], "x": [0.0, 1, 2], "y": [0.0, 1, 2], "time": [0.0, 1, 2],
+                          "source": "a", "cluster": ["cluster 1", "cluster 0", "cluster 1"],
+                          "label": ["smile", UNLABELLED, UNLABELLED], "image": ""})
+    spec = map_chart(table, "cluster", order=["cluster 0", "cluster 1"]).to_dict()
+    scale = spec["encoding"]["color"]["scale"]
+    assert scale["domain"] == ["cluster 0", "cluster 1"] and scale["range"] == list(PALETTE[:2])
+    spec = map_chart(table, "label").to_dict()
+    assert spec["encoding"]["color"]["scale"]["range"] == [PALETTE[0], UNLABELLED_COLOUR]
+    assert spec["encoding"]["opacity"]["condition"]["value"] == 0.3  # unlabelled faint, labelled opaque
