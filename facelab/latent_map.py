@@ -63,6 +63,31 @@ def map_table(
     return pd.DataFrame(rows, columns=["frame_id", "x", "y", "time", "source", "cluster", "label", "image"])
 
 
+def find_frames(table: pd.DataFrame, query: str) -> tuple[list[int], str]:
+    """(frame ids, what was found, in words) for a search on the map: "123" is frame 123,
+    "12.5 s" (or "12.5s", "12.5") the frame nearest that time, anything else a label or a
+    cluster name (whole, case-insensitive)."""
+    q = query.strip()
+    if not q or table.empty:
+        return [], ""
+    if q.isdigit():
+        hit = table.loc[table["frame_id"] == int(q), "frame_id"].tolist()
+        return hit, f"frame {q}" if hit else f"no frame {q} on this map"
+    number = q.lower().removesuffix("s").strip()
+    try:
+        t = float(number)
+    except ValueError:
+        pass
+    else:
+        row = table.iloc[int((table["time"] - t).abs().argmin())]
+        return [int(row["frame_id"])], f"the frame nearest {t:g} s (frame {int(row['frame_id'])}, {row['time']:.2f} s)"
+    want = q.casefold()
+    has = table["label"].map(lambda v: want in {p.strip().casefold() for p in str(v).split(",")})
+    hit = table.loc[has | (table["cluster"].str.casefold() == want), "frame_id"].astype(int).tolist()
+    n = len(hit)
+    return hit, f"{n} frame{'s' if n != 1 else ''} labelled or clustered as “{q}”" if hit else f"nothing labelled or clustered as “{q}”"
+
+
 def cluster_title(c: int, names: Mapping[int, str] | None) -> str:
     """How the map and its legend call cluster c: its name, or "cluster c"."""
     return (names or {}).get(c) or f"cluster {c}"
@@ -143,14 +168,15 @@ def selected_ids(event, table: pd.DataFrame) -> tuple[list[int], list[int]]:
     return picked, boxed
 
 
-def nearest(mu: np.ndarray, ids: np.ndarray, face_id: int, k: int = 8) -> np.ndarray:
-    """The k face ids nearest to `face_id` in latent space (Euclidean on μ), itself excluded."""
+def nearest(mu: np.ndarray, ids: np.ndarray, face_id: int, k: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """(the k face ids nearest to `face_id` in latent space, their Euclidean distances on μ),
+    itself excluded, nearest first."""
     ids = np.asarray(ids)
     row = int(np.flatnonzero(ids == face_id)[0])
     d = ((mu - mu[row]) ** 2).sum(1)
     d[row] = np.inf
     order = np.argsort(d, kind="stable")[:k]
-    return ids[order]
+    return ids[order], np.sqrt(d[order])
 
 
 def plane(mu: np.ndarray, seed: int = 0):

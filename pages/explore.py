@@ -8,10 +8,12 @@ from facelab import clusters as cl
 from facelab import labels
 from facelab import projection as pj
 from facelab.latent import active_latents
-from facelab.latent_map import PALETTE, cluster_title, map_chart, nearest, selected_ids, swatch
+from facelab.latent_map import PALETTE, cluster_title, find_frames, map_chart, nearest, selected_ids, swatch
 from facelab.ui import state
 from facelab.ui.cache import codec
-from facelab.ui.explore import MAX_HOVER_THUMBNAILS, METHOD_NAMES, k_sweep, send_to_label, table_for, wait_for_map
+from facelab.ui.explore import (
+    MAX_HOVER_THUMBNAILS, METHOD_NAMES, focus_frame, focused_frame, k_sweep, send_to_label, table_for, wait_for_map,
+)
 from facelab.ui.runs import pick_run, require_latents
 from facelab.ui.text import md
 
@@ -82,14 +84,21 @@ st.caption("Hover a point to see the face; click one to inspect it; drag a box t
            if len(table) <= MAX_HOVER_THUMBNAILS else
            f"Click a point to see its face (hover thumbnails are shown for up to {MAX_HOVER_THUMBNAILS:,} "
            "frames); drag a box to select many.")
+query = st.text_input("Find", key="fl_map_find", placeholder="a frame number, a time (12.5 s), a label or cluster",
+                      help="Rings the frames found on the map.")
+found, said = find_frames(table, query)
+if query.strip():
+    st.caption(md(said))
+rings = table.loc[table["frame_id"].isin(found), ["x", "y", "frame_id", "time"]].assign(
+    note=lambda d: [f"frame {i} · {t:.2f} s" for i, t in zip(d["frame_id"], d["time"])])
 with st.container(key="fl_map_box"):
     order = [cluster_title(c, cluster_titles) for c in range(k)] if colour == "cluster" else None
-    event = st.altair_chart(map_chart(table, colour, order=order), on_select="rerun", selection_mode=["pick", "box"],
-                            key="fl_map", width="stretch")
+    event = st.altair_chart(map_chart(table, colour, order=order, marked=rings[["x", "y", "note"]]), on_select="rerun",
+                            selection_mode=["pick", "box"], key="fl_map", width="stretch")
 picked, boxed = selected_ids(event, table)
+fid = focused_frame(picked)
 
-if picked:
-    fid = picked[-1]
+if fid is not None and fid in set(table["frame_id"]):
     row = table.loc[table["frame_id"] == fid].iloc[0]
     st.subheader(f"Frame {fid} · {row['time']:.2f} s · {md(row['cluster'])}")
     model = codec(w, run_id)
@@ -100,11 +109,15 @@ if picked:
         a.image(faces[fid], caption="original", width="stretch")
         b.image(model.decode(lat.mu[fid][None])[0], caption="reconstruction", width="stretch")
     with right:
-        near = nearest(mu, ids, fid, 8)
-        st.caption("8 nearest neighbours in latent space")
+        near, dist = nearest(mu, ids, fid, 8)
+        st.caption("8 nearest neighbours in latent space (time in the video, distance between codes); "
+                   "open one to inspect it")
         cols = st.columns(8)
-        for col, n in zip(cols, near.tolist()):
-            col.image(faces[n], caption=f"{n}", width="stretch")
+        t_of = dict(zip(table["frame_id"], table["time"]))
+        for col, n, d in zip(cols, near.tolist(), dist.tolist()):
+            col.image(faces[n], width="stretch")
+            col.button(f"{t_of.get(n, 0):.2f} s · {d:.1f}", key=f"fl_near_{n}", width="stretch",
+                       help=f"Frame {n}: open it here", on_click=focus_frame, args=(n,))
 
 if boxed:
     st.subheader(f"{len(boxed)} frames in the box")

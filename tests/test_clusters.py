@@ -181,3 +181,19 @@ def test_map_colours_are_distinct_and_labelled_points_stand_out() -> None:
     spec = map_chart(table, "label").to_dict()
     assert spec["encoding"]["color"]["scale"]["range"] == [PALETTE[0], UNLABELLED_COLOUR]
     assert spec["encoding"]["opacity"]["condition"]["value"] == 0.3  # unlabelled faint, labelled opaque
+
+
+def test_find_frames_by_number_time_label_or_cluster() -> None:
+    import pandas as pd
+
+    from facelab.latent_map import UNLABELLED, find_frames
+
+    table = pd.DataFrame({"frame_id": [3, 4, 9], "time": [0.5, 1.0, 12.4], "label": ["smile, sad", UNLABELLED, "Smile"],
+                          "cluster": ["cluster 0", "happy", "cluster 0"]})
+    assert find_frames(table, "4")[0] == [4]
+    assert find_frames(table, "5") == ([], "no frame 5 on this map")
+    assert find_frames(table, "12.5 s")[0] == [9] and find_frames(table, "0.9s")[0] == [4]
+    assert find_frames(table, "smile")[0] == [3, 9]  # whole label, any case, among several
+    assert find_frames(table, "smi")[0] == []
+    assert find_frames(table, "HAPPY")[0] == [4]
+    assert find_frames(table, "  ") == ([], "")

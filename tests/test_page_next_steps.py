@@ -119,3 +119,28 @@ def test_send_a_box_selection_to_the_label_page(home: Path, monkeypatch: pytest.
     assert at.session_state["fl_label_ids"] == [5, 7, 9]
     assert at.session_state["fl_label_ids_from"] == "box on the Explore map (3 frames)"
     assert went == ["label"]
+
+
+def test_neighbours_show_time_and_distance_and_open_on_click(sample_ws: ws.Workspace) -> None:
+    import base64
+    import re
+
+    import cv2
+    import numpy as np
+
+    from facelab.ui.explore import FOCUS, HOVER_PX, thumbnails
+
+    at = page("explore", "sample", **{FOCUS: 5})  # as if frame 5 had been opened
+    assert not at.exception, at.exception
+    assert any(h.value.startswith("Frame 5 ·") for h in at.subheader)
+    near = [b for b in at.button if str(b.key).startswith("fl_near_")]
+    assert len(near) == 8 and all(re.fullmatch(r"\d+\.\d\d s · \d+\.\d", b.label) for b in near)
+    first = int(near[0].key.removeprefix("fl_near_"))
+    near[0].click().run()
+    assert any(h.value.startswith(f"Frame {first} ·") for h in at.subheader), "the neighbour did not open"
+    uri = thumbnails(str(sample_ws.path), "k", (0,))[0]
+    jpeg = np.frombuffer(base64.b64decode(uri.split(",", 1)[1]), np.uint8)
+    assert cv2.imdecode(jpeg, cv2.IMREAD_COLOR).shape[:2] == (HOVER_PX, HOVER_PX) and HOVER_PX >= 96
+    at.text_input(key="fl_map_find").input("smile").run()
+    assert not at.exception, at.exception
+    assert any(re.match(r"\d+ frames labelled or clustered as", c.value) for c in at.caption)

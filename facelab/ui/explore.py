@@ -16,7 +16,8 @@ from facelab.thumbs import data_uris
 from facelab.ui import nav
 from facelab.workspace import Workspace
 
-MAX_HOVER_THUMBNAILS = 3000  # each adds ~1.5 KB to the chart spec sent to the browser
+HOVER_PX = 96  # hover thumbnails: big enough to read an expression (40 px was not)
+MAX_HOVER_THUMBNAILS = 1500  # each adds ~2.9 KB (96-px JPEG) to the chart spec sent to the browser
 
 
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
@@ -37,6 +38,25 @@ def wait_for_map(w: Workspace, run_id: str, settings: pj.ProjectionSettings) -> 
     poll()
 
 
+FOCUS, LAST_PICK = "fl_explore_focus", "fl_explore_last_pick"
+
+
+def focus_frame(face_id: int) -> None:
+    """Show this frame's details (a neighbour's button): a chart selection cannot be set from
+    Python, so the page shows this frame until the next click on the map."""
+    st.session_state[FOCUS] = int(face_id)
+
+
+def focused_frame(picked: list[int]) -> int | None:
+    """The frame whose details to show: a neighbour opened since the last click on the map, else
+    the point last clicked."""
+    last = picked[-1] if picked else None
+    if last != st.session_state.get(LAST_PICK):  # a new click on the map wins
+        st.session_state[LAST_PICK] = last
+        st.session_state.pop(FOCUS, None)
+    return st.session_state.get(FOCUS, last)
+
+
 def send_to_label(face_ids: list[int], source: str) -> None:
     """Open the Label page on these frames (its grid is filtered to them, `source` says from where)."""
     st.session_state["fl_label_ids"] = [int(i) for i in face_ids]
@@ -47,7 +67,7 @@ def send_to_label(face_ids: list[int], source: str) -> None:
 @st.cache_data(max_entries=4, show_spinner="Making thumbnails…")
 def thumbnails(ws_path: str, latents_key: str, ids: tuple[int, ...]) -> dict[int, str]:
     faces = Workspace(Path(ws_path)).faces()
-    return dict(zip(ids, data_uris(faces[np.asarray(ids, dtype=np.int64)])))
+    return dict(zip(ids, data_uris(faces[np.asarray(ids, dtype=np.int64)], HOVER_PX)))
 
 
 @st.cache_data(max_entries=8, show_spinner="Trying k = 2…12 (K-means inertia, mixture BIC, silhouette)…")
