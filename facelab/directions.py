@@ -80,6 +80,20 @@ class Direction:
         return None if m is None or self.kind == "centre" else float(m)
 
 
+def describe(d: Direction) -> str:
+    """How a stored direction was made, in words for the Shift page (not its raw spec)."""
+    spec = d.spec
+    if d.kind in METHOD_NAMES:
+        return (f"{METHOD_NAMES[d.kind]}, from {spec.get('positives', '?')} frames labelled "
+                f"“{spec.get('label', d.name)}” and {spec.get('negatives', '?')} without")
+    if d.kind == "centre":
+        return f"a centre: the mean of {spec.get('members', '?')} frames (“{spec.get('label', d.name)}”)"
+    if d.kind == "conditional":
+        removed = ", ".join(map(str, spec.get("removed", []))) or "nothing"
+        return f"{spec.get('base', '?')} without its part along {removed}"
+    return "a custom vector"
+
+
 # --- helpers ------------------------------------------------------------------------------
 def _latents(z: np.ndarray) -> np.ndarray:
     z = np.asarray(z, dtype=np.float64)

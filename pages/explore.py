@@ -15,7 +15,7 @@ from facelab.ui.explore import (
     MAX_HOVER_THUMBNAILS, METHOD_NAMES, focus_frame, focused_frame, k_sweep, send_to_label, table_for, wait_for_map,
 )
 from facelab.ui.runs import pick_run, require_latents
-from facelab.ui.text import md
+from facelab.ui.text import HELP, count, md
 
 st.title("Explore")
 w = state.require_workspace()
@@ -31,7 +31,7 @@ c1, c2, c3, c4 = st.columns([2, 2, 2, 3])
 method = c1.radio("Map", list(pj.METHODS), horizontal=True, key="fl_map_method",
                   format_func=METHOD_NAMES.get)
 colour_options = ["cluster", "label", "time", "source"] + [f"z{i}" for i in range(mu.shape[1])]
-colour = c2.selectbox("Colour by", colour_options, key="fl_map_colour")
+colour = c2.selectbox("Colour by", colour_options, key="fl_map_colour", help=HELP["z"])
 cluster_method = c3.radio("Clusters", list(cl.METHODS), horizontal=True, key="fl_cluster_method",
                           format_func={"kmeans": "K-means", "gmm": "Gaussian mixture"}.get)
 k_max = min(12, len(ids) - 1)
@@ -120,15 +120,15 @@ if fid is not None and fid in set(table["frame_id"]):
                        help=f"Frame {n}: open it here", on_click=focus_frame, args=(n,))
 
 if boxed:
-    st.subheader(f"{len(boxed)} frames in the box")
+    st.subheader(f"{count(len(boxed), 'frame')} in the box")
     faces = w.faces()
     st.image([faces[i] for i in boxed[:24]], width=64)
     labels.ensure_default_labels(w)
     l, r, o = st.columns([2, 1, 1], vertical_alignment="bottom")
     label = l.selectbox("Label them as", labels.label_names(w), key="fl_box_label")
-    if r.button(f"Label {len(boxed)} frames", type="primary", key="fl_box_apply"):
+    if r.button(f"Label {count(len(boxed), 'frame')}", type="primary", key="fl_box_apply"):
         st.session_state["fl_undo"] = labels.set_labels(w, boxed, label)
-        state.flash(f"Labelled {len(boxed)} frames as {label}.")
+        state.flash(f"Labelled {count(len(boxed), 'frame')} as {label}.")
         st.rerun()
     if o.button("Label these frames", key="fl_box_to_label",
                 help="Open them on the Label page, to label them one by one."):
@@ -154,7 +154,7 @@ for c in np.argsort(-sizes):
         cols[2].image([faces[i] for i in members[:: max(1, len(members) // 10)][:10]], width=56,
                       caption=None)
         with cols[3]:
-            new = st.text_input(f"Name of cluster {c} ({sizes[c]} frames)", value=names.get(c, ""),
+            new = st.text_input(f"Name of cluster {c} ({count(int(sizes[c]), 'frame')})", value=names.get(c, ""),
                                 key=f"fl_cname_{run_id}_{cluster_method}_{k}_{c}", max_chars=cl.MAX_NAME_LEN)
             if new != names.get(c, ""):
                 cl.set_cluster_name(w, run_id, cluster_method, k, c, new)

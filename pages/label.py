@@ -10,7 +10,7 @@ from facelab.latent import active_latents, load_latents
 from facelab.ui import state
 from facelab.ui.grid import label_grid, last_label
 from facelab.ui.runs import learned_nothing
-from facelab.ui.text import md
+from facelab.ui.text import HELP, count, md
 from facelab.workspace import Workspace
 
 PER_PAGE = 48
@@ -31,7 +31,7 @@ def handed_ids(ids: np.ndarray) -> np.ndarray:
         return ids
     kept = ids[np.isin(ids, np.asarray(wanted, dtype=np.int64))]
     line, button = st.columns([4, 1], vertical_alignment="center")
-    line.markdown(f"Showing {len(kept)} frames from {md(st.session_state.get(HANDED_FROM) or 'another page')}.")
+    line.markdown(f"Showing {count(len(kept), 'frame')} from {md(st.session_state.get(HANDED_FROM) or 'another page')}.")
     if button.button("Show all frames", key="fl_label_show_all"):
         st.session_state.pop(HANDED_IDS, None)
         st.session_state.pop(HANDED_FROM, None)
@@ -51,7 +51,7 @@ def labelling(w: Workspace, names: list[str], ids: np.ndarray, label: str, capti
             st.error(md(error))
     counts = labels.counts(w)
     hint.caption(f"Click a frame, or move with the arrow keys and press Space, to give or take "
-                 f"**{md(label)}** ({counts.get(label, 0)} frames have it). Shift-click labels a range; "
+                 f"**{md(label)}** ({count(counts.get(label, 0), 'frame')} {'has' if counts.get(label, 0) == 1 else 'have'} it). Shift-click labels a range; "
                  f"n and p turn pages.")
     undo_record = st.session_state.get("fl_undo")
     if st.button("Undo last action", disabled=not undo_record, key="fl_undo_btn"):
@@ -141,7 +141,8 @@ if lat is not None:
     st.subheader("Are labelled faces close in the latent space?")
     insights = probe.run_insights(w, run_id)
     if insights:
-        st.dataframe(pd.DataFrame(probe.insight_rows(insights)), hide_index=True)
+        st.dataframe(pd.DataFrame(probe.insight_rows(insights)), hide_index=True, column_config={
+            k: st.column_config.Column(help=HELP[k]) for k in ("probe ROC-AUC", "within / overall distance")})
         for i in insights:
             if i.estimate is not None:
                 (st.caption if i.estimate.trustworthy else st.warning)(md(i.guidance))

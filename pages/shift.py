@@ -18,7 +18,7 @@ from facelab.ui.cache import codec
 from facelab.ui.explore import table_for
 from facelab.ui.runs import pick_run, require_latents
 from facelab.ui.shift import bounds, judge_caption, judge_of, light_map, probe, run_plane, slider_edit
-from facelab.ui.text import md
+from facelab.ui.text import count, md
 
 st.title("Shift")
 w = state.require_workspace()
@@ -40,7 +40,7 @@ with make_tab:
     usable = [n for n in labels.label_names(w) if counts.get(n, 0)]
     c1, c2, c3 = st.columns(3)
     label = c1.selectbox("From label", usable or ["(no labels yet)"], key="fl_dir_label",  # bare names:
-                         help=", ".join(f"{md(n)}: {counts[n]} frames" for n in usable) or None)  # see pages/label.py
+                         help=", ".join(f"{md(n)}: {count(counts[n], 'frame')}" for n in usable) or None)  # see pages/label.py
     method = c2.selectbox("Method", list(dr.METHOD_NAMES), key="fl_dir_method", format_func=dr.METHOD_NAMES.get,
                           help="Mouth only: the classifier's normal bent away from what changes the face "
                                "outside the mouth (measured through the decoder); it moved the judged smile "
@@ -82,7 +82,7 @@ with make_tab:
             state.flash(f"Stored the centre {name}.")
             st.rerun()
     if stored:
-        st.dataframe(pd.DataFrame([{"name": n, "kind": d.kind, "made from": str(d.spec)} for n, d in stored.items()]),
+        st.dataframe(pd.DataFrame([{"name": n, "made from": dr.describe(d)} for n, d in stored.items()]),
                      hide_index=True)
         gone = st.selectbox("Delete a direction", ["(keep all)", *stored], key="fl_dir_delete")
         if gone != "(keep all)" and st.button(f"Delete {md(gone)}", key="fl_dir_delete_btn"):
@@ -166,7 +166,8 @@ with shift_tab:
                     f"Probe P({md(lab)}) {q.probe_before:.2f} → {q.probe_after:.2f} (decoded and re-encoded: "
                     f"{q.image_probe_before:.2f} → {q.image_probe_after:.2f}); pixels changed "
                     f"{q.pixel_inside:.1f} inside the mouth region vs {q.pixel_outside:.1f} outside; "
-                    f"latent move {q.latent_along:+.2f} along, {q.latent_orthogonal:.2f} across.")
+                    f"the code moved {q.latent_along:+.2f} along the direction and {q.latent_orthogonal:.2f} in other "
+                    "directions (small: little else in the face should change).")
 
     shifter()
 

@@ -9,7 +9,7 @@ from facelab.metrics import ACTIVE_KL_NATS
 from facelab.models import ARCHS, AUGMENTS, RECONS, ModelConfig, ModelError
 from facelab.ui import nav, state
 from facelab.ui.cache import evaluation_grids, model_stamp
-from facelab.ui.text import md
+from facelab.ui.text import HELP, db, md, when
 
 ARCH_LABELS = {"pcares": "PCA start + learned residual", "paper": "β-VAE paper's network"}
 AUGMENT_LABELS = {"none": "none", "shift": "move ±2 px", "flip": "mirror", "flip_shift": "mirror and move"}
@@ -107,14 +107,14 @@ def live(run_id: str, was_active: bool) -> None:
         return
     last = epochs[-1]
     m = st.columns(4)
-    m[0].metric("Held-out PSNR", f"{last.get('val_psnr', 0):.2f} dB")
+    m[0].metric("Held-out PSNR", db(last.get("val_psnr")), help=HELP["held-out PSNR"])
     m[1].metric("Held-out SSIM", f"{last.get('val_ssim', 0):.3f}")
     m[2].metric("Active latent units", last.get("active_units", "–"))
     m[3].metric("Images / s", f"{last.get('images_per_s', 0):,.0f}")
     q = quality.run_report(w, s)
     if q["mean_crop_psnr"] is not None:
-        st.caption(f"On the same held-out faces: the mean crop {q['mean_crop_psnr']:.2f} dB, "
-                   f"PCA with 32 components {q['pca32_psnr']:.2f} dB.")
+        st.caption(f"On the same held-out faces: the mean crop {db(q['mean_crop_psnr'])}, "
+                   f"PCA with 32 components {db(q['pca32_psnr'])}.")
     if q["warning"]:
         st.warning(q["warning"], icon="⚠️")
     left, right = st.columns(2)
@@ -123,6 +123,7 @@ def live(run_id: str, was_active: bool) -> None:
                        width="stretch")
     if last.get("kl_per_dim"):
         st.altair_chart(charts.kl_per_dim(last["kl_per_dim"], ACTIVE_KL_NATS), width="stretch")
+        st.caption(f"KL per latent dimension: {HELP['KL per latent dimension']}")
 
 
 live(run_id, by_id[run_id].active)
@@ -135,13 +136,15 @@ table = pd.DataFrame([
     {
         "run": r.name, "model": KIND_LABELS.get(r.kind, r.kind), "β": r.config.effective_beta,
         "latent": r.config.latent_dim, "progress": r.budget, "state": r.state,
-        "held-out PSNR": r.metrics.get("val_psnr"), "mean crop PSNR": reports[r.run_id]["mean_crop_psnr"],
-        "PCA-32 PSNR": reports[r.run_id]["pca32_psnr"], "active units": r.metrics.get("active_units"),
-        "learned nothing": bool(reports[r.run_id]["warning"]), "started": r.created_at,
+        "held-out PSNR": db(r.metrics.get("val_psnr")), "mean crop PSNR": db(reports[r.run_id]["mean_crop_psnr"]),
+        "PCA-32 PSNR": db(reports[r.run_id]["pca32_psnr"]), "active units": r.metrics.get("active_units"),
+        "learned nothing": bool(reports[r.run_id]["warning"]), "started": when(r.created_at),
     }
     for r in runs
 ])
-st.dataframe(table, hide_index=True, width="stretch")
+st.dataframe(table, hide_index=True, width="stretch", column_config={
+    "active units": st.column_config.NumberColumn(help=HELP["active units"]),
+    "held-out PSNR": st.column_config.TextColumn(help=HELP["held-out PSNR"])})
 compare = st.multiselect("Compare runs", ids, default=ids[: min(3, len(ids))],
                          format_func=lambda i: by_id[i].name)
 curves = {by_id[i].name: jobs.epoch_metrics(w, i) for i in compare}
@@ -163,7 +166,7 @@ else:
     grids = evaluation_grids(str(w.path), run_id, model_stamp(w, run_id), 0, dataset_key(w))
     tabs = st.tabs(["Reconstructions", "Random samples", "Three-point check", "Traversals", "Compression curve"])
     tabs[0].image(grids["reconstructions"], width=640,
-                  caption=f"Held-out frames (rows 1, 3) and their reconstructions · PSNR {float(grids['psnr']):.2f} dB")
+                  caption=f"Held-out frames (rows 1, 3) and their reconstructions · PSNR {db(float(grids['psnr']))}")
     tabs[1].image(grids["samples"], width=640, caption="Faces decoded from random latents (the prior)")
     tabs[2].image(grids["triangle"], width=480, caption=(
         "Three random latents at the corners, blends between them inside: the same face "

@@ -39,7 +39,7 @@ def test_explore_map_clusters_and_naming(w: ws.Workspace) -> None:
     assert not at.exception
     assert "laughing" in clusters.cluster_names(w, sample.RUN_ID, "kmeans", 6).values()
     at.toggle(key="fl_k_help").set_value(True).run()
-    assert any("Lowest BIC at" in c.value for c in at.caption)
+    assert any("BIC" in c.value and "k = " in c.value for c in at.caption) and at.button(key="fl_k_use")
 
 
 def test_explore_offers_to_compute_missing_latents(w: ws.Workspace) -> None:

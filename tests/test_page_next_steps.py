@@ -144,3 +144,25 @@ def test_neighbours_show_time_and_distance_and_open_on_click(sample_ws: ws.Works
     at.text_input(key="fl_map_find").input("smile").run()
     assert not at.exception, at.exception
     assert any(re.match(r"\d+ frames labelled or clustered as", c.value) for c in at.caption)
+
+
+def test_plain_words_and_one_number_format(sample_ws: ws.Workspace) -> None:
+    """Issue 13 item 15: no raw dicts or ISO stamps on screen, one PSNR format, "1 frame"."""
+    import re
+
+    from facelab import directions as dr
+    from facelab.ui.text import count, db, when
+
+    assert (count(1, "frame"), count(1200, "frame"), db(19.387), db(None)) == ("1 frame", "1,200 frames", "19.4 dB", "–")
+    assert when("2026-12-03T07:19:35") == "3 Dec 2026, 07:19"
+    smile = dr.load_direction(sample_ws, sample.RUN_ID, "smile")
+    assert "{" not in dr.describe(smile) and "frames labelled “smile”" in dr.describe(smile)
+    at = page("train", "sample")
+    assert not at.exception, at.exception
+    runs = at.dataframe[0].value
+    assert all(re.fullmatch(r"\d+\.\d dB", v) for v in runs["held-out PSNR"])
+    assert not any(re.search(r"\d{4}-\d\d-\d\dT", str(v)) for v in runs["started"])
+    at = page("shift", "sample")
+    assert not at.exception, at.exception
+    shown = [str(v) for df in at.dataframe for v in df.value.to_numpy().ravel()]
+    assert shown and not any("{" in v for v in shown), shown

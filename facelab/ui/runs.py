@@ -7,6 +7,7 @@ import streamlit as st
 from facelab import jobs, quality
 from facelab.latent import Latents, encode_run, load_latents
 from facelab.ui import state
+from facelab.ui.text import db
 from facelab.workspace import Workspace
 
 
@@ -26,7 +27,7 @@ def pick_run(w: Workspace) -> str:
     if not done:
         st.info("No trained model yet: train one on the **Train** page first.")
         st.stop()
-    names = {r.run_id: f"{r.name} · PSNR {r.metrics.get('val_psnr', float('nan')):.1f} dB" for r in done}
+    names = {r.run_id: f"{r.name} · PSNR {db(r.metrics.get('val_psnr'))}" for r in done}
     if st.session_state.get(state.RUN) not in names:
         st.session_state[state.RUN] = done[0].run_id
     run_id = st.selectbox("Model", list(names), format_func=names.get, key=state.RUN)

@@ -27,7 +27,7 @@ from facelab.live import LiveError, LivePipeline, LiveResult
 from facelab.photo import PhotoError
 from facelab.recording import FrameRecorder, RecordingError, add_recording
 from facelab.ui import state
-from facelab.ui.text import md
+from facelab.ui.text import count, md
 from facelab.video import VideoError
 from facelab.workspace import Workspace, WorkspaceError
 
@@ -254,7 +254,7 @@ def recording_panel(w: Workspace, run_id: str, rec: FrameRecorder, playing: bool
             rec.stop()
         n = len(rec)
         if rec.recording or n:
-            st.caption(f"Recorded {n} frames ({rec.seconds:.1f} s)" + (" · full" if rec.full else ""))
+            st.caption(f"Recorded {count(n, 'frame')} ({rec.seconds:.1f} s)" + (" · full" if rec.full else ""))
         left, right = st.columns(2)
         if left.button(f"Add {n} recorded frames to the dataset", disabled=not n, type="primary",
                        key="fl_webcam_add"):
