@@ -22,7 +22,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from facelab import labels as labels_mod
-from facelab.latent import active_latents, require_latents
+from facelab.latent import LatentsMissing, active_latents, require_latents
 from facelab.projection import idle_threads
 from facelab.storage import write_atomic
 from facelab.workspace import Workspace
@@ -269,12 +269,51 @@ def cluster_run(workspace: Workspace, run_id: str, method: str = "kmeans", k: in
 
 
 def cluster_names(workspace: Workspace, run_id: str, method: str, k: int) -> dict[int, str]:
+    """{cluster: name} for the run's current clustering.
+
+    A name is stored with one frame of its cluster (`anchor`); when the latents are re-made
+    (crops added or deleted, a re-encode) cluster numbers can permute, so each name goes to the
+    cluster that now holds its frame (the stored numbers are brought up to date), and a name
+    whose frame was deleted is dropped. Names stored before anchors existed keep their number."""
+    key = (run_id, method, int(k))
     with workspace.connect() as c:
-        rows = c.execute(
-            "SELECT cluster, name FROM cluster_names WHERE run_id = ? AND method = ? AND k = ?",
-            (run_id, method, int(k)),
-        )
-        return {int(r[0]): r[1] for r in rows}
+        rows = [(int(r[0]), r[1], r[2]) for r in c.execute(
+            "SELECT cluster, name, face_id FROM cluster_names WHERE run_id = ? AND method = ? AND k = ? "
+            "ORDER BY cluster", key)]
+    where = _cluster_of_face(workspace, run_id, method, k) if any(r[2] is not None for r in rows) else {}
+    if any(f is not None for _, _, f in rows) and not where:
+        return {c: n for c, n, _ in rows}  # no latents to place them: as stored
+    kept: dict[int, tuple[str, int | None]] = {}
+    for cluster, name, face in rows:
+        now = cluster if face is None else where.get(int(face))
+        if now is not None and now not in kept:
+            kept[now] = (name, face)
+    if sorted(kept) != [c for c, _, _ in rows] or any(kept[c][0] != n for c, n, _ in rows if c in kept):
+        with workspace.connect(write=True) as c:
+            c.execute("DELETE FROM cluster_names WHERE run_id = ? AND method = ? AND k = ?", key)
+            c.executemany("INSERT INTO cluster_names(run_id, method, k, cluster, name, face_id) VALUES(?, ?, ?, ?, ?, ?)",
+                          [(*key, cl, n, f) for cl, (n, f) in kept.items()])
+    return {cl: n for cl, (n, _) in kept.items()}
+
+
+def _cluster_of_face(workspace: Workspace, run_id: str, method: str, k: int) -> dict[int, int]:
+    """{face id: cluster} of the run's current clustering; empty without latents."""
+    try:
+        rc = cluster_run(workspace, run_id, method, k)
+    except LatentsMissing:
+        return {}
+    return dict(zip(rc.ids.tolist(), rc.clustering.labels.tolist()))
+
+
+def _anchor(workspace: Workspace, run_id: str, method: str, k: int, cluster: int) -> int | None:
+    """The frame a new name is stored with: the cluster's medoid, else its first member."""
+    try:
+        rc = cluster_run(workspace, run_id, method, k)
+    except LatentsMissing:
+        return None
+    medoid = int(rc.medoid_face_ids()[cluster]) if cluster < rc.clustering.k else -1
+    members = rc.members(cluster)
+    return medoid if medoid >= 0 else (int(members[0]) if len(members) else None)
 
 
 def set_cluster_name(
@@ -295,6 +334,8 @@ def set_cluster_name(
     name = " ".join((name or "").split())
     if len(name) > MAX_NAME_LEN:
         raise ClusterError(f"a cluster name has at most {MAX_NAME_LEN} characters")
+    cluster_names(workspace, run_id, method, k)  # stored numbers brought up to date first
+    anchor = _anchor(workspace, run_id, method, k, int(cluster))
     try:
         with workspace.connect(write=True) as c:
             if not name:
@@ -304,9 +345,9 @@ def set_cluster_name(
                 )
                 return None
             c.execute(
-                "INSERT INTO cluster_names(run_id, method, k, cluster, name) VALUES(?, ?, ?, ?, ?) "
-                "ON CONFLICT(run_id, method, k, cluster) DO UPDATE SET name = excluded.name",
-                (run_id, method, int(k), int(cluster), name),
+                "INSERT INTO cluster_names(run_id, method, k, cluster, name, face_id) VALUES(?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(run_id, method, k, cluster) DO UPDATE SET name = excluded.name, face_id = excluded.face_id",
+                (run_id, method, int(k), int(cluster), name, anchor),
             )
     except sqlite3.IntegrityError:
         raise ClusterError(f"no run {run_id!r} in this workspace") from None

@@ -100,6 +100,9 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY(run_id, name)
     );
     """,
+    # A cluster's name remembers one of its frames (its medoid when named): cluster numbers
+    # change when the latents are re-made, the frame does not (facelab.clusters.cluster_names).
+    "ALTER TABLE cluster_names ADD COLUMN face_id INTEGER",
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -197,3 +197,23 @@ def test_find_frames_by_number_time_label_or_cluster() -> None:
     assert find_frames(table, "smi")[0] == []
     assert find_frames(table, "HAPPY")[0] == [4]
     assert find_frames(table, "  ") == ([], "")
+
+
+def test_a_cluster_name_follows_its_frames_when_the_clusters_are_renumbered(home: Path) -> None:
+    import numpy as np
+
+    w, _ = make_workspace(20)
+    rc = cl.cluster_run(w, "r1", "kmeans", 2)
+    bright = int(rc.clustering.labels[-1])
+    cl.set_cluster_name(w, "r1", "kmeans", 2, bright, "Bright")
+    # New latents numbered the same groups the other way round (as a re-encode may): the cache
+    # now says cluster 0 is cluster 1 and back.
+    path = w.run_dir("r1") / "clusters" / "kmeans-k2.npz"
+    with np.load(path) as z:
+        arrays = dict(z)
+    arrays["labels"] = 1 - arrays["labels"]
+    arrays["medoids"] = arrays["medoids"][::-1].copy()
+    np.savez(path, **arrays)
+    assert cl.cluster_names(w, "r1", "kmeans", 2) == {1 - bright: "Bright"}
+    cl.set_cluster_name(w, "r1", "kmeans", 2, bright, "Dark")  # the other cluster now; both kept
+    assert cl.cluster_names(w, "r1", "kmeans", 2) == {1 - bright: "Bright", bright: "Dark"}
