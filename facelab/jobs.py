@@ -405,6 +405,17 @@ def encode_after_training(workspace: Workspace, run_id: str, progress=None) -> b
     return True
 
 
+def warm_baselines(workspace: Workspace, run_id: str) -> None:
+    """The mean-crop and PCA-32 figures the Train page shows beside the run, computed here (a
+    few seconds) so the page's next visit reads them from the workspace's cache."""
+    from facelab import quality
+
+    try:
+        quality.baselines(workspace, status(workspace, run_id).config.image_size)
+    except Exception:  # noqa: BLE001 - only a cache: the page computes them itself otherwise
+        traceback.print_exc()
+
+
 def _claim(workspace: Workspace, run_id: str) -> None:
     """Mark the run as ours, refusing when another live process holds it."""
     me = os.getpid()
@@ -485,6 +496,7 @@ def run_job(workspace: Workspace, run_id: str, *, echo=None) -> dict:
         summary = train_run(workspace, run_id, progress=progress, should_stop=stop.is_set)
         if summary.get("state", "done") == "done":
             encode_after_training(workspace, run_id, progress)
+            warm_baselines(workspace, run_id)
         _finish(workspace, run_id, summary.get("state", "done"))
     except (TrainError, WorkspaceError, ValueError) as e:
         _finish(workspace, run_id, "failed", str(e))

@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from facelab import dataset, directions, labels, latent, transfer
+from facelab import dataset, directions, jobs, labels, latent, transfer
 from facelab import workspace as ws
 
 NAME = "sample"
@@ -58,6 +58,7 @@ def ensure_sample(home: str | Path | None = None, reset: bool = False,
         if (MODEL_DIR / "config.json").exists():
             directions.save_direction(w, RUN_ID, directions.fit_label_direction(w, RUN_ID, "smile"))
             say("  stored the smile direction")
+            jobs.warm_baselines(w, RUN_ID)  # the Train page's mean-crop and PCA-32 figures, ready
     except BaseException:
         ws.delete(NAME, home)  # never leave a half-made sample behind
         raise

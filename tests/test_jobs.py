@@ -216,3 +216,13 @@ def test_cli_train_runs_and_eval(home, capsys, tmp_path) -> None:
     ws.create("empty")
     assert cli(["train", "-w", "empty", "--steps", "1"]) == 2
     assert "has no faces" in capsys.readouterr().err
+
+
+def test_a_finished_job_leaves_the_train_pages_baselines_cached(home, monkeypatch) -> None:
+    from facelab import quality
+
+    w = make_workspace("warm", IMAGES[:40])
+    run = jobs.create_run(w, ModelConfig(**{**CONFIG.__dict__, "steps": 8}))
+    jobs.run_job(w, run)
+    monkeypatch.setattr(quality, "compute_baselines", lambda *a: pytest.fail("computed again on the page"))
+    assert quality.run_report(w, jobs.status(w, run))["pca32_psnr"] is not None
