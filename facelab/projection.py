@@ -133,14 +133,28 @@ def idle_threads() -> int:
 
 
 def _tsne(x: np.ndarray, seed: int, perplexity: float) -> np.ndarray:
-    from sklearn.manifold import TSNE
+    """openTSNE (FFT-accelerated: 15,000 points in seconds); scikit-learn's TSNE if it is missing."""
     from threadpoolctl import threadpool_limits
 
-    # sklearn requires perplexity < n; a third of n keeps tiny sets meaningful.
+    threads = idle_threads()
+    # Both need perplexity well under n (k ≈ 3 × perplexity neighbours); a third of n keeps tiny
+    # sets meaningful.
     perplexity = float(max(1.0, min(perplexity, (x.shape[0] - 1) / 3)))
-    tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed)
-    with threadpool_limits(limits=idle_threads()):
-        return tsne.fit_transform(x).astype(np.float32)
+    try:
+        from openTSNE import TSNE
+
+        tsne = TSNE(
+            n_components=2, perplexity=perplexity, initialization="pca", negative_gradient_method="fft",
+            random_state=seed, n_jobs=threads,
+        )
+        fit = lambda: tsne.fit(x)  # noqa: E731  (a TSNEEmbedding: an N×2 ndarray)
+    except ImportError:  # an environment from before openTSNE was a dependency
+        from sklearn.manifold import TSNE
+
+        tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed)
+        fit = lambda: tsne.fit_transform(x)  # noqa: E731
+    with threadpool_limits(limits=threads):
+        return np.array(fit(), dtype=np.float32)
 
 
 def _umap(x: np.ndarray, seed: int, n_neighbors: int, min_dist: float) -> np.ndarray:
