@@ -6,7 +6,9 @@ In one run, on N crops (default 15,000; 64×64 frames cut from the Pexels clip i
   baseline        fp32 torch.mm 2048² (GFLOP/s): how busy the machine is right now
   encode          `facelab.latent.encode_run` with a random-weight BetaVAE (latent 32) into a
                   fresh workspace (includes writing the cache); target ≤ 10 s
-  pca / tsne / umap   `facelab.projection.project` on the μ
+  pca / tsne / umap   `facelab.projection.project` on the μ; t-SNE is openTSNE (FFT), and is
+                  compared with scikit-learn's TSNE (the fallback when openTSNE is missing) on
+                  the same points (or the first --sklearn-n of them: sklearn takes minutes)
   kmeans / gmm    `facelab.clusters.fit` (k = 6), and a k = 2..12 `sweep`
   pca + kmeans    the page's first map; target ≤ 2 s
   chart           bytes of an Altair spec (frame_id, x, y, cluster, t) of N points, and the
@@ -15,6 +17,7 @@ In one run, on N crops (default 15,000; 64×64 frames cut from the Pexels clip i
     .venv/bin/python benchmarks/explore_speed.py                 # everything, 15k crops
     .venv/bin/python benchmarks/explore_speed.py --skip-slow     # no t-SNE / UMAP
     .venv/bin/python benchmarks/explore_speed.py --n 3000
+    .venv/bin/python benchmarks/explore_speed.py --tsne-only --sklearn-n 5000   # t-SNE vs sklearn
 
 Timings on a shared machine are noisy (the load average is printed with them): compare the
 ratios to the targets, measured within one run.
@@ -113,10 +116,49 @@ def fake_workspace(crops: np.ndarray):
     return w, home
 
 
+def sklearn_tsne(mu: np.ndarray) -> np.ndarray:
+    """`project(mu, "tsne")` as it runs without openTSNE: scikit-learn's TSNE (the fallback)."""
+    from facelab import projection as pj
+
+    saved = sys.modules.get("openTSNE")
+    sys.modules["openTSNE"] = None  # makes `import openTSNE` raise ImportError
+    try:
+        return pj.project(mu, "tsne")
+    finally:
+        if saved is None:
+            del sys.modules["openTSNE"]
+        else:
+            sys.modules["openTSNE"] = saved
+
+
+def tsne_vs_sklearn(mu: np.ndarray, sklearn_n: int | None, r: dict) -> None:
+    from facelab import projection as pj
+
+    n = len(mu)
+    if not np.ptp(mu, axis=0).any():  # a random-weight model can map every crop to the same μ
+        print("(every μ is the same: t-SNE timed on 32-D latents from a mixture of 12 Gaussians instead)")
+        rng = np.random.default_rng(0)
+        centres = rng.normal(scale=4.0, size=(12, mu.shape[1]))
+        mu = (centres[rng.integers(12, size=n)] + rng.normal(size=(n, mu.shape[1]))).astype(np.float32)
+    timed(f"tsne (openTSNE) {n}", lambda: pj.project(mu, "tsne"), r, 30.0 if n >= 15000 else None)
+    m = n if sklearn_n is None else min(sklearn_n, n)
+    if m <= 0:
+        return
+    if m != n:  # the ratio compares like with like
+        timed(f"tsne (openTSNE) {m}", lambda: pj.project(mu[:m], "tsne"), r)
+    timed(f"tsne (sklearn) {m}", lambda: sklearn_tsne(mu[:m]), r)
+    ratio = r[f"tsne (sklearn) {m}"] / r[f"tsne (openTSNE) {m}"]
+    print(f"{'tsne sklearn/openTSNE':<22} {ratio:8.2f}×  on {m} points "
+          f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=15000)
     ap.add_argument("--skip-slow", action="store_true", help="skip t-SNE and UMAP")
+    ap.add_argument("--tsne-only", action="store_true", help="encode, then only t-SNE (openTSNE vs sklearn)")
+    ap.add_argument("--sklearn-n", type=int, default=None,
+                    help="time sklearn's TSNE on the first this many points (default all N; 0: skip)")
     args = ap.parse_args()
 
     import shutil
@@ -153,6 +195,9 @@ def main() -> int:
         print("facelab.models is missing: encode not timed; using random latents")
         mu = np.random.default_rng(0).normal(size=(args.n, 32)).astype(np.float32)
 
+    if args.tsne_only:
+        tsne_vs_sklearn(mu, args.sklearn_n, r)
+        return 0
     xy = timed("pca", lambda: pj.project(mu, "pca"), r)
     km = timed("kmeans k=6", lambda: cl.fit(mu, "kmeans", 6), r)
     print(f"{'pca + kmeans':<22} {r['pca'] + r['kmeans k=6']:8.2f} s   target ≤ 2 s: "
@@ -160,7 +205,7 @@ def main() -> int:
     timed("gmm k=6 (diag)", lambda: cl.fit(mu, "gmm", 6), r)
     timed("sweep k=2..12", lambda: cl.sweep(mu), r)
     if not args.skip_slow:
-        timed("tsne", lambda: pj.project(mu, "tsne"), r)
+        tsne_vs_sklearn(mu, args.sklearn_n, r)
         if pj.umap_available():
             timed("umap (incl. JIT)", lambda: pj.project(mu, "umap"), r)
         else:

@@ -140,3 +140,21 @@ def test_cli_map_and_project(home: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert "no run 'nope'" in capsys.readouterr().err
     assert cli(["map", "--workspace", "w", "r1", "--k", "50", "--out", str(out)]) == 2
     assert "k=50 is more than the 20 frames" in capsys.readouterr().err
+
+
+def test_tsne_is_deterministic_and_survives_identical_points() -> None:
+    x, _ = two_blobs()
+    a = pj.project(x, "tsne", seed=3, perplexity=10)
+    np.testing.assert_array_equal(a, pj.project(x, "tsne", seed=3, perplexity=10))
+    same = pj.project(np.ones((40, 8), np.float32), "tsne")  # openTSNE alone crashes on these
+    assert same.shape == (40, 2) and same.dtype == np.float32 and np.isfinite(same).all()
+
+
+def test_cached_tsne_map_is_reused(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    w, group = make_workspace(15)
+    s = pj.ProjectionSettings("tsne", perplexity=5)
+    made = pj.compute_projection(w, "r1", s)
+    monkeypatch.setattr(pj, "_tsne", lambda *a, **k: pytest.fail("the cached map was recomputed"))
+    again = pj.get_projection(w, "r1", s)
+    assert again is not None and np.array_equal(again.xy, made.xy) and separated(again.xy, group)
+    assert pj.start_projection(w, "r1", s).state == "ready", "no worker for a map already cached"
