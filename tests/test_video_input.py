@@ -158,6 +158,8 @@ def test_page_resets_the_uploader_and_asks_before_adding_a_known_video(page, app
     assert page.locator("[data-testid='stFileUploaderFile']").count() == 0  # the uploader is empty
     assert build.is_disabled()
 
+    wait_for_app(page)  # the rerun that swapped in a fresh uploader has finished: one uploader left
+    page.wait_for_function("s => document.querySelectorAll(s).length === 1", arg=uploader, timeout=30_000)
     page.locator(uploader).set_input_files(str(clip))
     build.click()
     page.get_by_text("is already in this workspace").wait_for(timeout=60_000)
