@@ -196,7 +196,7 @@ def test_snapshot_fallback_without_webrtc(pw, home, tmp_path) -> None:
             take.wait_for(timeout=30_000)
             page.wait_for_function(
                 "() => [...document.querySelectorAll('[data-testid=stCameraInput] video')]"
-                ".some(v => v.videoWidth > 0 && v.currentTime > 0.2)", timeout=30_000)
+                ".some(v => v.videoWidth > 0 && v.currentTime > 0.2)", timeout=90_000)  # slow under a full suite
             take.click()
             result = page.locator("[data-testid='stImage']").filter(has_text="Predicted expression:")
             result.wait_for(timeout=60_000)
