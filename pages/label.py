@@ -15,7 +15,7 @@ from facelab.workspace import Workspace
 
 PER_PAGE = 48
 COLUMNS = 8  # of the label counts
-HANDED_IDS, HANDED_FROM = "fl_label_ids", "fl_label_ids_from"  # frames another page sent here
+HANDED_IDS, HANDED_FROM = state.HANDED_IDS, state.HANDED_FROM  # frames another page sent here
 
 
 def opening_label(w: Workspace, names: list[str]) -> str:

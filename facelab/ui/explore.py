@@ -13,7 +13,7 @@ from facelab import dataset, labels
 from facelab import projection as pj
 from facelab.latent_map import map_table
 from facelab.thumbs import data_uris
-from facelab.ui import nav
+from facelab.ui import nav, state
 from facelab.workspace import Workspace
 
 HOVER_PX = 96  # hover thumbnails: big enough to read an expression (40 px was not)
@@ -59,8 +59,8 @@ def focused_frame(picked: list[int]) -> int | None:
 
 def send_to_label(face_ids: list[int], source: str) -> None:
     """Open the Label page on these frames (its grid is filtered to them, `source` says from where)."""
-    st.session_state["fl_label_ids"] = [int(i) for i in face_ids]
-    st.session_state["fl_label_ids_from"] = source
+    st.session_state[state.HANDED_IDS] = [int(i) for i in face_ids]
+    st.session_state[state.HANDED_FROM] = source
     nav.go("label")
 
 

@@ -9,6 +9,7 @@ from facelab.ui.text import md
 
 WORKSPACE = "fl_workspace"  # name of the open workspace
 RUN = "fl_run"  # id of the run the Explore/Label/Shift pages look at
+HANDED_IDS, HANDED_FROM = "fl_label_ids", "fl_label_ids_from"  # frames Explore hands to Label, and from where
 FLASH = "fl_flash"  # one message to show after a rerun (e.g. "deleted 3 crops")
 SHEET_PAGE = "fl_sheet_page"  # page of the Dataset contact sheet
 
