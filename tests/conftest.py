@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,12 +27,31 @@ LOCAL_PREFIXES = ("http://127.0.0.1", "ws://127.0.0.1", "data:", "blob:", "about
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh FACELAB_HOME for this test (never the user's real one)."""
     path = tmp_path / "home"
     path.mkdir()
     monkeypatch.setenv("FACELAB_HOME", str(path))
-    return path
+    yield path
+    stop_background_work(path)
+
+
+def stop_background_work(home: Path) -> None:
+    """Stop the training jobs and map workers a test left running (they outlive the app by design).
+
+    Left alone they would train on through the next tests, slowing them (a fake camera's video
+    stalled under such load). Said as a warning, so a test that leaks one is seen.
+    """
+    from facelab import db, processes, workspace
+
+    root = workspace.workspaces_root(home)
+    for folder in sorted(root.iterdir()) if root.is_dir() else []:
+        if (folder / workspace.DB_FILE).exists():
+            with db.connect(folder / workspace.DB_FILE, write=True) as c:
+                c.execute("UPDATE jobs SET state = 'cancelled', pid = NULL WHERE state = 'queued'")
+        if busy := workspace.workers(folder):
+            warnings.warn(f"stopped what a test left running in {folder.name}: {busy}")
+            processes.stop([pid for pid, _ in busy])
 
 
 def free_port() -> int:

@@ -175,8 +175,6 @@ if __name__ == "__main__":
     main(*sys.argv[1:4])
 
 
-@pytest.mark.skip(reason="flaky in the full suite since stop 19 (the snapshot camera's video never started in 2 of "
-                         "3 CI runs, passes alone): see the stop-19 note; to be fixed, not forgotten")
 def test_snapshot_fallback_without_webrtc(pw, home, tmp_path) -> None:
     """No WebRTC (so no namespace): the snapshot camera takes a still of the fake camera and the
     page shows it boxed, through the model, with a predicted expression."""

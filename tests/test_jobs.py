@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import threading
 import time
 from dataclasses import replace
@@ -33,6 +34,27 @@ def wait_for(predicate, timeout: float = 90.0, every: float = 0.02):
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout} s waiting for {predicate}")
+
+
+def pause_outside_a_write(w, pid: int) -> None:
+    """SIGSTOP the child at a moment it holds no database write lock.
+
+    Stopped inside a write (a heartbeat, an epoch row) it would keep the lock, and every other
+    writer would wait out the busy timeout: a hang no user can cause, only this test.
+    """
+    for _ in range(200):
+        os.kill(pid, signal.SIGSTOP)
+        conn = sqlite3.connect(w.db_path, timeout=0.05, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("ROLLBACK")
+            return
+        except sqlite3.OperationalError:
+            os.kill(pid, signal.SIGCONT)
+            time.sleep(0.01)
+        finally:
+            conn.close()
+    raise AssertionError("the training child held the write lock every time it was paused")
 
 
 def wait_state(w, run_id, states=("done", "failed", "cancelled", "dead"), timeout=120.0):
@@ -131,7 +153,7 @@ def test_cancel_checkpoints_and_resume_matches_uninterrupted(home, reference) ->
     jobs.start(w, run)
     wait_for(lambda: len(jobs.epoch_metrics(w, run)) >= 1)
     pid = jobs.status(w, run).pid
-    os.kill(pid, signal.SIGSTOP)  # hold it mid-run so the cancel surely lands before the end
+    pause_outside_a_write(w, pid)  # hold it mid-run so the cancel surely lands before the end
     try:
         jobs.cancel(w, run)
     finally:
