@@ -108,13 +108,15 @@ def map_chart(
     marked: pd.DataFrame | None = None,
     height: int = 520,
     order: Sequence[str] | None = None,
+    cells: pd.DataFrame | None = None,
 ) -> alt.Chart:
     """Scatter of the frames; click picks (with `multi_pick`, each click adds a point), drag boxes.
 
     `marked` (rows with x, y and a `note`) are drawn on top as large rings, e.g. a shifted face
     or the live webcam face; they carry no frame_id and cannot be picked. `order`: the
     categories of `colour` in the order their colours are given (e.g. clusters 0..k-1, so a
-    cluster card's swatch matches), default sorted.
+    cluster card's swatch matches), default sorted. `cells` (x, x2, y, y2, image, note): faint
+    rectangles over empty places whose hover shows the face the model draws there.
     """
     pick = alt.selection_point(name="pick", fields=["frame_id"], toggle="true" if multi_pick else "event.shiftKey")
     params = [pick]
@@ -144,21 +146,30 @@ def map_chart(
         )
         .add_params(*params)
     )
-    chart = points
+    # The frames' layer comes first: Streamlit draws nothing when a selection's layer is not the first.
+    layers = [points]
+    if cells is not None and len(cells):  # empty places only, so they never hide a frame's hover
+        layers.append(
+            alt.Chart(cells)
+            .mark_rect(color="#888888", opacity=0.05)
+            .encode(x="x:Q", x2="x2:Q", y="y:Q", y2="y2:Q",
+                    tooltip=[alt.Tooltip("image:N", title="image"), alt.Tooltip("note:N", title="decoded")])
+        )
     if marked is not None and len(marked):
-        rings = (
+        layers.append(
             alt.Chart(marked)
             .mark_point(size=400, shape="circle", strokeWidth=3, color="#d62728", filled=False)
             .encode(x="x:Q", y="y:Q", tooltip=["note:N"])
         )
-        chart = alt.layer(points, rings)
+    chart = alt.layer(*layers) if len(layers) > 1 else points
     return chart.properties(height=height)
 
 
 def selected_ids(event, table: pd.DataFrame) -> tuple[list[int], list[int]]:
     """(picked frame ids in click order, frame ids inside the box) from an st.altair_chart event."""
     selection = (event or {}).get("selection", {}) if isinstance(event, Mapping) else getattr(event, "selection", {})
-    picked = [int(p["frame_id"]) for p in selection.get("pick", []) or [] if "frame_id" in p]
+    picked = [int(p["frame_id"]) for p in selection.get("pick", []) or []
+              if p.get("frame_id") is not None]  # a click on an empty place's cell picks no frame
     boxed: list[int] = []
     bounds = selection.get("box") or {}
     if "x" in bounds and "y" in bounds:

@@ -7,12 +7,14 @@ import streamlit as st
 from facelab import clusters as cl
 from facelab import labels
 from facelab import projection as pj
+from facelab.generative_map import MapInverse
 from facelab.latent import active_latents
 from facelab.latent_map import PALETTE, cluster_title, find_frames, map_chart, nearest, selected_ids, swatch
 from facelab.ui import state
-from facelab.ui.cache import codec
+from facelab.ui.cache import codec, model_stamp
 from facelab.ui.explore import (
-    MAX_HOVER_THUMBNAILS, METHOD_NAMES, focus_frame, focused_frame, k_sweep, send_to_label, table_for, wait_for_map,
+    MAX_HOVER_THUMBNAILS, METHOD_NAMES, decoded_places, focus_frame, focused_frame, k_sweep, send_to_label, table_for,
+    wait_for_map,
 )
 from facelab.ui.runs import pick_run, require_latents
 from facelab.ui.text import HELP, count, md
@@ -91,10 +93,22 @@ if query.strip():
     st.caption(md(said))
 rings = table.loc[table["frame_id"].isin(found), ["x", "y", "frame_id", "time"]].assign(
     note=lambda d: [f"frame {i} · {t:.2f} s" for i, t in zip(d["frame_id"], d["time"])])
+decode_anywhere = st.toggle("Faces between the frames", key="fl_map_decode",
+                            help="Hover an empty place on the map to see the face the model draws there, "
+                                 "and see a grid of them (a face field) under the map.")
+cells = field = None
+if decode_anywhere:
+    inverse = MapInverse.of_map(proj.ids, proj.xy, ids, mu, linear=settings.method == "pca")
+    cells, field, how = decoded_places(str(w.path), run_id, model_stamp(w, run_id), proj.latents_key,
+                                       settings.method, inverse)
 with st.container(key="fl_map_box"):
     order = [cluster_title(c, cluster_titles) for c in range(k)] if colour == "cluster" else None
-    event = st.altair_chart(map_chart(table, colour, order=order, marked=rings[["x", "y", "note"]]), on_select="rerun",
-                            selection_mode=["pick", "box"], key="fl_map", width="stretch")
+    event = st.altair_chart(map_chart(table, colour, order=order, marked=rings[["x", "y", "note"]], cells=cells),
+                            on_select="rerun", selection_mode=["pick", "box"], key="fl_map", width="stretch")
+if field is not None:
+    st.image(field, width=min(720, field.shape[1] * 2), caption=md(
+        f"The face the model draws at each place of a 10 × 10 grid over the map ({how}); faded where no "
+        "frame of the video is near, since there the model guesses."))
 picked, boxed = selected_ids(event, table)
 fid = focused_frame(picked)
 

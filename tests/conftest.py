@@ -49,7 +49,10 @@ def stop_background_work(home: Path) -> None:
         if (folder / workspace.DB_FILE).exists():
             with db.connect(folder / workspace.DB_FILE, write=True) as c:
                 c.execute("UPDATE jobs SET state = 'cancelled', pid = NULL WHERE state = 'queued'")
-        if busy := workspace.workers(folder):
+        deadline = time.monotonic() + 3  # a child that has just finished its job is still exiting
+        while (busy := workspace.workers(folder)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if busy:
             warnings.warn(f"stopped what a test left running in {folder.name}: {busy}")
             processes.stop([pid for pid, _ in busy])
 

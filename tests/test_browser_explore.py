@@ -31,6 +31,34 @@ def test_map_hover_click_box_select_and_label(page, sample_app) -> None:
     tooltip_img.wait_for(timeout=10_000)
     assert tooltip_img.get_attribute("src").startswith("data:image/jpeg;base64,")
 
+    # Decode anywhere: hover an empty place (the grid cell farthest from every frame) and see the
+    # face the model draws there; the face field is drawn under the map. The rest of
+    # the test (click, box, label) runs with this layer on.
+    page.get_by_text("Faces between the frames").click()
+    page.wait_for_function("() => document.querySelectorAll("
+                           "'.st-key-fl_map_box g.mark-rect.role-mark path').length > 20", timeout=60_000)
+    empty = page.evaluate("""() => {
+        const box = document.querySelector('.st-key-fl_map_box');
+        const centre = (e) => { const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; };
+        const dots = [...box.querySelectorAll('g.mark-symbol.role-mark path')].map(centre);
+        let best = null, far = -1;
+        const cells = [...box.querySelectorAll('g.mark-rect.role-mark path')]  // not the (empty) box brush
+            .filter((e) => e.getBoundingClientRect().width > 2);
+        for (const c of cells.map(centre)) {
+            const d = Math.min(...dots.map(([x, y]) => Math.hypot(x - c[0], y - c[1])));
+            if (d > far) { far = d; best = c; }
+        }
+        return {x: best[0], y: best[1], far};
+    }""")
+    assert empty["far"] > 8, empty  # no frame under the mouse: the tooltip is the decoded place's
+    page.mouse.move(empty["x"], empty["y"])
+    tip = page.locator("#vg-tooltip-element")
+    tip.get_by_text(re.compile("the model's (face|guess) here")).wait_for(timeout=10_000)
+    assert tip.locator("img").get_attribute("src").startswith("data:image/jpeg;base64,")
+    field = page.locator("[data-testid='stImage']").filter(has_text="10 × 10 grid over the map")
+    field.wait_for(timeout=30_000)
+    assert "exactly" in field.inner_text()  # a PCA map: each place is its latent exactly
+
     click_point(page, points, 10)
     page.get_by_text("8 nearest neighbours in latent space").wait_for(timeout=30_000)
     assert page.get_by_text(re.compile(r"^Frame \d+ · \d+\.\d+ s")).is_visible()

@@ -287,3 +287,40 @@ def test_direction_commands(trained: dict, capsys) -> None:
     assert run_cli(trained, "direction", "delete", "-w", "me", trained["run"], "calm") == 2
     assert "no direction 'calm'" in capsys.readouterr().err
     assert "calm" not in load_directions(trained["ws"], trained["run"])
+
+
+def test_decode_at_field_and_path(trained: dict, tmp_path: Path, capsys) -> None:
+    """The map as an instrument from the shell: a place on the PCA map, the face field, a path."""
+    from facelab import generative_map as gm
+    from facelab import projection as pj
+    from facelab.models import load_codec
+
+    w, run = trained["ws"], trained["run"]
+    at = tmp_path / "at.png"
+    assert run_cli(trained, *base(trained, "decode-at"), "--x", "0.3", "--y", "-0.2", "--out", str(at), "--scale", "1") == 0
+    assert "pca map, exactly" in capsys.readouterr().out
+    # the face written is the codec's face for the code whose PCA place is (0.3, -0.2)
+    proj = pj.get_projection(w, run, pj.ProjectionSettings("pca"))
+    inv = gm.MapInverse.fit(proj.xy, trained["mu"], linear=True)
+    z = inv.latents_at([[0.3, -0.2]])
+    np.testing.assert_allclose(inv.place(z), [[0.3, -0.2]], atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(Image.open(at).convert("RGB")), load_codec(w.run_dir(run)).decode(z)[0])
+
+    field = tmp_path / "field.png"
+    assert run_cli(trained, *base(trained, "field"), "--size", "4", "--out", str(field)) == 0
+    assert "4 x 4 faces over the pca map" in capsys.readouterr().out
+    size = load_codec(w.run_dir(run)).config.image_size
+    assert Image.open(field).size == (4 * size + 3 * 2, 4 * size + 3 * 2)
+
+    ids = [int(i) for i in trained["ids"][[0, 50, 100]]]
+    gif = tmp_path / "path.gif"
+    assert run_cli(trained, *base(trained, "path"), *map(str, ids), "--steps", "4", "--out", str(gif)) == 0
+    assert f"7 frames through faces {ids[0]} -> {ids[1]} -> {ids[2]}" in capsys.readouterr().out
+    assert Image.open(gif).n_frames > 1
+
+    assert run_cli(trained, *base(trained, "path"), str(ids[0]), "--out", str(gif)) == 2
+    assert "at least two face ids" in capsys.readouterr().err
+    assert run_cli(trained, *base(trained, "field"), "--size", "99", "--out", str(field)) == 2
+    assert "2 to 40" in capsys.readouterr().err
+    assert run_cli(trained, *base(trained, "decode-at"), "--x", "0", "--y", "0", "--out", str(tmp_path / "a.jpg")) == 2
+    assert "must end in .png" in capsys.readouterr().err

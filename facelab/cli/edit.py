@@ -1,8 +1,11 @@
-"""`facelab interpolate`, `facelab shift`, `facelab shift-eval`: latent edits from the shell.
+"""`facelab interpolate | shift | shift-eval | decode-at | field | path`: latent edits from the shell.
 
     facelab interpolate -w W RUN A B --steps 10 --out strip.gif     (A, B: face ids)
     facelab shift -w W RUN photo.jpg --direction smile --alpha 1 --out out.png
     facelab shift-eval -w W RUN smile --alpha 1
+    facelab decode-at -w W RUN --x 0.5 --y -1 --out face.png      (any place on the map)
+    facelab field -w W RUN --map tsne --out field.png              (a grid of faces over the map)
+    facelab path -w W RUN A B C --out path.gif                     (through several faces in order)
 
 Alpha is the sliders' unit: 0 = as is, 1 = the labelled faces' average along the direction
 ("your average smile"), 2 = twice as far (`facelab.edit.compose`).
@@ -12,15 +15,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from facelab import animate, edit
+from facelab import generative_map as gm
 from facelab import workspace as ws
 from facelab.cli import CliError, add_workspace_arg, resolve_workspace
 from facelab.directions import DEFAULT_METHOD, METHOD_NAMES, NEGATIVES, DirectionError
+from facelab.storage import write_bytes_atomic
 
 
 
@@ -37,7 +43,10 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from facelab.latent import LatentsMissing
     from facelab.models import ModelError
 
-    return (edit.EditError, animate.AnimateError, DirectionError, LabelError, LatentsMissing, ModelError)
+    from facelab.projection import ProjectionError
+
+    return (edit.EditError, animate.AnimateError, DirectionError, LabelError, LatentsMissing, ModelError,
+            gm.MapDecodeError, ProjectionError)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -102,6 +111,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_shift_eval)
 
 
+    p = sub.add_parser("decode-at", help="the face the model draws at a place on the map",
+                       description="Turn a place (x, y) on the run's map into a code and decode it: "
+                                   "on a PCA map exactly (every other direction at the average face), "
+                                   "on t-SNE / UMAP as a blend of the frames nearest to it. `facelab "
+                                   "map` prints the frames' places.")
+    _common(p)
+    p.add_argument("--x", type=float, required=True, help="map x")
+    p.add_argument("--y", type=float, required=True, help="map y")
+    _map_options(p)
+    p.add_argument("--out", type=Path, required=True, help="output .png")
+    p.add_argument("--scale", type=int, default=animate.DEFAULT_SCALE, help="upscale factor (default 4)")
+    p.set_defaults(func=_decode_at)
+
+    p = sub.add_parser("field", help="a grid of decoded faces over the run's map (its face field)",
+                       description="Decode an N x N grid of places over the part of the map the frames "
+                                   "fill, row by row from the top; places with no frame near are "
+                                   "faded (what the model draws there is a guess).")
+    _common(p)
+    _map_options(p)
+    p.add_argument("--size", type=int, default=gm.FIELD_SIZE, help=f"faces a side (default {gm.FIELD_SIZE})")
+    p.add_argument("--out", type=Path, required=True, help="output .png")
+    p.set_defaults(func=_field)
+
+    p = sub.add_parser("path", help="decode the way through several faces in order (.png strip or .gif)",
+                       description="Interpolate leg by leg through the codes of the faces given, in "
+                                   "order; each leg blends its two real faces plus the decoded change, "
+                                   "so the animation passes through every real face (--plain: decoded "
+                                   "frames).")
+    _common(p)
+    p.add_argument("ids", type=int, nargs="+", help="face ids, two or more, in order")
+    p.add_argument("--steps", type=int, default=8, help="frames per leg, both ends included (default 8)")
+    p.add_argument("--out", type=Path, required=True, help="output file: .png or .gif")
+    _picture_options(p)
+    p.add_argument("--duration", type=int, default=120, help="GIF frame duration in ms (default 120)")
+    p.set_defaults(func=_path)
+
     p = sub.add_parser("direction", help="list, fit or delete a run's stored directions",
                        description="Directions live per run; `shift` and the app's sliders use them.")
     actions = p.add_subparsers(dest="action", required=True)
@@ -140,6 +185,13 @@ def _picture_options(p: argparse.ArgumentParser) -> None:
                    help="the plain decoded faces, instead of the real face(s) plus the decoded change")
 
 
+def _map_options(p: argparse.ArgumentParser) -> None:
+    from facelab.projection import METHODS
+
+    p.add_argument("--map", choices=METHODS, default="pca", help="which map (default pca; "
+                   "t-SNE and UMAP with their default settings, computed once and cached)")
+
+
 # --- shared steps -------------------------------------------------------------------------
 class _Run:
     """A workspace's trained run: its codec and the codes of its active faces."""
@@ -167,6 +219,17 @@ class _Run:
             if len(self._ids) == 0:
                 raise CliError(f"workspace {self.ws.name!r} has no faces")
         return self._ids, self._mu
+
+    def map_inverse(self, method: str) -> gm.MapInverse:
+        """The run's map of its active faces (cached, or computed now) and its way back to codes."""
+        from facelab import projection as pj
+
+        settings = pj.ProjectionSettings(method=method)
+        proj = pj.get_projection(self.ws, self.run_id, settings)
+        if proj is None:
+            print(f"computing the {method} map (once: it is cached beside the run)", file=sys.stderr, flush=True)
+            proj = pj.compute_projection(self.ws, self.run_id, settings)
+        return gm.MapInverse.of_map(proj.ids, proj.xy, *self.latents(), linear=method == "pca")
 
     def bounds(self) -> edit.LatentBounds:
         return edit.LatentBounds.from_latents(self.latents()[1])
@@ -223,6 +286,56 @@ def _interpolate(args: argparse.Namespace) -> int:
 
 
 @_run_cmd
+def _decode_at(args: argparse.Namespace) -> int:
+    if args.out.suffix.lower() != ".png":
+        raise CliError(f"--out must end in .png, not {args.out.name!r}")
+    run = _Run(args)
+    inverse = run.map_inverse(args.map)
+    z = inverse.latents_at([[args.x, args.y]])
+    face = run.codec.decode(z)[0]
+    path = write_bytes_atomic(args.out, animate.png_bytes(animate.upscale(face[None], args.scale)[0]))
+    x0, x1, y0, y1 = inverse.extent(0.0)
+    inside = x0 <= args.x <= x1 and y0 <= args.y <= y1
+    print(f"wrote {path}: the face at ({args.x:g}, {args.y:g}) on the {args.map} map, {inverse.how}"
+          + ("" if inside else f" (outside the frames, which span x {x0:.2f}..{x1:.2f}, y {y0:.2f}..{y1:.2f})"))
+    return 0
+
+
+@_run_cmd
+def _field(args: argparse.Namespace) -> int:
+    if args.out.suffix.lower() != ".png":
+        raise CliError(f"--out must end in .png, not {args.out.name!r}")
+    run = _Run(args)
+    field = gm.face_field(run.codec, run.map_inverse(args.map), args.size)
+    path = write_bytes_atomic(args.out, animate.png_bytes(field.picture()))
+    print(f"wrote {path}: {args.size} x {args.size} faces over the {args.map} map "
+          f"({int((~field.near).sum())} faded: no frame near their place)")
+    return 0
+
+
+@_run_cmd
+def _path(args: argparse.Namespace) -> int:
+    if args.out.suffix.lower() not in (".png", ".gif"):
+        raise CliError(f"--out must end in .png or .gif, not {args.out.name!r}")
+    if len(args.ids) < 2:
+        raise CliError("give at least two face ids, in the order to pass through them")
+    run = _Run(args)
+    crops = run.crops(args.ids)
+    mu, _ = run.codec.encode(crops)
+    if args.plain:
+        ends = None
+    else:
+        from facelab.dataset import sharp_faces
+
+        ends = sharp_faces(run.ws, args.ids)
+    frames = gm.path_frames(run.codec, mu, args.steps, ends)
+    path = animate.save_strip(args.out, frames, duration_ms=args.duration, scale=args.scale, resample=args.resample)
+    how = "plain decoded" if args.plain else "detail-preserving"
+    print(f"wrote {path} ({len(frames)} frames through faces {' -> '.join(map(str, args.ids))}, {how})")
+    return 0
+
+
+@_run_cmd
 def _shift(args: argparse.Namespace) -> int:
     from facelab.directions import load_directions
 
@@ -266,8 +379,6 @@ def _shift(args: argparse.Namespace) -> int:
         image = animate.strip_image(panels, scale=args.scale, resample=args.resample)
     else:
         image = animate.upscale(shifted, args.scale, args.resample)[0]
-    from facelab.storage import write_bytes_atomic
-
     write_bytes_atomic(args.out, animate.png_bytes(image))
     what = ", ".join(f"{p.name} {a:+g}" for p, a in pairs)
     if args.toward:

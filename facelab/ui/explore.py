@@ -10,6 +10,7 @@ import streamlit as st
 
 from facelab import clusters as cl
 from facelab import dataset, labels
+from facelab import generative_map as gm
 from facelab import projection as pj
 from facelab.latent_map import map_table
 from facelab.thumbs import data_uris
@@ -18,6 +19,7 @@ from facelab.workspace import Workspace
 
 HOVER_PX = 96  # hover thumbnails: big enough to read an expression (40 px was not)
 MAX_HOVER_THUMBNAILS = 1500  # each adds ~2.9 KB (96-px JPEG) to the chart spec sent to the browser
+HOVER_CELLS = 16  # "decode anywhere": the empty cells of a 16 x 16 grid (at most ~740 KB of thumbnails)
 
 
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
@@ -86,3 +88,32 @@ def table_for(w: Workspace, run_id: str, proj, rc: cl.RunClusters | None, method
         proj.ids, proj.xy, dataset.faces_table(w), clusters=assign, cluster_names=names,
         labels_of=labels.labels_of(w), thumbnails=thumbs,
     )
+
+
+@st.cache_data(max_entries=4, show_spinner="Drawing the faces between the frames…")
+def decoded_places(ws_path: str, run_id: str, stamp: float, latents_key: str, method: str,
+                   _inverse: gm.MapInverse) -> tuple[pd.DataFrame, np.ndarray, str]:
+    """(the empty places' hover cells, each with the face the model draws there; the face field
+    picture; how a place becomes a code) for one map, keyed on the map (its latents key and
+    method), not on its arrays."""
+    from facelab.ui.cache import codec
+
+    model = codec(Workspace(Path(ws_path)), run_id)
+    inverse = _inverse
+    hover = gm.face_field(model, inverse, HOVER_CELLS)
+    x0, x1, y0, y1 = inverse.extent()
+    half = np.array([(x1 - x0), (y1 - y0)]) / (HOVER_CELLS - 1) / 2
+    # only cells with no frame inside: over a frame, the hover shows that frame
+    inside = (np.abs(inverse.xy[None] - hover.places[:, None]) <= half).all(-1).any(1)
+    empty = np.flatnonzero(~inside)
+    faded = hover.faces[empty].astype(np.float32)
+    far = ~hover.near[empty]
+    faded[far] = faded[far] * (1 - gm.FADE) + 255 * gm.FADE
+    places = hover.places[empty]
+    cells = pd.DataFrame({
+        "x": places[:, 0] - half[0], "x2": places[:, 0] + half[0],
+        "y": places[:, 1] - half[1], "y2": places[:, 1] + half[1],
+        "image": data_uris(faded.round().astype(np.uint8), HOVER_PX),
+        "note": np.where(far, "the model's guess here: no frame is near", "the model's face here"),
+    })
+    return cells, gm.face_field(model, inverse).picture(), inverse.how
