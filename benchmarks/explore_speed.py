@@ -4,13 +4,18 @@ In one run, on N crops (default 15,000; 64×64 frames cut from the Pexels clip i
 ../shared/data, jittered, so thumbnails compress like real faces):
 
   baseline        fp32 torch.mm 2048² (GFLOP/s): how busy the machine is right now
-  encode          `facelab.latent.encode_run` with a random-weight BetaVAE (latent 32) into a
-                  fresh workspace (includes writing the cache); target ≤ 10 s
+  encode          `facelab.latent.encode_run` with the shipped sample model (models/sample; random
+                  weights when it is missing) into a fresh workspace (includes writing the
+                  cache); target ≤ 10 s
   pca / tsne / umap   `facelab.projection.project` on the μ; t-SNE is openTSNE (FFT), and is
                   compared with scikit-learn's TSNE (the fallback when openTSNE is missing) on
                   the same points (or the first --sklearn-n of them: sklearn takes minutes)
   kmeans / gmm    `facelab.clusters.fit` (k = 6), and a k = 2..12 `sweep`
   pca + kmeans    the page's first map; target ≤ 2 s
+  decode anywhere per map (issue 15): fit the map's inverse, decode one place (target ≤ 0.3 s),
+                  the 10×10 face field (target ≤ 1 s), Explore's 16×16 hover cells with their
+                  thumbnails, and how far a decoded place lands from where it was asked for
+                  when placed back (PCA: exactly; t-SNE / UMAP: mean error)
   chart           bytes of an Altair spec (frame_id, x, y, cluster, t) of N points, and the
                   estimated bytes once each point carries its thumbnail as a data URI
 
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -111,9 +117,43 @@ def fake_workspace(crops: np.ndarray):
             "INSERT INTO faces(id, source_id, frame_index, t_seconds, x, y, w, h) VALUES(?, ?, ?, ?, 0, 0, 64, 64)",
             [(i, src, i, i / 8.0) for i in range(len(crops))],
         )
-    config = models.ModelConfig(latent_dim=32, image_size=64)
-    models.save_model(w.run_dir("bench"), models.build_model(config), config)
+    shipped = REPO / "models" / "sample"
+    if (shipped / "model.pt").exists():  # a trained model: real latents (random weights give one μ for all)
+        w.run_dir("bench").mkdir(parents=True, exist_ok=True)
+        for name in ("model.pt", "config.json", "run.json"):
+            shutil.copy(shipped / name, w.run_dir("bench") / name)
+    else:
+        config = models.ModelConfig(latent_dim=32, image_size=64)
+        models.save_model(w.run_dir("bench"), models.build_model(config), config)
     return w, home
+
+
+def decode_anywhere(w, mu: np.ndarray, maps: dict[str, np.ndarray], r: dict) -> None:
+    """Issue 15's figures: a place back to a face, the 10 x 10 face field (target <= 1 s), the
+    Explore page's hover cells (16 x 16, decoded and made thumbnails), and where a decoded place
+    lands when placed back on the map (PCA: exactly; t-SNE / UMAP: mean error, % of the map's span)."""
+    from facelab import generative_map as gm
+    from facelab.models import load_codec
+    from facelab.thumbs import data_uris
+
+    codec = load_codec(w.run_dir("bench"))
+    codec.decode(mu[:1])  # the first decode loads the weights: not a hover's cost
+    for name, xy in maps.items():
+        def fit() -> gm.MapInverse:  # with the neighbour radii a non-linear map's places need (once per map)
+            inv = gm.MapInverse.fit(xy, mu, linear=name == "pca")
+            return inv if inv.linear else (inv, inv.latent_radius)[0]
+
+        inverse = timed(f"{name}: fit inverse", fit, r)
+        one = timed(f"{name}: decode one place", lambda: codec.decode(inverse.latents_at(xy[:1] + 0.1)), r, 0.3)
+        field = timed(f"{name}: face field 10x10", lambda: gm.face_field(codec, inverse), r, 1.0)
+        timed(f"{name}: hover cells 16x16",
+              lambda: data_uris(gm.face_field(codec, inverse, 16).faces, 96), r)
+        back = inverse.place(inverse.latents_at(field.places))
+        err = np.linalg.norm(back - field.places, axis=1).mean()
+        span = float(np.ptp(xy, axis=0).mean())
+        print(f"{name + ': placed back':<22} {err:8.3f} map units mean error ({100 * err / span:.2f} % of the "
+              f"map's span); {int(field.near.sum())} of 100 field places have a frame near; "
+              f"{len(one)} face decoded", flush=True)
 
 
 def sklearn_tsne(mu: np.ndarray) -> np.ndarray:
@@ -131,7 +171,8 @@ def sklearn_tsne(mu: np.ndarray) -> np.ndarray:
             sys.modules["openTSNE"] = saved
 
 
-def tsne_vs_sklearn(mu: np.ndarray, sklearn_n: int | None, r: dict) -> None:
+def tsne_vs_sklearn(mu: np.ndarray, sklearn_n: int | None, r: dict) -> np.ndarray:
+    """t-SNE of `mu` with openTSNE, and scikit-learn's on (a part of) the same points; the map."""
     from facelab import projection as pj
 
     n = len(mu)
@@ -140,16 +181,17 @@ def tsne_vs_sklearn(mu: np.ndarray, sklearn_n: int | None, r: dict) -> None:
         rng = np.random.default_rng(0)
         centres = rng.normal(scale=4.0, size=(12, mu.shape[1]))
         mu = (centres[rng.integers(12, size=n)] + rng.normal(size=(n, mu.shape[1]))).astype(np.float32)
-    timed(f"tsne (openTSNE) {n}", lambda: pj.project(mu, "tsne"), r, 30.0 if n >= 15000 else None)
+    xy = timed(f"tsne (openTSNE) {n}", lambda: pj.project(mu, "tsne"), r, 30.0 if n >= 15000 else None)
     m = n if sklearn_n is None else min(sklearn_n, n)
     if m <= 0:
-        return
+        return xy
     if m != n:  # the ratio compares like with like
         timed(f"tsne (openTSNE) {m}", lambda: pj.project(mu[:m], "tsne"), r)
     timed(f"tsne (sklearn) {m}", lambda: sklearn_tsne(mu[:m]), r)
     ratio = r[f"tsne (sklearn) {m}"] / r[f"tsne (openTSNE) {m}"]
     print(f"{'tsne sklearn/openTSNE':<22} {ratio:8.2f}×  on {m} points "
           f"(load average {os.getloadavg()[0]:.1f})", flush=True)
+    return xy
 
 
 def main() -> int:
@@ -160,8 +202,6 @@ def main() -> int:
     ap.add_argument("--sklearn-n", type=int, default=None,
                     help="time sklearn's TSNE on the first this many points (default all N; 0: skip)")
     args = ap.parse_args()
-
-    import shutil
 
     t = time.perf_counter()
     import sklearn.cluster  # noqa: F401  (imported once per app process; not part of a map's time)
@@ -185,15 +225,23 @@ def main() -> int:
         import facelab.models  # noqa: F401
 
         w, home = fake_workspace(crops)
-        try:
-            lat = timed("encode (encode_run)", lambda: encode_run(w, "bench"), r, 10.0)
-            print(f"{'':<22} {args.n / r['encode (encode_run)']:8.0f} crops/s")
-            mu = lat.mu
-        finally:
-            shutil.rmtree(home, ignore_errors=True)
+        lat = timed("encode (encode_run)", lambda: encode_run(w, "bench"), r, 10.0)
+        print(f"{'':<22} {args.n / r['encode (encode_run)']:8.0f} crops/s")
+        mu = lat.mu
     except ModuleNotFoundError:
         print("facelab.models is missing: encode not timed; using random latents")
+        w, home = None, None
         mu = np.random.default_rng(0).normal(size=(args.n, 32)).astype(np.float32)
+    try:
+        return measure(args, crops, mu, w, r)
+    finally:
+        if home is not None:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, crops: np.ndarray, mu: np.ndarray, w, r: dict) -> int:
+    from facelab import clusters as cl
+    from facelab import projection as pj
 
     if args.tsne_only:
         tsne_vs_sklearn(mu, args.sklearn_n, r)
@@ -204,12 +252,15 @@ def main() -> int:
           f"{'ok' if r['pca'] + r['kmeans k=6'] <= 2 else 'MISSED'}")
     timed("gmm k=6 (diag)", lambda: cl.fit(mu, "gmm", 6), r)
     timed("sweep k=2..12", lambda: cl.sweep(mu), r)
+    maps = {"pca": xy}
     if not args.skip_slow:
-        tsne_vs_sklearn(mu, args.sklearn_n, r)
+        maps["tsne"] = tsne_vs_sklearn(mu, args.sklearn_n, r)
         if pj.umap_available():
-            timed("umap (incl. JIT)", lambda: pj.project(mu, "umap"), r)
+            maps["umap"] = timed("umap (incl. JIT)", lambda: pj.project(mu, "umap"), r)
         else:
             print(pj.UMAP_HINT)
+    if w is not None and np.ptp(mu, axis=0).any():
+        decode_anywhere(w, mu, maps, r)
 
     import altair as alt
     import pandas as pd

@@ -94,7 +94,7 @@ class MapInverse:
         # to the nearest frame: within that frame's own k-th latent neighbour distance.
         first = self.mu[near[:, 0]]
         gap = np.sqrt(((self.mu[near] - first[:, None]) ** 2).sum(-1))
-        w = np.where(gap <= self._latent_radius[near[:, :1]], w, 0.0)
+        w = np.where(gap <= self.latent_radius[near[:, :1]], w, 0.0)
         w /= w.sum(1, keepdims=True)
         return np.einsum("pk,pkd->pd", w, self.mu[near]).astype(np.float32)
 
@@ -107,13 +107,13 @@ class MapInverse:
             return ((z - self.centre) @ self.basis + self.xy.mean(0)).astype(np.float32)
         d2 = ((z[:, None] - self.mu[None]) ** 2).sum(-1)
         near = np.argsort(d2, axis=1, kind="stable")[:, : self.k]
-        eps2 = float((1e-3 * np.median(self._latent_radius)) ** 2) + 1e-12  # a frame's own code: its place
+        eps2 = float((1e-3 * np.median(self.latent_radius)) ** 2) + 1e-12  # a frame's own code: its place
         w = 1.0 / (np.take_along_axis(d2, near, 1) + eps2)
         w /= w.sum(1, keepdims=True)
         return np.einsum("pk,pkc->pc", w, self.xy[near]).astype(np.float32)
 
     @cached_property
-    def _latent_radius(self) -> np.ndarray:
+    def latent_radius(self) -> np.ndarray:
         """N: each frame's distance to its k-th nearest other frame in latent space."""
         k = min(self.k, len(self.mu) - 1)
         sq = (self.mu ** 2).sum(1)
@@ -187,11 +187,12 @@ def tile(faces: np.ndarray, n: int, gap: int = 0) -> np.ndarray:
     return out
 
 
-def path_frames(codec: "Codec", z: np.ndarray, steps: int, ends: np.ndarray | None = None) -> np.ndarray:
+def path_frames(codec: "Codec", z: np.ndarray, steps: int, ends: np.ndarray | None = None,
+                method: str = "linear") -> np.ndarray:
     """The way through the latents `z` (K >= 2, in order), `steps` frames per leg, each joint once.
 
     With `ends` (the K real faces) every leg preserves detail (`facelab.edit.interpolation_strip`):
-    the animation passes exactly through each real frame."""
+    the animation passes exactly through each real frame. `method`: linear or slerp legs."""
     from facelab.edit import interpolation_strip
 
     z = np.asarray(z, np.float32)
@@ -202,6 +203,6 @@ def path_frames(codec: "Codec", z: np.ndarray, steps: int, ends: np.ndarray | No
     legs = []
     for i in range(len(z) - 1):
         leg_ends = None if ends is None else (ends[i], ends[i + 1])
-        leg = interpolation_strip(codec, z[i], z[i + 1], steps, ends=leg_ends)
+        leg = interpolation_strip(codec, z[i], z[i + 1], steps, method, ends=leg_ends)
         legs.append(leg if i == 0 else leg[1:])
     return np.concatenate(legs)

@@ -37,6 +37,10 @@ SLOW_METHODS = ("tsne", "umap")
 UMAP_HINT = "UMAP is not installed; install it with: pip install 'facelab[umap]'"
 MIN_POINTS_NONLINEAR = 5
 TSNE_FFT_FROM = 10_000  # points from which openTSNE's FFT gradient beats Barnes-Hut
+# FFT grid: one interval per 2 map units instead of 1. On 15,000 real latents (the sample model on
+# the Pexels clip, 2 cores) the 500 main iterations took 17 s instead of 68 s, and 70.0 % of each
+# point's 10 nearest latent neighbours stayed its map neighbours (71.8 % at 1; 67.3 % at 3).
+TSNE_FFT_INTS = 2.0
 HEARTBEAT_S = 2.0
 STALE_AFTER_S = 30.0  # a running status older than this without a heartbeat is a dead worker
 
@@ -153,6 +157,7 @@ def _tsne(x: np.ndarray, seed: int, perplexity: float) -> np.ndarray:
         tsne = TSNE(
             n_components=2, perplexity=perplexity, initialization="pca",
             negative_gradient_method="fft" if x.shape[0] >= TSNE_FFT_FROM else "bh",
+            ints_in_interval=TSNE_FFT_INTS if x.shape[0] >= TSNE_FFT_FROM else 1,
             random_state=seed, n_jobs=threads,
         )
         fit = lambda: tsne.fit(x)  # noqa: E731  (a TSNEEmbedding: an N×2 ndarray)

@@ -9,6 +9,7 @@ from facelab.animate import for_display
 from facelab import projection as pj
 from facelab import clusters as cl
 from facelab import directions as dr
+from facelab.generative_map import path_frames
 from facelab.latent import active_latents
 from facelab.latent_map import map_chart, selected_ids
 from facelab.dataset import SHARP_SIZE, build_settings_of, sharp_faces
@@ -32,7 +33,7 @@ limits = bounds(lat.key, mu)
 stored = dr.load_directions(w, run_id)
 counts = labels.counts(w)
 
-shift_tab, interp_tab, make_tab = st.tabs(["Shift a face", "Interpolate two frames", "Make a direction"])
+shift_tab, interp_tab, make_tab = st.tabs(["Shift a face", "Interpolate frames", "Make a direction"])
 
 with make_tab:
     st.caption("A direction is learnt from labelled frames (label some on the **Label** page); "
@@ -172,9 +173,10 @@ with shift_tab:
     shifter()
 
 with interp_tab:
-    st.caption("Click two points on the map (each click adds one; click a picked point again to drop it).")
+    st.caption("Click frames on the map in the order to pass through them (two or more; each click adds "
+               "one, a click on a picked frame drops it).")
     c1, c2 = st.columns(2)
-    steps = c1.slider("Steps", 3, 24, 10, key="fl_interp_steps")
+    steps = c1.slider("Steps from frame to frame", 3, 24, 10, key="fl_interp_steps")
     how = c2.radio("Path", ["linear", "slerp"], horizontal=True, key="fl_interp_method",
                    format_func={"linear": "straight line", "slerp": "spherical (slerp)"}.get)
     method_k = st.session_state.get("fl_last_clustering", ("kmeans", 6))
@@ -187,23 +189,22 @@ with interp_tab:
     if len(picked) < 2:
         st.info(f"{len(picked)} of 2 points picked.")
     else:
-        a_id, b_id = picked[-2:]
         detail = st.toggle("Keep the real frames' detail", value=True, key="fl_interp_detail", help=(
-            "On: each step blends the two real frames plus what the decoded face changes on the way, "
-            "so the ends are the real frames. Off: the plain decoded faces."))
-        real = (faces[a_id], faces[b_id])
-        frames = edit.interpolation_strip(model, lat.mu[a_id], lat.mu[b_id], steps, how,  # on the 128-px crops
-                                          ends=tuple(sharp_faces(w, [a_id, b_id])) if detail else None)
-        ends = None if detail else real
-        shown = frames if detail else np.concatenate([real[0][None], frames, real[1][None]])
-        ts = [f"t = {t:.2f}" for t in np.linspace(0, 1, steps)]
-        st.caption(f"frame {a_id} → frame {b_id}, {steps} decoded steps, " + (
-            "each the real frames plus the decoded change: the ends are the real frames" if detail
+            "On: each step blends the real frames on either side plus what the decoded face changes on the "
+            "way, so the path passes through the real frames. Off: the plain decoded faces."))
+        frames = path_frames(model, lat.mu[picked], steps, sharp_faces(w, picked) if detail else None, how)
+        ends = None if detail else (faces[picked[0]], faces[picked[-1]])
+        shown = frames if detail else np.concatenate([ends[0][None], frames, ends[1][None]])
+        route = " → ".join(f"frame {i}" for i in picked)
+        st.caption(f"{route}, {steps} decoded steps from frame to frame, " + (
+            "each the real frames plus the decoded change: the path passes through the real frames" if detail
             else "real frames at the ends"))
-        st.image(list(for_display(shown)), caption=ts if detail else [f"frame {a_id}", *ts, f"frame {b_id}"])
-        strip = animate.strip_image(frames, ends=ends)
-        d1, d2 = st.columns(2)
-        d1.download_button("Download strip (PNG)", animate.png_bytes(strip),
-                           file_name=f"interpolation-{a_id}-{b_id}.png", mime="image/png")
-        d2.download_button("Download animation (GIF)", animate.gif_bytes(frames),
-                           file_name=f"interpolation-{a_id}-{b_id}.gif", mime="image/gif")
+        st.image(list(for_display(shown)), width=96 if len(shown) > 12 else "content")
+        name = "path-" + "-".join(map(str, picked))
+        d1, d2, d3 = st.columns(3)
+        d1.download_button("Download strip (PNG)", animate.png_bytes(animate.strip_image(frames, ends=ends)),
+                           file_name=f"{name}.png", mime="image/png")
+        d2.download_button("Download animation (GIF)", animate.gif_bytes(frames), file_name=f"{name}.gif",
+                           mime="image/gif")
+        d3.download_button("Download video (MP4)", animate.mp4_bytes(frames), file_name=f"{name}.mp4",
+                           mime="video/mp4")

@@ -4,6 +4,7 @@ Label page's counts, and the Shift page (slider, click two points to interpolate
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -106,10 +107,17 @@ def test_shift_slider_and_two_point_interpolation(page, sample_app) -> None:
                            f" return m && parseFloat(m[1]) > {before} + 0.15; }}", timeout=30_000)
     assert judged_shifted() > before + 0.15  # "mouth" moves less than the plain normal, and only the mouth
 
-    page.get_by_role("tab", name="Interpolate two frames").click()
+    page.get_by_role("tab", name="Interpolate frames").click()
     _, points = map_points(page, "fl_interp_box")
     click_point(page, points, 3)
     page.get_by_text("1 of 2 points picked.").wait_for(timeout=30_000)
     click_point(page, points, 300)
     page.get_by_text(re.compile(r"^frame \d+ → frame \d+, 10 decoded steps")).wait_for(timeout=30_000)
+    wait_for_app(page)
+    click_point(page, points, 150)  # a third: the path goes on through it
+    page.get_by_text(re.compile(r"^frame \d+ → frame \d+ → frame \d+, 10 decoded steps")).wait_for(timeout=30_000)
     page.get_by_role("button", name="Download animation (GIF)").wait_for(timeout=30_000)
+    with page.expect_download() as got:
+        page.get_by_role("button", name="Download video (MP4)").click()
+    video = Path(got.value.path()).read_bytes()
+    assert video[4:8] == b"ftyp" and len(video) > 10_000  # an MP4 of the whole path

@@ -176,7 +176,7 @@ def flow(page, url: str, home: Path, shot: Shots, webcam: bool) -> None:
     shot("shift-slider")
 
     # 7. Interpolate: click two points far apart on the map, get the decoded strip.
-    page.get_by_role("tab", name="Interpolate two frames").click()
+    page.get_by_role("tab", name="Interpolate frames").click()
     _, points = map_points(page, "fl_interp_box")
     first = 3
     click_point(page, points, first)

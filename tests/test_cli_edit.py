@@ -90,8 +90,8 @@ def test_interpolate_writes_a_pingpong_gif_and_a_png_strip(trained: dict, tmp_pa
 def test_interpolate_errors_are_one_line(trained: dict, tmp_path: Path, capsys) -> None:
     assert run_cli(trained, *base(trained, "interpolate"), "0", "99999", "--out", str(tmp_path / "x.gif")) == 2
     assert "no face 99999" in capsys.readouterr().err
-    assert run_cli(trained, *base(trained, "interpolate"), "0", "1", "--out", str(tmp_path / "x.mp4")) == 2
-    assert ".png or .gif" in capsys.readouterr().err
+    assert run_cli(trained, *base(trained, "interpolate"), "0", "1", "--out", str(tmp_path / "x.jpg")) == 2
+    assert ".png, .gif or .mp4" in capsys.readouterr().err
     assert run_cli(trained, "interpolate", "-w", "me", "nope-run", "0", "1", "--out", str(tmp_path / "x.gif")) == 2
     assert "no run 'nope-run'" in capsys.readouterr().err
     assert run_cli(trained, *base(trained, "interpolate"), "0", "1", "--steps", "1", "--out", str(tmp_path / "x.gif")) == 2
@@ -317,6 +317,9 @@ def test_decode_at_field_and_path(trained: dict, tmp_path: Path, capsys) -> None
     assert run_cli(trained, *base(trained, "path"), *map(str, ids), "--steps", "4", "--out", str(gif)) == 0
     assert f"7 frames through faces {ids[0]} -> {ids[1]} -> {ids[2]}" in capsys.readouterr().out
     assert Image.open(gif).n_frames > 1
+    mp4 = tmp_path / "path.mp4"
+    assert run_cli(trained, *base(trained, "path"), *map(str, ids), "--steps", "4", "--out", str(mp4)) == 0
+    assert mp4.read_bytes()[4:8] == b"ftyp"
 
     assert run_cli(trained, *base(trained, "path"), str(ids[0]), "--out", str(gif)) == 2
     assert "at least two face ids" in capsys.readouterr().err

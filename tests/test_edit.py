@@ -210,6 +210,23 @@ def test_gif_is_pingpong_and_decodes(tmp_path: Path) -> None:
     assert colours[steps - 1 :] == sorted(colours[steps - 1 :], reverse=True)
 
 
+def test_mp4_is_pingpong_h264_and_decodes(tmp_path: Path) -> None:
+    import av
+
+    steps = 6
+    frames = edit.interpolation_strip(FakeCodec(), np.full(8, -2.0), np.full(8, 2.0), steps)
+    path = animate.save_strip(tmp_path / "path.mp4", frames, duration_ms=100, scale=3)  # 48 px
+    with av.open(str(path)) as video:
+        stream = video.streams.video[0]
+        assert stream.codec_context.name == "h264" and float(stream.average_rate) == 10.0
+        reds = [int(f.to_ndarray(format="rgb24")[24, 24, 0]) for f in video.decode(stream)]
+    assert len(reds) == 2 * steps - 2
+    assert reds[:steps] == sorted(reds[:steps]) and reds[0] < reds[steps - 1] - 50  # there ...
+    assert reds[steps - 1:] == sorted(reds[steps - 1:], reverse=True)  # ... and back
+    odd = animate.mp4_bytes(np.zeros((2, 15, 15, 3), np.uint8), scale=1)  # odd sides are padded, not refused
+    assert odd[4:8] == b"ftyp"
+
+
 def test_png_strip_with_real_ends(tmp_path: Path) -> None:
     frames = FakeCodec().decode(np.linspace(-1, 1, 5)[:, None].repeat(8, 1).astype(np.float32))
     ends = (np.zeros((16, 16, 3), np.uint8), np.full((16, 16, 3), 255, np.uint8))
@@ -224,7 +241,7 @@ def test_upscale_and_bad_names(tmp_path: Path) -> None:
     img = np.arange(2 * 2 * 3, dtype=np.uint8).reshape(1, 2, 2, 3)
     big = animate.upscale(img, 3, "nearest")
     assert big.shape == (1, 6, 6, 3) and np.array_equal(big[0, :3, :3], np.broadcast_to(img[0, 0, 0], (3, 3, 3)))
-    with pytest.raises(animate.AnimateError, match=".png or .gif"):
+    with pytest.raises(animate.AnimateError, match=".png, .gif or .mp4"):
         animate.save_strip(tmp_path / "x.jpg", big)
     with pytest.raises(animate.AnimateError, match="uint8"):
         animate.upscale(img.astype(np.float32))

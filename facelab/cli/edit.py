@@ -61,9 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("b", type=int, help="face id to end at")
     p.add_argument("--steps", type=int, default=10, help="frames, both ends included (default 10)")
     p.add_argument("--method", choices=edit.METHODS, default="linear", help="linear or slerp (spherical)")
-    p.add_argument("--out", type=Path, required=True, help="output file: .png or .gif")
+    p.add_argument("--out", type=Path, required=True, help="output file: .png, .gif or .mp4")
     _picture_options(p)
-    p.add_argument("--duration", type=int, default=120, help="GIF frame duration in ms (default 120)")
+    p.add_argument("--duration", type=int, default=120, help="GIF / MP4 frame duration in ms (default 120)")
     p.add_argument("--no-ends", action="store_true", help="PNG with --plain: leave out the two real faces")
     p.set_defaults(func=_interpolate)
 
@@ -134,7 +134,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output .png")
     p.set_defaults(func=_field)
 
-    p = sub.add_parser("path", help="decode the way through several faces in order (.png strip or .gif)",
+    p = sub.add_parser("path", help="decode the way through several faces in order (.png strip, .gif or .mp4)",
                        description="Interpolate leg by leg through the codes of the faces given, in "
                                    "order; each leg blends its two real faces plus the decoded change, "
                                    "so the animation passes through every real face (--plain: decoded "
@@ -142,9 +142,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument("ids", type=int, nargs="+", help="face ids, two or more, in order")
     p.add_argument("--steps", type=int, default=8, help="frames per leg, both ends included (default 8)")
-    p.add_argument("--out", type=Path, required=True, help="output file: .png or .gif")
+    p.add_argument("--out", type=Path, required=True, help="output file: .png, .gif or .mp4")
     _picture_options(p)
-    p.add_argument("--duration", type=int, default=120, help="GIF frame duration in ms (default 120)")
+    p.add_argument("--duration", type=int, default=120, help="GIF / MP4 frame duration in ms (default 120)")
     p.set_defaults(func=_path)
 
     p = sub.add_parser("direction", help="list, fit or delete a run's stored directions",
@@ -259,8 +259,8 @@ def _run_cmd(fn):
 # --- commands -----------------------------------------------------------------------------
 @_run_cmd
 def _interpolate(args: argparse.Namespace) -> int:
-    if args.out.suffix.lower() not in (".png", ".gif"):
-        raise CliError(f"--out must end in .png or .gif, not {args.out.name!r}")
+    if args.out.suffix.lower() not in (".png", ".gif", ".mp4"):
+        raise CliError(f"--out must end in .png, .gif or .mp4, not {args.out.name!r}")
     run = _Run(args)
     crops = run.crops([args.a, args.b])
     mu, _ = run.codec.encode(crops)
@@ -279,7 +279,7 @@ def _interpolate(args: argparse.Namespace) -> int:
         ends = (resized[0], resized[1])
     path = animate.save_strip(args.out, frames, ends=ends, duration_ms=args.duration,
                               scale=args.scale, resample=args.resample)
-    kind = "GIF, there and back" if path.suffix.lower() == ".gif" else "PNG strip"
+    kind = {".gif": "GIF, there and back", ".mp4": "MP4, there and back"}.get(path.suffix.lower(), "PNG strip")
     how = "plain decoded" if args.plain else "detail-preserving"
     print(f"wrote {path} ({kind}: {args.steps} steps, {args.method}, {how}, faces {args.a} -> {args.b})")
     return 0
@@ -315,8 +315,8 @@ def _field(args: argparse.Namespace) -> int:
 
 @_run_cmd
 def _path(args: argparse.Namespace) -> int:
-    if args.out.suffix.lower() not in (".png", ".gif"):
-        raise CliError(f"--out must end in .png or .gif, not {args.out.name!r}")
+    if args.out.suffix.lower() not in (".png", ".gif", ".mp4"):
+        raise CliError(f"--out must end in .png, .gif or .mp4, not {args.out.name!r}")
     if len(args.ids) < 2:
         raise CliError("give at least two face ids, in the order to pass through them")
     run = _Run(args)
