@@ -9,7 +9,8 @@ can be shown too (issue 15). `MapInverse` turns map coordinates into latents:
   frames nearest on the map, so the face drawn there is a blend of its neighbours.
 
 `face_field` decodes a grid of places laid over the map (the classic picture of a VAE's
-manifold, here of one person's face) and `path_frames` the way through several frames in order.
+manifold, here of one person's face), `path_frames` the way through several frames in order,
+and `axes_map` a map whose axes the user chooses (smile against surprise, or against time).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from facelab.directions import Direction
     from facelab.models import Codec
 
 NEIGHBOURS = 8  # frames blended for a place on a non-linear map
@@ -137,6 +139,30 @@ class MapInverse:
         if y1 <= y0:
             y0, y1 = y0 - 0.5, y1 + 0.5
         return float(x0), float(x1), float(y0), float(y1)
+
+
+TIME_AXIS = "time"
+
+
+def axes_map(mu: np.ndarray, times: np.ndarray, x: "Direction | str", y: "Direction | str") -> np.ndarray:
+    """N x 2 places on two chosen axes (the Embedding Projector's custom linear projection): a
+    stored direction, in spreads from the frames' mean along it, or `TIME_AXIS` (seconds into
+    the video). Two directions make a linear map (`MapInverse.fit(..., linear=True)`)."""
+    mu = np.asarray(mu, np.float64)
+
+    def coordinate(axis: "Direction | str") -> np.ndarray:
+        if isinstance(axis, str):
+            if axis != TIME_AXIS:
+                raise MapDecodeError(f"an axis is a stored direction or {TIME_AXIS!r}, not {axis!r}")
+            return np.asarray(times, np.float64)
+        if axis.kind == "centre":
+            raise MapDecodeError(f"{axis.name!r} is a centre (a place), not a direction: it cannot be an axis")
+        if axis.dim != mu.shape[1]:
+            raise MapDecodeError(f"direction {axis.name!r} has {axis.dim} values, the latents {mu.shape[1]}")
+        along = mu @ np.asarray(axis.vector, np.float64)
+        return (along - along.mean()) / max(float(axis.spread), 1e-12)
+
+    return np.stack([coordinate(x), coordinate(y)], 1).astype(np.float32)
 
 
 def field_places(inverse: MapInverse, n: int = FIELD_SIZE) -> np.ndarray:

@@ -5,6 +5,7 @@ import numpy as np
 import streamlit as st
 
 from facelab import clusters as cl
+from facelab import directions as dr
 from facelab import labels
 from facelab import projection as pj
 from facelab.generative_map import MapInverse
@@ -13,8 +14,8 @@ from facelab.latent_map import PALETTE, cluster_title, find_frames, map_chart, n
 from facelab.ui import state
 from facelab.ui.cache import codec, model_stamp
 from facelab.ui.explore import (
-    MAX_HOVER_THUMBNAILS, METHOD_NAMES, decoded_places, focus_frame, focused_frame, k_sweep, send_to_label, table_for,
-    wait_for_map,
+    AXES, MAX_HOVER_THUMBNAILS, METHOD_NAMES, axes_projection, decoded_places, focus_frame, focused_frame, k_sweep,
+    send_to_label, table_for, wait_for_map,
 )
 from facelab.ui.runs import pick_run, require_latents
 from facelab.ui.text import HELP, count, md
@@ -30,8 +31,8 @@ if len(ids) < 3:
     st.stop()
 
 c1, c2, c3, c4 = st.columns([2, 2, 2, 3])
-method = c1.radio("Map", list(pj.METHODS), horizontal=True, key="fl_map_method",
-                  format_func=METHOD_NAMES.get)
+method = c1.radio("Map", [*pj.METHODS, AXES], horizontal=True, key="fl_map_method",
+                  format_func=METHOD_NAMES.get, help="Your axes: two stored directions (or one and time) as x and y.")
 colour_options = ["cluster", "label", "time", "source"] + [f"z{i}" for i in range(mu.shape[1])]
 colour = c2.selectbox("Colour by", colour_options, key="fl_map_colour", help=HELP["z"])
 cluster_method = c3.radio("Clusters", list(cl.METHODS), horizontal=True, key="fl_cluster_method",
@@ -56,25 +57,32 @@ if st.toggle("Help me choose k (elbow, BIC and silhouette for k = 2…12)", key=
     r.altair_chart(base.mark_bar().encode(y="silhouette:Q").properties(title="Silhouette", height=180),
                    width="stretch")
 
-settings = pj.ProjectionSettings(method=method)
-if method == "umap" and not pj.umap_available():
-    st.warning(pj.UMAP_HINT)
-    st.stop()
-if settings.is_slow:
-    status = pj.projection_state(w, run_id, settings)
-    if status.state != "ready":
-        if status.state == "failed":
-            st.error(md(status.message))
-            if st.button("Try again"):
+if method == AXES:
+    axes = axes_projection(w, run_id, lat.key, ids, mu,
+                           {n: d for n, d in dr.load_directions(w, run_id).items() if d.kind != "centre"})
+    if axes is None:
+        st.stop()
+    proj, map_key, linear = axes
+else:
+    settings = pj.ProjectionSettings(method=method)
+    if method == "umap" and not pj.umap_available():
+        st.warning(pj.UMAP_HINT)
+        st.stop()
+    if settings.is_slow:
+        status = pj.projection_state(w, run_id, settings)
+        if status.state != "ready":
+            if status.state == "failed":
+                st.error(md(status.message))
+                if st.button("Try again"):
+                    pj.start_projection(w, run_id, settings)
+                    st.rerun()
+                st.stop()
+            if status.state == "missing":
                 pj.start_projection(w, run_id, settings)
-                st.rerun()
-            st.stop()
-        if status.state == "missing":
-            pj.start_projection(w, run_id, settings)
-        wait_for_map(w, run_id, settings)
-        settings = pj.ProjectionSettings(method="pca")  # the instant map meanwhile, not an empty page
-
-proj = pj.get_projection(w, run_id, settings)
+            wait_for_map(w, run_id, settings)
+            settings = pj.ProjectionSettings(method="pca")  # the instant map meanwhile, not an empty page
+    proj = pj.get_projection(w, run_id, settings)
+    map_key, linear = settings.slug, settings.method == "pca"
 rc = cl.cluster_run(w, run_id, cluster_method, k)
 table = table_for(w, run_id, proj, rc, cluster_method, k)
 cluster_titles = cl.cluster_names(w, run_id, cluster_method, k)
@@ -98,9 +106,9 @@ decode_anywhere = st.toggle("Faces between the frames", key="fl_map_decode",
                                  "and see a grid of them (a face field) under the map.")
 cells = field = None
 if decode_anywhere:
-    inverse = MapInverse.of_map(proj.ids, proj.xy, ids, mu, linear=settings.method == "pca")
-    cells, field, how = decoded_places(str(w.path), run_id, model_stamp(w, run_id), proj.latents_key,
-                                       settings.method, inverse)
+    inverse = MapInverse.of_map(proj.ids, proj.xy, ids, mu, linear=linear)
+    cells, field, how = decoded_places(str(w.path), run_id, model_stamp(w, run_id), proj.latents_key, map_key,
+                                       inverse)
 with st.container(key="fl_map_box"):
     order = [cluster_title(c, cluster_titles) for c in range(k)] if colour == "cluster" else None
     event = st.altair_chart(map_chart(table, colour, order=order, marked=rings[["x", "y", "note"]], cells=cells),

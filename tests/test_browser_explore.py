@@ -81,6 +81,12 @@ def test_map_hover_click_box_select_and_label(page, sample_app) -> None:
     page.get_by_text(f"Labelled {n} frames as surprise.").wait_for(timeout=30_000)
     assert labels.counts(w)["surprise"] == n
 
+    # Your axes: the sample's stored smile direction against time; every frame is placed on them.
+    page.get_by_text("Your axes").click()
+    page.get_by_text("x: smile · y: time").wait_for(timeout=30_000)
+    page.wait_for_function("() => document.querySelectorAll("
+                           "'.st-key-fl_map_box g.mark-symbol.role-mark path').length >= 450", timeout=30_000)
+
     page.locator("[data-testid='stSidebarNav']").get_by_role("link", name="Label").click()
     page.get_by_text("Label counts").wait_for(timeout=30_000)
     metric = page.locator("[data-testid='stMetric']").filter(has_text="surprise")

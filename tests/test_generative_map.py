@@ -98,3 +98,26 @@ def test_a_path_through_three_frames_starts_ends_and_passes_through_them() -> No
     np.testing.assert_array_equal(plain[[0, 4, 8]], codec.decode(z))
     with pytest.raises(gm.MapDecodeError, match="at least 2 frames"):
         gm.path_frames(codec, z[:1], steps=5)
+
+
+def test_two_orthogonal_directions_as_axes_separate_two_labelled_blobs() -> None:
+    from facelab.directions import Direction
+
+    rng = np.random.default_rng(2)
+    e = np.eye(6, dtype=np.float32)
+    smile = rng.normal(size=(60, 6)).astype(np.float32) * 0.3 + 3 * e[0]  # smiles sit high along e0
+    surprise = rng.normal(size=(60, 6)).astype(np.float32) * 0.3 + 3 * e[1]  # surprise along e1
+    mu = np.concatenate([smile, surprise])
+    d_smile = Direction("smile", "logistic", e[0], spread=float(mu[:, 0].std()))
+    d_surprise = Direction("surprise", "logistic", e[1], spread=float(mu[:, 1].std()))
+    xy = gm.axes_map(mu, np.arange(120.0), d_smile, d_surprise)
+    assert (xy[:60, 0] > xy[60:, 0].max()).all() and (xy[60:, 1] > xy[:60, 1].max()).all()
+    assert abs(float(xy[:, 0].mean())) < 1e-5 and np.isclose(xy[:, 0].std(), 1.0, atol=1e-3)  # in spreads
+    inv = gm.MapInverse.fit(xy, mu, linear=True)  # two directions: a linear map, decoded exactly
+    np.testing.assert_allclose(inv.place(inv.latents_at([[1.0, -0.5]])), [[1.0, -0.5]], atol=1e-4)
+    over_time = gm.axes_map(mu, np.arange(120.0), d_smile, gm.TIME_AXIS)
+    np.testing.assert_array_equal(over_time[:, 1], np.arange(120.0))
+    with pytest.raises(gm.MapDecodeError, match="centre"):
+        gm.axes_map(mu, np.arange(120.0), Direction("c", "centre", mu.mean(0)), d_smile)
+    with pytest.raises(gm.MapDecodeError, match="not 'speed'"):
+        gm.axes_map(mu, np.arange(120.0), d_smile, "speed")

@@ -15,6 +15,7 @@ from facelab import projection as pj
 from facelab.latent_map import map_table
 from facelab.thumbs import data_uris
 from facelab.ui import nav, state
+from facelab.ui.text import md
 from facelab.workspace import Workspace
 
 HOVER_PX = 96  # hover thumbnails: big enough to read an expression (40 px was not)
@@ -22,7 +23,8 @@ MAX_HOVER_THUMBNAILS = 1500  # each adds ~2.9 KB (96-px JPEG) to the chart spec 
 HOVER_CELLS = 16  # "decode anywhere": the empty cells of a 16 x 16 grid (at most ~740 KB of thumbnails)
 
 
-METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+AXES = "axes"  # the map whose two axes the user picks among stored directions and time
+METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP", AXES: "Your axes"}
 
 
 def wait_for_map(w: Workspace, run_id: str, settings: pj.ProjectionSettings) -> None:
@@ -91,11 +93,11 @@ def table_for(w: Workspace, run_id: str, proj, rc: cl.RunClusters | None, method
 
 
 @st.cache_data(max_entries=4, show_spinner="Drawing the faces between the frames…")
-def decoded_places(ws_path: str, run_id: str, stamp: float, latents_key: str, method: str,
+def decoded_places(ws_path: str, run_id: str, stamp: float, latents_key: str, map_key: str,
                    _inverse: gm.MapInverse) -> tuple[pd.DataFrame, np.ndarray, str]:
     """(the empty places' hover cells, each with the face the model draws there; the face field
     picture; how a place becomes a code) for one map, keyed on the map (its latents key and
-    method), not on its arrays."""
+    `map_key`, which names the method and its settings), not on its arrays."""
     from facelab.ui.cache import codec
 
     model = codec(Workspace(Path(ws_path)), run_id)
@@ -117,3 +119,26 @@ def decoded_places(ws_path: str, run_id: str, stamp: float, latents_key: str, me
         "note": np.where(far, "the model's guess here: no frame is near", "the model's face here"),
     })
     return cells, gm.face_field(model, inverse).picture(), inverse.how
+
+
+def axes_projection(w: Workspace, run_id: str, latents_key: str, ids: np.ndarray, mu: np.ndarray,
+                    directions: dict) -> tuple[pj.Projection, str, bool] | None:
+    """The map on two axes the user picks (stored directions or time), with the pickers: (the map,
+    its cache key, whether it is linear in the latents); None (after saying why) with no direction."""
+    if not directions:
+        st.info("Your axes are stored directions: make one on the **Shift** page (tab *Make a direction*) "
+                "from a few labelled frames, then come back to place every frame along it.")
+        return None
+    names = list(directions)
+    a, b = st.columns(2)
+    x = a.selectbox("x axis", names, key="fl_axes_x", format_func=md)
+    y = b.selectbox("y axis", [gm.TIME_AXIS, *names], key="fl_axes_y", format_func=md,
+                    help="Time: seconds into the video, so the map reads as the direction over the clip.")
+    times = {f["id"]: f["t_seconds"] for f in dataset.faces_table(w)}
+    axis = lambda n: n if n == gm.TIME_AXIS else directions[n]  # noqa: E731
+    xy = gm.axes_map(mu, np.array([times.get(int(i), 0.0) for i in ids]), axis(x), axis(y))
+    st.caption(md(f"x: {x} · y: {y}") + (" (seconds)" if y == gm.TIME_AXIS else "") +
+               ", directions in spreads from the average face")
+    key = f"{AXES}:{x}:{y}"
+    return pj.Projection(ids=ids, xy=xy, settings=pj.ProjectionSettings(), latents_key=latents_key), key, \
+        gm.TIME_AXIS not in (x, y)
