@@ -15,7 +15,7 @@ from facelab.ui import state
 from facelab.ui.cache import codec, model_stamp
 from facelab.ui.explore import (
     AXES, MAX_HOVER_THUMBNAILS, METHOD_NAMES, axes_projection, decoded_places, focus_frame, focused_frame, k_sweep,
-    send_to_label, table_for, wait_for_map,
+    send_to_label, table_for, timeline, timeline_span, wait_for_map,
 )
 from facelab.ui.runs import pick_run, require_latents
 from facelab.ui.text import HELP, count, md
@@ -99,7 +99,9 @@ query = st.text_input("Find", key="fl_map_find", placeholder="a frame number, a 
 found, said = find_frames(table, query)
 if query.strip():
     st.caption(md(said))
-rings = table.loc[table["frame_id"].isin(found), ["x", "y", "frame_id", "time"]].assign(
+span = timeline_span()
+in_span = table["time"].between(*span) if span else False
+rings = table.loc[table["frame_id"].isin(found) | in_span, ["x", "y", "frame_id", "time"]].assign(
     note=lambda d: [f"frame {i} · {t:.2f} s" for i, t in zip(d["frame_id"], d["time"])])
 decode_anywhere = st.toggle("Faces between the frames", key="fl_map_decode",
                             help="Hover an empty place on the map to see the face the model draws there, "
@@ -117,6 +119,10 @@ if field is not None:
     st.image(field, width=min(720, field.shape[1] * 2), caption=md(
         f"The face the model draws at each place of a 10 × 10 grid over the map ({how}); faded where no "
         "frame of the video is near, since there the model guesses."))
+with st.container(key="fl_timeline_box"):
+    timeline(w, run_id, lat.key, len(ids))
+if span:
+    st.caption(f"{count(int(in_span.sum()), 'frame')} from {span[0]:.1f} s to {span[1]:.1f} s are ringed on the map.")
 picked, boxed = selected_ids(event, table)
 fid = focused_frame(picked)
 

@@ -87,6 +87,24 @@ def test_map_hover_click_box_select_and_label(page, sample_app) -> None:
     page.wait_for_function("() => document.querySelectorAll("
                            "'.st-key-fl_map_box g.mark-symbol.role-mark path').length >= 450", timeout=30_000)
 
+    # The timeline under the map: a label's probability over the video; a span dragged on it rings
+    # that stretch's frames on the map.
+    line = page.locator(".st-key-fl_timeline_box [data-testid='stVegaLiteChart']")
+    line.wait_for(timeout=30_000)
+    line.scroll_into_view_if_needed()
+    bb = line.bounding_box()
+    page.mouse.move(bb["x"] + bb["width"] * 0.3, bb["y"] + bb["height"] * 0.5)
+    page.mouse.down()
+    page.mouse.move(bb["x"] + bb["width"] * 0.6, bb["y"] + bb["height"] * 0.5, steps=8)
+    page.mouse.up()
+    ringed = page.get_by_text(re.compile(r"^\d+ frames from \d+\.\d s to \d+\.\d s are ringed on the map\.$"))
+    ringed.wait_for(timeout=30_000)
+    n_ringed = int(ringed.inner_text().split()[0])
+    assert n_ringed > 0
+    page.wait_for_function("() => document.querySelectorAll("
+                           f"'.st-key-fl_map_box g.mark-symbol.role-mark path').length >= 450 + {n_ringed}",
+                           timeout=30_000)  # the rings are drawn over the frames
+
     page.locator("[data-testid='stSidebarNav']").get_by_role("link", name="Label").click()
     page.get_by_text("Label counts").wait_for(timeout=30_000)
     metric = page.locator("[data-testid='stMetric']").filter(has_text="surprise")

@@ -327,3 +327,25 @@ def test_decode_at_field_and_path(trained: dict, tmp_path: Path, capsys) -> None
     assert "2 to 40" in capsys.readouterr().err
     assert run_cli(trained, *base(trained, "decode-at"), "--x", "0", "--y", "0", "--out", str(tmp_path / "a.jpg")) == 2
     assert "must end in .png" in capsys.readouterr().err
+
+
+def test_timeline_png_and_csv(trained: dict, tmp_path: Path, capsys) -> None:
+    """P(smile) over the video: every frame once, in time order, the CSV's numbers drawn in the PNG."""
+    import pandas as pd
+
+    csv, png = tmp_path / "t.csv", tmp_path / "t.png"
+    assert run_cli(trained, "timeline", "-w", "me", trained["run"], "--label", "smile", "--out", str(csv)) == 0
+    assert "P(smile) of" in capsys.readouterr().out
+    table = pd.read_csv(csv)
+    assert sorted(table["frame_id"]) == sorted(trained["ids"].tolist())
+    assert (table["time"].diff().dropna() > 0).all() and table["p"].between(0, 1).all()
+    smiles = set(np.flatnonzero(trained["mu"][:, int(np.argmax(trained["mu"].std(0)))] >
+                                np.median(trained["mu"][:, int(np.argmax(trained["mu"].std(0)))])))
+    is_smile = table["frame_id"].map(lambda i: int(np.flatnonzero(trained["ids"] == i)[0]) in smiles)
+    assert table.loc[is_smile, "p"].mean() > table.loc[~is_smile, "p"].mean() + 0.3  # it follows the label
+    assert run_cli(trained, "timeline", "-w", "me", trained["run"], "--label", "smile", "--out", str(png)) == 0
+    image = np.asarray(Image.open(png).convert("RGB"))
+    assert image.shape == (240, 900, 3) and (image != 255).any(axis=2).sum() > 2000  # a line was drawn
+    assert run_cli(trained, "timeline", "-w", "me", trained["run"], "--label", "nosuch", "--out", str(png)) == 2
+    assert "needs 5 frames" in capsys.readouterr().err
+    assert run_cli(trained, "timeline", "-w", "me", trained["run"], "--label", "smile", "--out", str(tmp_path / "t.gif")) == 2

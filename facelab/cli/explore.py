@@ -1,4 +1,4 @@
-"""`facelab encode | map | clusters | labels export|import|counts | project` (latent space and labels)."""
+"""`facelab encode | map | timeline | clusters | labels export|import|counts | project` (latent space and labels)."""
 
 from __future__ import annotations
 
@@ -89,6 +89,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=int, default=800, help="image side in pixels")
     p.set_defaults(func=_map)
 
+    p = sub.add_parser("timeline", help="a label's probability over the video's time, as a PNG (or CSV)",
+                       description="A probe learnt from the labelled frames scores every frame; the PNG "
+                                   "draws P(LABEL) against seconds into the video, one line per video.")
+    add_workspace_arg(p)
+    p.add_argument("run")
+    p.add_argument("--label", required=True)
+    p.add_argument("--out", type=Path, required=True, help="output .png, or .csv for the numbers")
+    p.set_defaults(func=_timeline)
+
     p = sub.add_parser("clusters", help="cluster a run's latents; print sizes (and a k sweep)")
     add_workspace_arg(p)
     p.add_argument("run")
@@ -148,6 +157,29 @@ def _map(args: argparse.Namespace) -> int:
     png = pj.scatter_png(proj.xy, values, categorical=categorical, size=args.size, title=title)
     Path(args.out).write_bytes(png)
     print(f"wrote {args.out} ({len(proj.ids)} frames)")
+    return 0
+
+
+@_user_errors
+def _timeline(args: argparse.Namespace) -> int:
+    from facelab.probe import ProbeError
+    from facelab.storage import write_bytes_atomic
+    from facelab.timeline import label_timeline, timeline_png
+
+    suffix = args.out.suffix.lower()
+    if suffix not in (".png", ".csv"):
+        raise CliError(f"--out must end in .png or .csv, not {args.out.name!r}")
+    w = _workspace(args)
+    _latents(w, args.run)  # encoded now, with progress, if the cache is stale
+    try:
+        table = label_timeline(w, args.run, args.label)
+    except ProbeError as e:
+        raise CliError(str(e)) from None
+    data = timeline_png(table, args.label) if suffix == ".png" else table.to_csv(index=False).encode()
+    write_bytes_atomic(args.out, data)
+    top = table.loc[table["p"].idxmax()]
+    print(f"wrote {args.out}: P({args.label}) of {len(table)} frames; highest {top['p']:.2f} at "
+          f"{top['time']:.2f} s (frame {int(top['frame_id'])})")
     return 0
 
 

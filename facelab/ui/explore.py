@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import altair as alt
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -13,6 +14,8 @@ from facelab import dataset, labels
 from facelab import generative_map as gm
 from facelab import projection as pj
 from facelab.latent_map import map_table
+from facelab.probe import MIN_COUNT
+from facelab.timeline import label_timeline
 from facelab.thumbs import data_uris
 from facelab.ui import nav, state
 from facelab.ui.text import md
@@ -142,3 +145,44 @@ def axes_projection(w: Workspace, run_id: str, latents_key: str, ids: np.ndarray
     key = f"{AXES}:{x}:{y}"
     return pj.Projection(ids=ids, xy=xy, settings=pj.ProjectionSettings(), latents_key=latents_key), key, \
         gm.TIME_AXIS not in (x, y)
+
+
+TIMELINE = "fl_timeline"  # the timeline chart's key: its selected span rings frames on the map above it
+
+
+def timeline_span() -> tuple[float, float] | None:
+    """(start, end) in seconds of the span selected on the timeline, read before the map is drawn."""
+    event = st.session_state.get(TIMELINE) or {}
+    selection = event.get("selection", {}) if hasattr(event, "get") else {}
+    times = (selection.get("span") or {}).get("time")
+    return (float(min(times)), float(max(times))) if times and len(times) == 2 else None
+
+
+@st.cache_data(max_entries=8, show_spinner="Fitting the probe over the whole video…")
+def label_over_time(ws_path: str, run_id: str, latents_key: str, label: str, labels_version: int) -> pd.DataFrame:
+    """`facelab.timeline.label_timeline`, once per latents and labels."""
+    return label_timeline(Workspace(Path(ws_path)), run_id, label)
+
+
+def timeline(w: Workspace, run_id: str, latents_key: str, n_frames: int) -> None:
+    """Each label's probability over the video's time; a span dragged on it rings its frames on the map."""
+    counts = labels.counts(w)
+    usable = [n for n, c in counts.items() if MIN_COUNT <= c <= n_frames - MIN_COUNT]
+    if not usable:
+        st.caption(f"A timeline of a label's probability over the video appears once {MIN_COUNT} frames have it "
+                   f"and {MIN_COUNT} do not.")
+        return
+    label = st.selectbox("Timeline of", usable, key="fl_timeline_label", format_func=md,
+                         index=usable.index("smile") if "smile" in usable else 0,
+                         help="A probe learnt from your labelled frames scores every frame; drag across the "
+                              "timeline to ring that stretch of the video on the map.")
+    version = hash(tuple(sorted(counts.items())))
+    df = label_over_time(str(w.path), run_id, latents_key, label, version).round({"p": 3})
+    span = alt.selection_interval(name="span", encodings=["x"])
+    chart = (alt.Chart(df).mark_line(interpolate="monotone")
+             .encode(x=alt.X("time:Q", title="time in the video (s)"),
+                     y=alt.Y("p:Q", title=f"P({label})", scale=alt.Scale(domain=[0, 1])),
+                     color=alt.Color("source:N", legend=None if df["source"].nunique() < 2 else alt.Undefined),
+                     tooltip=[alt.Tooltip("time:Q", format=".2f"), alt.Tooltip("p:Q", format=".2f"), "frame_id:Q"])
+             .add_params(span).properties(height=160))
+    st.altair_chart(chart, on_select="rerun", selection_mode=["span"], key=TIMELINE, width="stretch")
