@@ -9,7 +9,8 @@ README says so.)
 `erase_derived` handles what runs derive from crops: latent rows are zeroed (the other rows stay
 valid), maps and clusters that list a deleted crop are removed (they are stale anyway: their key
 is the latents key, which changes with the deleted set), and evaluation images (`facelab eval`,
-re-made on demand) are removed.
+re-made on demand) are removed; so is the opt-in preview of each video a deleted crop came from
+(`facelab.preview`).
 """
 
 from __future__ import annotations
@@ -94,8 +95,11 @@ def _lists_any(path: Path, deleted: np.ndarray) -> bool:
 def erase_derived(workspace, ids: Iterable[int]) -> None:
     """Erase what every run derived from the crops `ids` (see the module docstring)."""
     from facelab.latent import erase_latent_rows
+    from facelab.preview import delete_previews, sources_of
 
     deleted = np.array(sorted({int(i) for i in ids}), dtype=np.int64)
+    if deleted.size:  # a video's preview shows the deleted moments too
+        delete_previews(workspace, sources_of(workspace, deleted.tolist()))
     if not deleted.size or not workspace.runs_dir.is_dir():
         return
     for run_dir in sorted(p for p in workspace.runs_dir.iterdir() if p.is_dir() and not p.is_symlink()):

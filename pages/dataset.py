@@ -4,7 +4,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from facelab import dataset
+from facelab import dataset, preview
 from facelab.ui import nav, state
 from facelab.ui.build import build_from_upload, confirm_again, report_interrupted_build, upload_key
 from facelab.ui.grid import pager, thumbnail_grid
@@ -29,8 +29,13 @@ with upload_box:
     st.subheader("Add a video of your face")
     upload = st.file_uploader(
         "Video file", type=VIDEO_TYPES, key=upload_key(),
-        help="Only the face crops are kept; the video itself is not stored.",
+        help="Only the face crops are kept; the video itself is not stored (unless you keep a preview below).",
     )
+    keep_preview = st.checkbox(
+        "Keep a small preview of the video", key="fl_keep_preview",
+        help=f"A silent copy, {preview.MAX_HEIGHT} px high, stored in this workspace so that clicking a frame on "
+             "the Explore map plays its moment. Off by default: it shows more than your face. Deleted with the "
+             "workspace, by Delete previews on this page, and when you delete any crop of that video.")
     with st.expander("Settings"):
         c1, c2, c3 = st.columns(3)
         defaults = dataset.BuildSettings()
@@ -48,9 +53,9 @@ with upload_box:
         align = st.checkbox("Level the eyes (roll alignment)", value=defaults.align)
     settings = dataset.BuildSettings(fps=fps, size=size, margin=margin, align=align)
     if st.button("Build dataset", type="primary", disabled=upload is None):
-        build_from_upload(w, upload, settings)
+        build_from_upload(w, upload, settings, keep_preview=keep_preview)
     else:
-        confirm_again(w, upload, settings)
+        confirm_again(w, upload, settings, keep_preview)
 
 counts = dataset.skip_counts(w)
 faces = dataset.faces_table(w)
@@ -101,4 +106,14 @@ if st.button(f"Delete {len(picked)} ticked crop(s)", disabled=not picked, type="
             st.session_state.pop(f"fl_reject_{i}", None)
         state.flash(f"Deleted {n} crop(s): their pixels, codes, maps and evaluation images are erased "
                     f"from disk. {dataset.RETRAIN_NOTE}")
+        st.rerun()
+
+if kept := preview.previews(w):
+    st.subheader("Video previews")
+    st.caption(f"{len(kept)} video preview(s) kept in this workspace ({sum(p.stat().st_size for p in kept.values()) / 1e6:.1f} MB): "
+               "they play a frame's moment on the Explore page.")
+    if st.button("Delete previews", key="fl_delete_previews",
+                 help="Erases the preview files (overwritten, then removed); the crops stay."):
+        n = preview.delete_previews(w)
+        state.flash(f"Deleted {n} video preview(s).")
         st.rerun()

@@ -6,7 +6,7 @@ import streamlit as st
 
 from facelab import clusters as cl
 from facelab import directions as dr
-from facelab import labels
+from facelab import labels, preview
 from facelab import projection as pj
 from facelab.generative_map import MapInverse
 from facelab.latent import active_latents
@@ -136,6 +136,10 @@ if fid is not None and fid in set(table["frame_id"]):
         a, b = st.columns(2)
         a.image(faces[fid], caption="original", width="stretch")
         b.image(model.decode(lat.mu[fid][None])[0], caption="reconstruction", width="stretch")
+        if (at := preview.moment(w, fid)) is not None:  # only when the user kept a preview of the video
+            with st.container(key="fl_moment"):
+                st.video(str(at[0]), start_time=int(at[1]), muted=True)  # Streamlit seeks to whole seconds
+                st.caption(f"The video from {int(at[1])} s (its kept preview; this frame is at {at[1]:.2f} s)")
     with right:
         near, dist = nearest(mu, ids, fid, 8)
         st.caption("8 nearest neighbours in latent space (time in the video, distance between codes); "

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import choose, click_point, hover_point, map_points, move_slider_until_face_changes, wait_for_app
-from facelab import labels, sample
+from facelab import dataset, labels, preview, sample
 
 pytestmark = pytest.mark.browser
 
@@ -22,6 +22,8 @@ def sample_app(home, app_url):
 
 def test_map_hover_click_box_select_and_label(page, sample_app) -> None:
     url, w = sample_app
+    (source,) = {f["source_id"] for f in dataset.faces_table(w)}
+    preview.make_preview(w, source, sample.VIDEO)  # as if kept at build time: a click plays the moment
     page.goto(f"{url}/explore")
     wait_for_app(page, 90_000)
     chart, points = map_points(page, "fl_map_box")
@@ -60,9 +62,18 @@ def test_map_hover_click_box_select_and_label(page, sample_app) -> None:
     field.wait_for(timeout=30_000)
     assert "exactly" in field.inner_text()  # a PCA map: each place is its latent exactly
 
-    click_point(page, points, 10)
-    page.get_by_text("8 nearest neighbours in latent space").wait_for(timeout=30_000)
-    assert page.get_by_text(re.compile(r"^Frame \d+ · \d+\.\d+ s")).is_visible()
+    heading = page.get_by_text(re.compile(r"^Frame \d+ · \d+\.\d+ s"))
+    for i in (10, 200, 300, 400):  # a frame at least 2 s in, so the video visibly starts later than 0
+        click_point(page, points, i)
+        page.get_by_text("8 nearest neighbours in latent space").wait_for(timeout=30_000)
+        wait_for_app(page)
+        at = float(re.search(r"· (\d+\.\d+) s", heading.inner_text()).group(1))
+        if at >= 2:
+            break
+    page.get_by_text(f"this frame is at {at:.2f} s").wait_for(timeout=30_000)
+    page.wait_for_function("() => { const v = document.querySelector('.st-key-fl_moment video');"
+                           f" return v && v.readyState >= 1 && Math.abs(v.currentTime - {int(at)}) < 0.3; }}",
+                           timeout=30_000)  # the kept preview, at this frame's second
     assert page.get_by_text("reconstruction", exact=True).is_visible()
 
     bb = chart.bounding_box()

@@ -112,10 +112,13 @@ def flow(page, url: str, home: Path, shot: Shots, webcam: bool) -> None:
     main.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(
         str(media_file("WolfgangLanger_Pexels.mp4"))
     )
+    page.get_by_text("Keep a small preview of the video").click()  # opt in: a frame's point plays its moment
     page.get_by_role("button", name="Build dataset").click()
     added = page.get_by_text(re.compile(r"Added \d+ faces"))
     added.wait_for(timeout=120_000)
     assert int(re.search(r"Added (\d+) faces", added.inner_text())[1]) >= 150
+    page.get_by_text(re.compile(r"^1 video preview\(s\) kept in this workspace")).wait_for(timeout=30_000)
+    assert len(list((home / "workspaces" / "me" / "previews").glob("*.mp4"))) == 1  # gone with the workspace (10.)
     page.locator("[data-testid='stImage'] img").first.wait_for()
     shot("build")
 

@@ -28,6 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="source name to record (default: the file's name)")
     p.add_argument("--again", action="store_true",
                    help="add the video even if this very file was built into the workspace before")
+    p.add_argument("--preview", action="store_true",
+                   help="also keep a small silent copy of the video (240 px high) so the app can play a "
+                        "frame's moment; deleted with the workspace, with `facelab crops delete-previews`, and "
+                        "when a crop of this video is deleted")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.set_defaults(func=_build)
 
@@ -73,6 +77,13 @@ def _build(args: argparse.Namespace) -> int:
     if report.kept == 0:
         raise CliError(report.message())
     print(report.message())
+    if args.preview:
+        from facelab.preview import PreviewError, make_preview
+
+        try:
+            print(f"kept a preview: {make_preview(w, report.source_id, args.video)}")
+        except PreviewError as e:
+            print(f"no preview was kept: {e}", file=sys.stderr)
     counts = report.counts()
     print("  ".join(f"{k} {v}" for k, v in counts.items()))
     print(f"workspace {w.name}: {w.summary()['faces']} faces")

@@ -1,4 +1,5 @@
-"""`facelab crops delete -w W ID [ID ...]`: delete crops for good, as the Dataset page does."""
+"""`facelab crops delete -w W ID [ID ...]`: delete crops for good, as the Dataset page does;
+`facelab crops delete-previews -w W`: erase the opt-in video previews (`facelab.preview`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_workspace_arg(a)
     a.add_argument("ids", nargs="+", metavar="ID", help="crop ids, as the Dataset page shows them")
     a.set_defaults(func=_delete)
+    a = actions.add_parser("delete-previews", help="erase the workspace's video previews (the crops stay)")
+    add_workspace_arg(a)
+    a.set_defaults(func=_delete_previews)
 
 
 def _parse_ids(values: list[str]) -> list[int]:
@@ -33,4 +37,13 @@ def _delete(args: argparse.Namespace) -> int:
     already = f" ({unique - n} already deleted)" if unique > n else ""
     print(f"deleted {n} crop{'s' if n != 1 else ''} from workspace {w.name}{already}")
     print(f"note: {RETRAIN_NOTE}")
+    return 0
+
+
+def _delete_previews(args: argparse.Namespace) -> int:
+    from facelab.preview import delete_previews
+
+    w = resolve_workspace(args.workspace, args.home)
+    n = delete_previews(w)
+    print(f"deleted {n} video preview{'s' if n != 1 else ''} from workspace {w.name}")
     return 0

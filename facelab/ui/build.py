@@ -12,7 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from facelab import dataset
+from facelab import dataset, preview
 from facelab.processes import owned_name
 from facelab.video import VideoError
 from facelab.ui import state
@@ -31,7 +31,7 @@ def upload_key() -> str:
     return f"fl_upload_{st.session_state.get(UPLOADS, 0)}"
 
 
-def confirm_again(w: Workspace, upload, settings: dataset.BuildSettings) -> None:
+def confirm_again(w: Workspace, upload, settings: dataset.BuildSettings, keep_preview: bool = False) -> None:
     """For an upload the workspace already holds: the warning, and a button to add it anyway."""
     pending = st.session_state.get(DUPLICATE)
     if pending is None:
@@ -42,10 +42,11 @@ def confirm_again(w: Workspace, upload, settings: dataset.BuildSettings) -> None
     st.warning(f"{md(pending[1])}. Add it anyway?")
     if st.button("Add it again", key="fl_build_again"):
         st.session_state.pop(DUPLICATE, None)
-        build_from_upload(w, upload, settings, again=True)
+        build_from_upload(w, upload, settings, again=True, keep_preview=keep_preview)
 
 
-def build_from_upload(w: Workspace, upload, settings: dataset.BuildSettings, again: bool = False) -> None:
+def build_from_upload(w: Workspace, upload, settings: dataset.BuildSettings, again: bool = False,
+                      keep_preview: bool = False) -> None:
     st.session_state[BUILDING] = upload.name
     cancel = st.empty()
     cancel.button("Cancel build", key="fl_cancel_build", help="Stops the build; nothing from it is kept.")
@@ -61,6 +62,13 @@ def build_from_upload(w: Workspace, upload, settings: dataset.BuildSettings, aga
             bar.progress(p.done / max(1, p.total), text=f"{p.done}/{p.total} frames · {p.kept} faces{eta}")
 
         report = dataset.build(w, Path(tmp), settings, name=upload.name, progress=progress, again=again)
+        if keep_preview and report.source_id is not None:  # from the temp copy, before it goes
+            bar.progress(0.0, text="Making the preview…")
+            try:
+                preview.make_preview(w, report.source_id, tmp,
+                                     lambda share: bar.progress(share, text="Making the preview…"))
+            except preview.PreviewError as e:
+                report.notes.append(f"No preview was kept: {e}")
     except (VideoError, OSError, dataset.DuplicateVideo) as e:
         report = e
     finally:
