@@ -99,6 +99,14 @@ def png_bytes(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def _playback(frames: np.ndarray, duration_ms: int, scale: int, resample: Resample, bounce: bool) -> np.ndarray:
+    """The frames as an animation plays them: upscaled, and there and back when `bounce`."""
+    if int(duration_ms) != duration_ms or not 10 <= duration_ms <= 10_000:
+        raise AnimateError(f"frame duration must be 10-10000 ms, got {duration_ms}")
+    seq = upscale(frames, scale, resample)
+    return pingpong(seq) if bounce else seq
+
+
 def gif_bytes(
     frames: np.ndarray,
     duration_ms: int = 120,
@@ -107,12 +115,7 @@ def gif_bytes(
     bounce: bool = True,
 ) -> bytes:
     """An endlessly looping GIF of the frames (forward and back when `bounce`)."""
-    if int(duration_ms) != duration_ms or not 10 <= duration_ms <= 10_000:
-        raise AnimateError(f"frame duration must be 10-10000 ms, got {duration_ms}")
-    seq = upscale(frames, scale, resample)
-    if bounce:
-        seq = pingpong(seq)
-    images = [Image.fromarray(f) for f in seq]
+    images = [Image.fromarray(f) for f in _playback(frames, duration_ms, scale, resample, bounce)]
     buf = io.BytesIO()
     # disposal=1 and optimize=False: every frame is drawn whole; identical neighbouring
     # frames are still merged by Pillow (their durations add up), which plays the same.
@@ -134,11 +137,7 @@ def mp4_bytes(
     PyAV (FFmpeg, already there for the webcam), so no file ever holds a face half-written."""
     import av
 
-    if int(duration_ms) != duration_ms or not 10 <= duration_ms <= 10_000:
-        raise AnimateError(f"frame duration must be 10-10000 ms, got {duration_ms}")
-    seq = upscale(frames, scale, resample)
-    if bounce:
-        seq = pingpong(seq)
+    seq = _playback(frames, duration_ms, scale, resample, bounce)
     h, w = seq.shape[1:3]
     seq = np.pad(seq, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")  # H.264 wants even sides
     buf = io.BytesIO()
