@@ -110,8 +110,9 @@ if st.button(f"Delete {len(picked)} ticked crop(s)", disabled=not picked, type="
 
 if kept := preview.previews(w):
     st.subheader("Video previews")
-    st.caption(f"{len(kept)} video preview(s) kept in this workspace ({sum(p.stat().st_size for p in kept.values()) / 1e6:.1f} MB): "
-               "they play a frame's moment on the Explore page.")
+    size_mb = sum(p.stat().st_size for p in kept.values()) / 1e6
+    st.caption(f"{len(kept)} video preview(s) kept in this workspace ({size_mb:.1f} MB): they play a frame's "
+               "moment on the Explore page.")
     if st.button("Delete previews", key="fl_delete_previews",
                  help="Erases the preview files (overwritten, then removed); the crops stay."):
         n = preview.delete_previews(w)

@@ -199,7 +199,7 @@ with interp_tab:
         st.caption(f"{route}, {steps} decoded steps from frame to frame, " + (
             "each the real frames plus the decoded change: the path passes through the real frames" if detail
             else "real frames at the ends"))
-        st.image(list(for_display(shown)), width=96 if len(shown) > 12 else "content")
+        st.image(list(for_display(shown)))  # 192 px each: at 64 px an expression change is invisible
         name = "path-" + "-".join(map(str, picked))
         d1, d2, d3 = st.columns(3)
         d1.download_button("Download strip (PNG)", animate.png_bytes(animate.strip_image(frames, ends=ends)),

@@ -14,7 +14,7 @@ from facelab import dataset, labels
 from facelab import generative_map as gm
 from facelab import projection as pj
 from facelab.latent_map import map_table
-from facelab.probe import MIN_COUNT
+from facelab.probe import MIN_COUNT, ProbeError
 from facelab.timeline import label_timeline
 from facelab.thumbs import data_uris
 from facelab.ui import nav, state
@@ -103,8 +103,7 @@ def decoded_places(ws_path: str, run_id: str, stamp: float, latents_key: str, ma
     `map_key`, which names the method and its settings), not on its arrays."""
     from facelab.ui.cache import codec
 
-    model = codec(Workspace(Path(ws_path)), run_id)
-    inverse = _inverse
+    model, inverse = codec(Workspace(Path(ws_path)), run_id), _inverse
     hover = gm.face_field(model, inverse, HOVER_CELLS)
     x0, x1, y0, y1 = inverse.extent()
     half = np.array([(x1 - x0), (y1 - y0)]) / (HOVER_CELLS - 1) / 2
@@ -134,8 +133,8 @@ def axes_projection(w: Workspace, run_id: str, latents_key: str, ids: np.ndarray
         return None
     names = list(directions)
     a, b = st.columns(2)
-    x = a.selectbox("x axis", names, key="fl_axes_x", format_func=md)
-    y = b.selectbox("y axis", [gm.TIME_AXIS, *names], key="fl_axes_y", format_func=md,
+    x = a.selectbox("x axis", names, key="fl_axes_x")  # options are shown as plain text, never Markdown
+    y = b.selectbox("y axis", [gm.TIME_AXIS, *names], key="fl_axes_y",
                     help="Time: seconds into the video, so the map reads as the direction over the clip.")
     times = {f["id"]: f["t_seconds"] for f in dataset.faces_table(w)}
     axis = lambda n: n if n == gm.TIME_AXIS else directions[n]  # noqa: E731
@@ -172,12 +171,16 @@ def timeline(w: Workspace, run_id: str, latents_key: str, n_frames: int) -> None
         st.caption(f"A timeline of a label's probability over the video appears once {MIN_COUNT} frames have it "
                    f"and {MIN_COUNT} do not.")
         return
-    label = st.selectbox("Timeline of", usable, key="fl_timeline_label", format_func=md,
+    label = st.selectbox("Timeline of", usable, key="fl_timeline_label",
                          index=usable.index("smile") if "smile" in usable else 0,
                          help="A probe learnt from your labelled frames scores every frame; drag across the "
                               "timeline to ring that stretch of the video on the map.")
     version = hash(tuple(sorted(counts.items())))
-    df = label_over_time(str(w.path), run_id, latents_key, label, version).round({"p": 3})
+    try:
+        df = label_over_time(str(w.path), run_id, latents_key, label, version).round({"p": 3})
+    except ProbeError as e:
+        st.caption(md(e))
+        return
     span = alt.selection_interval(name="span", encodings=["x"])
     chart = (alt.Chart(df).mark_line(interpolate="monotone")
              .encode(x=alt.X("time:Q", title="time in the video (s)"),
