@@ -37,7 +37,6 @@ from facelab.processes import pid_alive
 from facelab.storage import make_folder
 from facelab.workspace import DB_FILE, Workspace, WorkspaceError
 
-STATES = ("queued", "running", "done", "failed", "cancelled", "dead")
 HEARTBEAT_S = 2.0
 STALE_S = 30.0  # a heartbeat older than this means the process hung or died
 LOG_FILE = "train.log"

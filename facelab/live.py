@@ -211,11 +211,6 @@ class LivePipeline:
             self._settings = new
             return new
 
-    def set_settings(self, settings: LiveSettings) -> None:
-        new = self._check(settings)
-        with self._lock:
-            self._settings = new
-
     def _check(self, settings: LiveSettings) -> LiveSettings:
         """Refuse here, in the page's thread, what would otherwise fail in the frame callback."""
         d = int(self.codec.config.latent_dim)

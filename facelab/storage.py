@@ -7,7 +7,6 @@ file, never a mix.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import tempfile
@@ -73,12 +72,6 @@ def save_npy_atomic(path: str | Path, array: np.ndarray) -> Path:
 def load_npy(path: str | Path, mmap: bool = True) -> np.ndarray:
     """Load an array saved by `save_npy_atomic` (never unpickles)."""
     return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, array, allow_pickle=False)
-    return buf.getvalue()
 
 
 def remove_stale_temps(folder: str | Path, max_age_s: float = 3600.0) -> int:

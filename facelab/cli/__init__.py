@@ -46,13 +46,7 @@ def make_parser() -> argparse.ArgumentParser:
     parser.add_argument("--home", help="folder holding the workspaces (default: $FACELAB_HOME or ~/.facelab)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"facelab.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name != f"facelab.cli.{name}":
-                raise
-            continue
-        module.register(sub)
+        importlib.import_module(f"facelab.cli.{name}").register(sub)
     return parser
 
 
