@@ -84,8 +84,8 @@ else:
     proj = pj.get_projection(w, run_id, settings)
     map_key, linear = settings.slug, settings.method == "pca"
 rc = cl.cluster_run(w, run_id, cluster_method, k)
-table = table_for(w, run_id, proj, rc, cluster_method, k)
 cluster_titles = cl.cluster_names(w, run_id, cluster_method, k)
+table = table_for(w, run_id, proj, rc, cluster_method, k, cluster_titles)
 if colour.startswith("z"):
     dim = int(colour[1:])
     table[colour] = lat.mu[table["frame_id"].to_numpy(), dim]

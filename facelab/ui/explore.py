@@ -83,9 +83,12 @@ def k_sweep(latents_key: str, mu: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame([r.__dict__ for r in rows])
 
 
-def table_for(w: Workspace, run_id: str, proj, rc: cl.RunClusters | None, method: str, k: int) -> pd.DataFrame:
-    """The map's rows: position, time, cluster (by name), labels and a hover thumbnail."""
-    names = cl.cluster_names(w, run_id, method, k) if rc is not None else {}
+def table_for(w: Workspace, run_id: str, proj, rc: cl.RunClusters | None, method: str, k: int,
+              names: dict[int, str] | None = None) -> pd.DataFrame:
+    """The map's rows: position, time, cluster (by name), labels and a hover thumbnail. `names`:
+    the cluster names when the caller has read them already (each read loads the clusters)."""
+    if names is None:
+        names = cl.cluster_names(w, run_id, method, k) if rc is not None else {}
     assign = dict(zip(rc.ids.tolist(), rc.clustering.labels.tolist())) if rc is not None else None
     ids = tuple(int(i) for i in proj.ids)
     thumbs = thumbnails(str(w.path), proj.latents_key, ids) if len(ids) <= MAX_HOVER_THUMBNAILS else None
