@@ -150,7 +150,12 @@ def _tsne(x: np.ndarray, seed: int, perplexity: float) -> np.ndarray:
     # sets meaningful.
     perplexity = float(max(1.0, min(perplexity, (x.shape[0] - 1) / 3)))
     try:
-        from openTSNE import TSNE
+        from openTSNE import TSNE, affinity
+
+        # openTSNE imports pynndescent (installed with UMAP) only to ask whether it is there, for
+        # sparse data or unusual metrics; with numba's cache cold (a fresh install) that import
+        # compiles for about 21 s before every first map. Asking without importing is the same answer.
+        affinity.is_package_installed = lambda name: importlib.util.find_spec(name) is not None
 
         # FFT's grid costs ~15 ms an iteration whatever n (60 points: 12 s, Barnes-Hut 0.2 s); it
         # wins on large maps only. openTSNE's own "auto" switches at the same 10,000.
