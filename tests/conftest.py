@@ -190,6 +190,9 @@ def map_points(page, box: str):
 
 
 def _point_centre(points, i: int) -> tuple[float, float]:
+    """Where point i is drawn, scrolled into the window first: a mouse event outside the
+    viewport reaches nothing (a tall map's lower points may lie below the fold)."""
+    points.nth(i).scroll_into_view_if_needed()
     bb = points.nth(i).bounding_box()
     return bb["x"] + bb["width"] / 2, bb["y"] + bb["height"] / 2
 
