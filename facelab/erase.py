@@ -98,9 +98,10 @@ def erase_derived(workspace, ids: Iterable[int]) -> None:
     from facelab.preview import delete_previews, sources_of
 
     deleted = np.array(sorted({int(i) for i in ids}), dtype=np.int64)
-    if deleted.size:  # a video's preview shows the deleted moments too
-        delete_previews(workspace, sources_of(workspace, deleted.tolist()))
-    if not deleted.size or not workspace.runs_dir.is_dir():
+    if not deleted.size:
+        return
+    delete_previews(workspace, sources_of(workspace, deleted.tolist()))  # it shows those moments too
+    if not workspace.runs_dir.is_dir():
         return
     for run_dir in sorted(p for p in workspace.runs_dir.iterdir() if p.is_dir() and not p.is_symlink()):
         erase_latent_rows(workspace, run_dir.name, deleted)

@@ -19,8 +19,6 @@ from collections.abc import Callable, Iterable
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
-
 from facelab.workspace import Workspace
 
 PREVIEW_DIR = "previews"
@@ -123,4 +121,4 @@ def moment(workspace: Workspace, face_id: int) -> tuple[Path, float] | None:
     if row is None:
         return None
     path = previews(workspace).get(int(row[0]))
-    return None if path is None else (path, float(np.round(row[1], 2)))
+    return None if path is None else (path, round(float(row[1]), 2))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from pathlib import Path
 
 # Modules under facelab.cli, each adding its sub-commands; a missing one is skipped so the
 # CLI works while a feature is being built.
@@ -23,10 +24,15 @@ def add_workspace_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--workspace", "-w", required=True, help="workspace name, or the path of its folder")
 
 
+def check_out(out: Path, *suffixes: str) -> None:
+    """CliError unless the output file's name ends in one of `suffixes` (it says which kind to write)."""
+    if out.suffix.lower() not in suffixes:
+        kinds = ", ".join(suffixes[:-1]) + (" or " if len(suffixes) > 1 else "") + suffixes[-1]
+        raise CliError(f"--out must end in {kinds}, not {out.name!r}")
+
+
 def resolve_workspace(value: str, home: str | None):
     """A workspace by name (under the home folder) or by the path of its folder."""
-    from pathlib import Path
-
     from facelab import db
     from facelab.workspace import DB_FILE, Workspace, WorkspaceError, open_workspace
 

@@ -24,7 +24,7 @@ import numpy as np
 from facelab import animate, edit
 from facelab import generative_map as gm
 from facelab import workspace as ws
-from facelab.cli import CliError, add_workspace_arg, resolve_workspace
+from facelab.cli import CliError, add_workspace_arg, check_out, resolve_workspace
 from facelab.directions import DEFAULT_METHOD, METHOD_NAMES, NEGATIVES, DirectionError
 from facelab.storage import write_bytes_atomic
 
@@ -185,13 +185,6 @@ def _picture_options(p: argparse.ArgumentParser) -> None:
                    help="the plain decoded faces, instead of the real face(s) plus the decoded change")
 
 
-def _check_out(out: Path, *suffixes: str) -> None:
-    """CliError unless the output file's name ends in one of `suffixes` (it says which kind to write)."""
-    if out.suffix.lower() not in suffixes:
-        kinds = ", ".join(suffixes[:-1]) + (" or " if len(suffixes) > 1 else "") + suffixes[-1]
-        raise CliError(f"--out must end in {kinds}, not {out.name!r}")
-
-
 def _map_options(p: argparse.ArgumentParser) -> None:
     from facelab.projection import METHODS
 
@@ -266,7 +259,7 @@ def _run_cmd(fn):
 # --- commands -----------------------------------------------------------------------------
 @_run_cmd
 def _interpolate(args: argparse.Namespace) -> int:
-    _check_out(args.out, ".png", ".gif", ".mp4")
+    check_out(args.out, ".png", ".gif", ".mp4")
     run = _Run(args)
     crops = run.crops([args.a, args.b])
     mu, _ = run.codec.encode(crops)
@@ -293,7 +286,7 @@ def _interpolate(args: argparse.Namespace) -> int:
 
 @_run_cmd
 def _decode_at(args: argparse.Namespace) -> int:
-    _check_out(args.out, ".png")
+    check_out(args.out, ".png")
     run = _Run(args)
     inverse = run.map_inverse(args.map)
     z = inverse.latents_at([[args.x, args.y]])
@@ -308,7 +301,7 @@ def _decode_at(args: argparse.Namespace) -> int:
 
 @_run_cmd
 def _field(args: argparse.Namespace) -> int:
-    _check_out(args.out, ".png")
+    check_out(args.out, ".png")
     run = _Run(args)
     field = gm.face_field(run.codec, run.map_inverse(args.map), args.size)
     path = write_bytes_atomic(args.out, animate.png_bytes(field.picture()))
@@ -319,7 +312,7 @@ def _field(args: argparse.Namespace) -> int:
 
 @_run_cmd
 def _path(args: argparse.Namespace) -> int:
-    _check_out(args.out, ".png", ".gif", ".mp4")
+    check_out(args.out, ".png", ".gif", ".mp4")
     if len(args.ids) < 2:
         raise CliError("give at least two face ids, in the order to pass through them")
     run = _Run(args)
@@ -342,7 +335,7 @@ def _path(args: argparse.Namespace) -> int:
 def _shift(args: argparse.Namespace) -> int:
     from facelab.directions import load_directions
 
-    _check_out(args.out, ".png")
+    check_out(args.out, ".png")
     if not args.direction and not args.toward:
         raise CliError("say how to shift: --direction NAME (and --alpha) and/or --toward CENTRE")
     alphas = args.alpha or [edit.FULL_ALPHA]

@@ -13,11 +13,12 @@ import numpy as np
 from facelab import clusters as cl
 from facelab import labels as lb
 from facelab import projection as pj
-from facelab.cli import CliError, add_workspace_arg, resolve_workspace
+from facelab.cli import CliError, add_workspace_arg, check_out, resolve_workspace
 from facelab.latent import LatentsMissing, Latents, load_latents
+from facelab.probe import ProbeError
 from facelab.workspace import Workspace
 
-USER_ERRORS = (lb.LabelError, cl.ClusterError, pj.ProjectionError, LatentsMissing)
+USER_ERRORS = (lb.LabelError, cl.ClusterError, pj.ProjectionError, LatentsMissing, ProbeError)
 
 
 def _user_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
@@ -162,20 +163,15 @@ def _map(args: argparse.Namespace) -> int:
 
 @_user_errors
 def _timeline(args: argparse.Namespace) -> int:
-    from facelab.probe import ProbeError
     from facelab.storage import write_bytes_atomic
     from facelab.timeline import label_timeline, timeline_png
 
-    suffix = args.out.suffix.lower()
-    if suffix not in (".png", ".csv"):
-        raise CliError(f"--out must end in .png or .csv, not {args.out.name!r}")
+    check_out(args.out, ".png", ".csv")
     w = _workspace(args)
     _latents(w, args.run)  # encoded now, with progress, if the cache is stale
-    try:
-        table = label_timeline(w, args.run, args.label)
-    except ProbeError as e:
-        raise CliError(str(e)) from None
-    data = timeline_png(table, args.label) if suffix == ".png" else table.to_csv(index=False).encode()
+    table = label_timeline(w, args.run, args.label)
+    png = args.out.suffix.lower() == ".png"
+    data = timeline_png(table, args.label) if png else table.to_csv(index=False).encode()
     write_bytes_atomic(args.out, data)
     top = table.loc[table["p"].idxmax()]
     print(f"wrote {args.out}: P({args.label}) of {len(table)} frames; highest {top['p']:.2f} at "
