@@ -24,6 +24,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import shutil
+import tempfile
 import threading
 import time
 from collections import deque
@@ -119,9 +122,11 @@ class BuildSettings:
 
     def keep_short_side(self) -> int:
         """Frames are shrunk to this short side as they are decoded: the smallest face searched
-        (`min_face` of it) is then still 2x the crop (a sharp crop), and detection's grey frame
-        (`detect_short_side`) is still a true downscale."""
-        return max(2 * self.detect_short_side, math.ceil(2 * self.size / self.min_face))
+        (`min_face` of it) is then still 2x the crop and as large as the sharp crop cut beside
+        it (`SHARP_SIZE`), and detection's grey frame (`detect_short_side`) is still a true
+        downscale."""
+        sharp = math.ceil(SHARP_SIZE / self.min_face) if self.size < SHARP_SIZE else 0
+        return max(2 * self.detect_short_side, math.ceil(2 * self.size / self.min_face), sharp)
 
 
 @dataclass
@@ -203,6 +208,7 @@ class _Frame:
     crop: np.ndarray | None = None
     sharpness: float = 0.0
     frame: np.ndarray | None = None  # the BGR frame, until it is cropped (after smoothing)
+    sharp: np.ndarray | None = None  # the SHARP_SIZE crop of the same box, until it is written
     roll: float = 0.0  # eye roll in degrees (settings.align), measured on the detected box
 
 
@@ -242,6 +248,8 @@ def _crop(fr: _Frame, box: Box, settings: BuildSettings) -> None:
     """Cut the crop of a frame at its (smoothed) box, and mark it 'blurred' if it is."""
     fr.box = box
     fr.crop = crop_face(fr.frame, box, settings.size, settings.margin, fr.roll, settings.shift)
+    if settings.size < SHARP_SIZE:
+        fr.sharp = crop_face(fr.frame, box, SHARP_SIZE, settings.margin, fr.roll, settings.shift)
     fr.frame = None
     fr.sharpness = crop_sharpness(fr.crop)
     fr.reason = "blurred" if fr.sharpness < settings.blur_threshold else None
@@ -338,9 +346,12 @@ def build(
                 else:
                     state["last_crop"] = fr.crop
                     state["kept"] += 1
+                    if fr.sharp is not None:
+                        sharp.add(fr.sharp)
             if fr.reason is not None:
                 counts[fr.reason] += 1
                 fr.crop = None  # free the pixels of skipped frames now
+            fr.sharp = None
             results.append(fr)
         report_progress()
 
@@ -355,6 +366,7 @@ def build(
         eta = elapsed / done * (tot - done) if done else None
         progress(BuildProgress(done, tot, state["kept"], elapsed, eta))
 
+    sharp = _SharpCrops(workspace)
     frames = sample_frames(info.path, settings.fps, name, max_short_side=keep, notes=notes)
     pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="facelab-build") \
         if settings.workers > 1 else None
@@ -377,19 +389,19 @@ def build(
                 raise BuildCancelled(f"build of {name} cancelled: nothing was added")
             take(pending.popleft().result())
         take([], final=True)  # the smoother's last boxes
+        hasher.join()
+        check_known()
+        kept = [fr for fr in results if fr.reason is None]
+        report = BuildReport(None, len(results), len(kept), counts["no_face"], counts["ambiguous"],
+                             counts["blurred"], counts["duplicate"], 0.0, name, notes)
+        if kept:
+            report.source_id = _commit(workspace, info, name, digest.get("sha256"), settings, results,
+                                       kept, report, scale, again, sharp)
     finally:
         frames.close()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-
-    hasher.join()
-    check_known()
-    kept = [fr for fr in results if fr.reason is None]
-    report = BuildReport(None, len(results), len(kept), counts["no_face"], counts["ambiguous"],
-                         counts["blurred"], counts["duplicate"], 0.0, name, notes)
-    if kept:
-        report.source_id = _commit(workspace, info, name, digest.get("sha256"), settings, results,
-                                   kept, report, scale, again)
+        sharp.discard()
     report.seconds = time.monotonic() - started
     report_progress(final=True)
     return report
@@ -433,27 +445,14 @@ def _refuse_known(workspace: Workspace, sha256: str, name: str, conn=None) -> No
 
 def _commit(workspace: Workspace, info: VideoInfo, name: str, sha256: str | None,
             settings: BuildSettings, results: list[_Frame], kept: list[_Frame],
-            report: BuildReport, scale: float = 1.0, again: bool = False) -> int:
+            report: BuildReport, scale: float, again: bool, sharp: _SharpCrops) -> int:
     """Append the staged crops and rows: array first (atomic rename), then the rows, all under
     the database's write lock so two builds never interleave. Boxes are stored in the video's
     own pixels (frames were shrunk by `scale` to be searched). The sharper crops
-    (`SHARP_SIZE`, same boxes) are cut first, from the video read again at full resolution,
-    into a temp file that the commit renames into place."""
+    (`SHARP_SIZE`, same boxes, cut in the same pass) are made a .npy file first, which the
+    commit renames into place."""
     s = settings.size
-    sharp_tmp = _write_sharp_crops(workspace, info, settings, kept, scale) if s < SHARP_SIZE else None
-    try:
-        return _commit_locked(workspace, info, name, sha256, settings, results, kept, report, scale, again,
-                              sharp_tmp)
-    finally:
-        if sharp_tmp is not None:
-            sharp_tmp.unlink(missing_ok=True)
-
-
-def _commit_locked(workspace: Workspace, info: VideoInfo, name: str, sha256: str | None,
-                   settings: BuildSettings, results: list[_Frame], kept: list[_Frame],
-                   report: BuildReport, scale: float, again: bool, sharp_tmp: Path | None) -> int:
-    """`_commit`'s part under the database's write lock."""
-    s = settings.size
+    sharp_tmp = sharp.finish() if s < SHARP_SIZE else None
     with workspace.connect(write=True) as c:
         _check_crop_size(workspace, s, c)
         if sha256 and not again:  # again, under the lock: a build of the same file may just have ended
@@ -515,46 +514,45 @@ def _sharp_dir(workspace: Workspace) -> Path:
     return folder
 
 
-def _write_sharp_crops(workspace: Workspace, info: VideoInfo, settings: BuildSettings,
-                       kept: list[_Frame], scale: float) -> Path:
-    """The kept frames' SHARP_SIZE crops at their boxes, cut from the video decoded again at
-    full resolution, written one by one into a temp .npy memmap; returns its path. A frame the
-    second pass does not meet again gets its small crop upscaled."""
-    import os
-    import tempfile
+class _SharpCrops:
+    """The kept frames' SHARP_SIZE crops, appended to a raw temp file as the build goes (a long
+    video's would not fit in memory), then made one .npy file by `finish`. The temp files lie
+    beside the workspace's files, not in SHARP_DIR, so a build that fails leaves no new folder;
+    `discard` removes whatever is left."""
 
-    import cv2
+    def __init__(self, workspace: Workspace):
+        self.folder, self.count = workspace.path, 0
+        self._raw: Path | None = None
+        self._file = None
+        self._npy: Path | None = None
 
-    # beside the workspace's files, not in SHARP_DIR: a build that fails leaves no new folder
-    fd, tmp = tempfile.mkstemp(prefix=".crops128.", suffix=".tmp", dir=workspace.path)
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(kept), SHARP_SIZE, SHARP_SIZE, 3))
-        row = {fr.index: k for k, fr in enumerate(kept)}
-        done = np.zeros(len(kept), dtype=bool)
-        frames = sample_frames(info.path, settings.fps, info.path.name, notes=[])
-        try:
-            for index, _t, frame in frames:
-                k = row.get(index)
-                if k is None:
-                    continue
-                fr = kept[k]
-                box = Box(*(round(v * scale) for v in fr.box.as_tuple()))
-                out[k] = crop_face(frame, box, SHARP_SIZE, settings.margin, fr.roll, settings.shift)
-                done[k] = True
-        except Exception:  # noqa: BLE001 - a video that fails on the second read: upscale below
-            pass
-        finally:
-            frames.close()
-        for k in np.flatnonzero(~done):
-            out[k] = cv2.resize(kept[k].crop, (SHARP_SIZE, SHARP_SIZE), interpolation=cv2.INTER_CUBIC)
-        out.flush()
-        del out
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
+    def add(self, crop: np.ndarray) -> None:
+        if self._file is None:
+            fd, raw = tempfile.mkstemp(prefix=".crops128.", suffix=".raw", dir=self.folder)
+            self._raw, self._file = Path(raw), os.fdopen(fd, "wb")
+        self._file.write(np.ascontiguousarray(crop, np.uint8).tobytes())
+        self.count += 1
+
+    def finish(self) -> Path:
+        """The crops as a temp .npy file, for the commit to rename into place."""
+        fd, npy = tempfile.mkstemp(prefix=".crops128.", suffix=".tmp", dir=self.folder)
+        self._npy = Path(npy)
+        with os.fdopen(fd, "wb") as out:
+            np.lib.format.write_array_header_1_0(
+                out, {"descr": "|u1", "fortran_order": False,
+                      "shape": (self.count, SHARP_SIZE, SHARP_SIZE, 3)})
+            if self._file is not None:
+                self._file.close()
+                with open(self._raw, "rb") as raw:
+                    shutil.copyfileobj(raw, out, 1 << 22)
+        return self._npy
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        for p in (self._raw, self._npy):
+            if p is not None:
+                p.unlink(missing_ok=True)
 
 
 def _sharp_files(workspace: Workspace) -> list[tuple[int, Path]]:

@@ -121,6 +121,26 @@ def test_two_builds_give_identical_crops_whatever_the_threads(home):
     assert strip(faces_table(a)) == strip(faces_table(b))
 
 
+def test_the_planned_decoder_builds_what_decoding_every_frame_builds(pexels, home, monkeypatch):
+    """Same crops (and sharp crops), frames, times, boxes and skip counts as the build that
+    decodes every frame of the real clip."""
+    import functools
+
+    import facelab.dataset as dataset
+
+    fast, fast_report, _ = pexels
+    monkeypatch.setattr(dataset, "sample_frames", functools.partial(sample_frames, planned=False))
+    slow = wsmod.create("slow", home)
+    slow_report = build(slow, media_file("WolfgangLanger_Pexels.mp4"))
+    assert slow_report.counts() == fast_report.counts()
+    assert np.array_equal(slow.faces(mmap=False), fast.faces(mmap=False))
+    ids = [r["id"] for r in faces_table(fast)]
+    assert np.array_equal(dataset.sharp_faces(slow, ids), dataset.sharp_faces(fast, ids))
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "source_id"} for r in rows]  # noqa: E731
+    assert strip(faces_table(slow)) == strip(faces_table(fast))
+    assert skip_counts(slow) == skip_counts(fast)
+
+
 def test_second_video_appends_and_ids_continue(ws):
     first = build(ws, media_file("single_face.mp4"))
     before = ws.faces(mmap=False)

@@ -132,7 +132,45 @@ def test_skipped_frames_are_grabbed_not_decoded_to_pixels(tmp_path, monkeypatch)
 
     real_open = video._open
     monkeypatch.setattr(video, "_open", lambda path: Counting(real_open(path)))
-    got = list(sample_frames(write_counter_video(tmp_path / "c.avi"), fps=8))
+    got = list(sample_frames(write_counter_video(tmp_path / "c.avi"), fps=8, planned=False))
     assert calls["retrieve"] == len(got) == 16
     assert calls["grab"] == 48 + 1  # every frame, then the one that says the end is reached
     assert calls["set"] == 0  # never seeks
+
+
+@pytest.mark.parametrize("clip", ["WolfgangLanger_Pexels.mp4", "bbaf2n.mpg", "single_face.mp4"])
+def test_planned_sampling_gives_the_grabbed_frames_converting_only_those(clip, monkeypatch):
+    """The planned way (packets listed first, unneeded frames not decoded) yields the very
+    frames, indices and times of decoding every frame, and converts only the kept ones."""
+    import facelab.video as video
+
+    path = media_file(clip)
+    grabbed = list(sample_frames(path, 8, planned=False))
+    converted = []
+    real_bgr = video.to_bgr
+    monkeypatch.setattr(video, "to_bgr", lambda f: converted.append(f.pts) or real_bgr(f))
+    monkeypatch.setattr(video, "_sample_grabbed", None)  # the planned way alone
+    planned = list(sample_frames(path, 8))
+    assert [i for i, _, _ in planned] == [i for i, _, _ in grabbed]
+    assert [t for _, t, _ in planned] == pytest.approx([t for _, t, _ in grabbed], abs=1e-9)
+    for (i, _, a), (_, _, b) in zip(planned, grabbed):
+        assert np.array_equal(a, b), f"frame {i}"
+    assert len(converted) == len(planned) > 10
+
+
+def test_planned_sampling_goes_on_the_grabbed_way_where_decoding_fails(tmp_path, monkeypatch):
+    import facelab.video as video
+
+    path = media_file("WolfgangLanger_Pexels.mp4")
+    grabbed = [(i, t) for i, t, _ in sample_frames(path, 8, planned=False)]
+    real = video._sample_planned
+
+    def failing(p, plan):  # the decoder gives up after 20 kept frames
+        for n, item in enumerate(real(p, plan)):
+            if n == 20:
+                raise video._PlanFailed("damaged here")
+            yield item
+
+    monkeypatch.setattr(video, "_sample_planned", failing)
+    got = [(i, t) for i, t, _ in sample_frames(path, 8)]
+    assert got == grabbed  # nothing twice, nothing missing
