@@ -5,6 +5,9 @@
 - Label: a click on a frame of the grid to the label saved in the database (target ≤ 300 ms);
 - with `--busy`, the same while a training job (the default recipe) runs beside it;
 - Explore: from navigation to the map's points drawn (target ≤ 3 s), cold and warm (caches filled);
+- Explore's "Faces between the frames": from the toggle to the hover cells drawn and to the
+  10 x 10 face field shown (target ≤ 1 s), and from the mouse reaching an empty place to its
+  decoded face shown in the tooltip (target ≤ 300 ms);
 - Shift: from a slider key press to the new shifted face shown (target ≤ 300 ms);
 - Explore on a large workspace (`--large N`, default 15,000 crops: the clip's frames, jittered,
   encoded by the sample's model): first visit (map computed) and later visits, to the map drawn,
@@ -25,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from conftest import CHROMIUM, CHROMIUM_ARGS, streamlit_server, wait_for_app  # noqa: E402
+from conftest import CHROMIUM, CHROMIUM_ARGS, empty_place, streamlit_server, wait_for_app  # noqa: E402
 
 
 def timed_load(page, url: str, selector: str) -> float:
@@ -73,6 +76,43 @@ def label_clicks(page, url: str, w, repeats: int) -> list[float]:
                 raise RuntimeError("a click was not saved within 30 s")
             time.sleep(0.005)
         out.append(time.perf_counter() - t)
+    return out
+
+
+FIELD = "[data-testid='stImage']:has-text('10 × 10 grid over the map') img"
+
+
+def decode_anywhere(page, url: str, repeats: int, hover: bool = True) -> dict[str, float]:
+    """Seconds from the "Faces between the frames" toggle to its hover cells drawn (with
+    `hover`: SVG maps only) and to the face field shown; and, with `hover`, the median seconds
+    from the mouse reaching the empty place farthest from every frame to its face in the tooltip."""
+    page.goto(f"{url}/explore")
+    page.locator(".st-key-fl_map_box canvas, .st-key-fl_map_box g.mark-symbol.role-mark path").first.wait_for(
+        timeout=120_000)
+    wait_for_app(page, 120_000)
+    t = time.perf_counter()
+    page.get_by_text("Faces between the frames").click()
+    out = {}
+    if hover:
+        page.wait_for_function("() => document.querySelectorAll("
+                               "'.st-key-fl_map_box g.mark-rect.role-mark path').length > 20", timeout=120_000)
+        out["cells"] = time.perf_counter() - t
+    page.locator(FIELD).wait_for(timeout=120_000)
+    out["field"] = time.perf_counter() - t
+    if hover:
+        wait_for_app(page, 120_000)
+        place, tip = empty_place(page), page.locator("#vg-tooltip-element img")
+        times = []
+        for _ in range(repeats):
+            page.mouse.move(place["x"], place["y"] - 200)  # off the place: the tooltip goes
+            page.wait_for_timeout(300)
+            t = time.perf_counter()
+            page.mouse.move(place["x"], place["y"])
+            tip.wait_for(timeout=10_000)
+            times.append(time.perf_counter() - t)
+        out["hover"] = statistics.median(times)
+    page.get_by_text("Faces between the frames").click()  # off again, for the next visits
+    wait_for_app(page, 120_000)
     return out
 
 
@@ -124,9 +164,10 @@ def large_explore(n: int, repeats: int) -> dict:
             page.locator(drawn_map).first.wait_for(timeout=120_000)
             wait_for_app(page, 120_000)
         drawn = "canvas" if page.locator(".st-key-fl_map_box canvas").count() else "svg"
+        field = decode_anywhere(page, url, repeats, hover=drawn == "svg")
         browser.close()
     return {"n": n, "drawn": drawn, "first": first, "later": statistics.median(later),
-            "click": statistics.median(clicks) if clicks else float("nan")}
+            "click": statistics.median(clicks) if clicks else float("nan"), **field}
 
 
 def main() -> None:
@@ -155,6 +196,7 @@ def main() -> None:
         warm = [timed_load(page, f"{url}/explore", ".st-key-fl_map_box g.mark-symbol.role-mark path")
                 for _ in range(args.repeats)]
         points = page.locator(".st-key-fl_map_box g.mark-symbol.role-mark path").count()
+        between = decode_anywhere(page, url, args.repeats)
 
         page.goto(f"{url}/shift")
         wait_for_app(page, 120_000)
@@ -188,6 +230,9 @@ def main() -> None:
     print(f"{'Explore map drawn, first visit (cold)':<44}{cold:>8.2f}s{'≤ 3 s':>10}")
     print(f"{'Explore map drawn, later visits':<44}{statistics.median(warm):>8.2f}s{'≤ 3 s':>10}")
     print(f"{'ratio later visits / baseline':<44}{statistics.median(warm) / statistics.median(base):>8.2f}x")
+    print(f"{'Faces between: toggle → hover cells drawn':<44}{between['cells']:>8.2f}s")
+    print(f"{'Faces between: toggle → 10 × 10 field shown':<44}{between['field']:>8.2f}s{'≤ 1 s':>10}")
+    print(f"{'hover an empty place → its decoded face':<44}{between['hover'] * 1000:>7.0f}ms{'≤ 300 ms':>10}")
     print(f"{'Shift slider press → new face shown':<44}{statistics.median(updates) * 1000:>7.0f}ms"
           f"{'≤ 300 ms':>10}   (max {max(updates) * 1000:.0f} ms)")
     if args.large:
@@ -197,6 +242,11 @@ def main() -> None:
         print(f"{'Explore map drawn, later visits':<44}{big['later']:>8.2f}s{'≤ 3 s':>10}")
         print(f"{'ratio later visits / baseline':<44}{big['later'] / statistics.median(base):>8.2f}x")
         print(f"{'click a point → its face and neighbours':<44}{big['click']:>8.2f}s")
+        print(f"{'Faces between: toggle → 10 × 10 field shown':<44}{big['field']:>8.2f}s{'≤ 1 s':>10}")
+        if "hover" in big:
+            print(f"{'hover an empty place → its decoded face':<44}{big['hover'] * 1000:>7.0f}ms{'≤ 300 ms':>10}")
+        else:
+            print("  (a canvas map: the hover over an empty place is not timed, its cells are not in the page)")
 
 
 if __name__ == "__main__":

@@ -144,25 +144,55 @@ class MapInverse:
 TIME_AXIS = "time"
 
 
-def axes_map(mu: np.ndarray, times: np.ndarray, x: "Direction | str", y: "Direction | str") -> np.ndarray:
-    """N x 2 places on two chosen axes (the Embedding Projector's custom linear projection): a
-    stored direction, in spreads from the frames' mean along it, or `TIME_AXIS` (seconds into
-    the video). Two directions make a linear map (`MapInverse.fit(..., linear=True)`)."""
-    mu = np.asarray(mu, np.float64)
+@dataclass
+class Axes:
+    """A map on two chosen axes (the Embedding Projector's custom linear projection), as an
+    estimator: `fit` on the frames learns where their mean lies along each axis, `transform`
+    places any latent on the same map (a frame, a cluster's centre, the live webcam face).
+    An axis is a stored direction, in spreads from the frames' mean along it, or `TIME_AXIS`
+    (seconds into the video; then `transform` needs the times too)."""
 
-    def coordinate(axis: "Direction | str") -> np.ndarray:
+    x: "Direction | str"
+    y: "Direction | str"
+
+    def fit(self, mu: np.ndarray) -> "Axes":
+        mu = np.asarray(mu, np.float64)
+        self.means_ = [0.0 if a == TIME_AXIS else float((mu @ self._vector(a, mu.shape[1])).mean())
+                       for a in (self.x, self.y)]
+        return self
+
+    def transform(self, z: np.ndarray, times: np.ndarray | None = None) -> np.ndarray:
+        """N x 2 places of latents `z` (with their `times` when an axis is time)."""
+        z = np.atleast_2d(np.asarray(z, np.float64))
+        out = []
+        for axis, mean in zip((self.x, self.y), self.means_):
+            if axis == TIME_AXIS:
+                if times is None:
+                    raise MapDecodeError("a face without a time cannot be placed on a time axis")
+                out.append(np.asarray(times, np.float64))
+            else:
+                out.append((z @ self._vector(axis, z.shape[1]) - mean) / max(float(axis.spread), 1e-12))
+        return np.stack(out, 1).astype(np.float32)
+
+    @property
+    def linear(self) -> bool:
+        """Two directions: a linear map of the latents (`MapInverse.fit(..., linear=True)`)."""
+        return TIME_AXIS not in (self.x, self.y)
+
+    @staticmethod
+    def _vector(axis: "Direction | str", dim: int) -> np.ndarray:
         if isinstance(axis, str):
-            if axis != TIME_AXIS:
-                raise MapDecodeError(f"an axis is a stored direction or {TIME_AXIS!r}, not {axis!r}")
-            return np.asarray(times, np.float64)
+            raise MapDecodeError(f"an axis is a stored direction or {TIME_AXIS!r}, not {axis!r}")
         if axis.kind == "centre":
             raise MapDecodeError(f"{axis.name!r} is a centre (a place), not a direction: it cannot be an axis")
-        if axis.dim != mu.shape[1]:
-            raise MapDecodeError(f"direction {axis.name!r} has {axis.dim} values, the latents {mu.shape[1]}")
-        along = mu @ np.asarray(axis.vector, np.float64)
-        return (along - along.mean()) / max(float(axis.spread), 1e-12)
+        if axis.dim != dim:
+            raise MapDecodeError(f"direction {axis.name!r} has {axis.dim} values, the latents {dim}")
+        return np.asarray(axis.vector, np.float64)
 
-    return np.stack([coordinate(x), coordinate(y)], 1).astype(np.float32)
+
+def axes_map(mu: np.ndarray, times: np.ndarray, x: "Direction | str", y: "Direction | str") -> np.ndarray:
+    """N x 2 places of the frames `mu` (at `times`) on two chosen axes (see `Axes`)."""
+    return Axes(x, y).fit(mu).transform(mu, times)
 
 
 def field_places(inverse: MapInverse, n: int = FIELD_SIZE) -> np.ndarray:

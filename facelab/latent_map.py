@@ -113,7 +113,8 @@ def map_chart(
     """Scatter of the frames; click picks (with `multi_pick`, each click adds a point), drag boxes.
 
     `marked` (rows with x, y and a `note`) are drawn on top as large rings, e.g. a shifted face
-    or the live webcam face; they carry no frame_id and cannot be picked. `order`: the
+    or the live webcam face (a `shape` column, e.g. "diamond", draws other marks); they carry
+    no frame_id and cannot be picked. `order`: the
     categories of `colour` in the order their colours are given (e.g. clusters 0..k-1, so a
     cluster card's swatch matches), default sorted. `cells` (x, x2, y, y2, image, note): faint
     rectangles over empty places whose hover shows the face the model draws there.
@@ -156,10 +157,11 @@ def map_chart(
                     tooltip=[alt.Tooltip("image:N", title="image"), alt.Tooltip("note:N", title="decoded")])
         )
     if marked is not None and len(marked):
+        shape = alt.Shape("shape:N", scale=None, legend=None) if "shape" in marked else alt.value("circle")
         layers.append(
             alt.Chart(marked)
-            .mark_point(size=400, shape="circle", strokeWidth=3, color="#d62728", filled=False)
-            .encode(x="x:Q", y="y:Q", tooltip=["note:N"])
+            .mark_point(size=400, strokeWidth=3, color="#d62728", filled=False)
+            .encode(x="x:Q", y="y:Q", shape=shape, tooltip=["note:N"])
         )
     chart = alt.layer(*layers) if len(layers) > 1 else points
     return chart.properties(height=height)

@@ -15,7 +15,7 @@ from facelab.ui import state
 from facelab.ui.cache import codec, model_stamp
 from facelab.ui.explore import (
     AXES, MAX_HOVER_THUMBNAILS, METHOD_NAMES, axes_projection, decoded_places, focus_frame, focused_frame, k_sweep,
-    send_to_label, table_for, timeline, timeline_span, wait_for_map,
+    send_to_label, table_for, timeline, timeline_span, wait_for_map, with_centres,
 )
 from facelab.ui.runs import pick_run, require_latents
 from facelab.ui.text import HELP, count, md
@@ -62,7 +62,8 @@ if method == AXES:
                            {n: d for n, d in dr.load_directions(w, run_id).items() if d.kind != "centre"})
     if axes is None:
         st.stop()
-    proj, map_key, linear = axes
+    proj, map_key, axes = axes
+    linear = axes.linear
 else:
     settings = pj.ProjectionSettings(method=method)
     if method == "umap" and not pj.umap_available():
@@ -102,7 +103,9 @@ if query.strip():
 span = timeline_span()
 in_span = table["time"].between(*span) if span else False
 rings = table.loc[table["frame_id"].isin(found) | in_span, ["x", "y", "frame_id", "time"]].assign(
-    note=lambda d: [f"frame {i} · {t:.2f} s" for i, t in zip(d["frame_id"], d["time"])])
+    note=lambda d: [f"frame {i} · {t:.2f} s" for i, t in zip(d["frame_id"], d["time"])])[["x", "y", "note"]]
+if method == AXES:  # a linear map: the centres have their place on it too
+    rings = with_centres(rings, axes, rc, table, cluster_titles)
 decode_anywhere = st.toggle("Faces between the frames", key="fl_map_decode",
                             help="Hover an empty place on the map to see the face the model draws there, "
                                  "and see a grid of them (a face field) under the map.")
@@ -113,7 +116,7 @@ if decode_anywhere:
                                        inverse)
 with st.container(key="fl_map_box"):
     order = [cluster_title(c, cluster_titles) for c in range(k)] if colour == "cluster" else None
-    event = st.altair_chart(map_chart(table, colour, order=order, marked=rings[["x", "y", "note"]], cells=cells),
+    event = st.altair_chart(map_chart(table, colour, order=order, marked=rings, cells=cells),
                             on_select="rerun", selection_mode=["pick", "box"], key="fl_map", width="stretch")
 if field is not None:
     st.image(field, width=min(720, field.shape[1] * 2), caption=md(

@@ -81,10 +81,11 @@ def live_map() -> None:
     if len(ids) < 2:
         st.info("The map needs at least 2 faces in the dataset.")
         return
-    marked = wc.live_marked(run_plane(lat.key, mu), pipe.last_latent)
+    axes, axes_key = wc.pick_axes(stored, mu)
+    marked = wc.live_marked(axes or run_plane(lat.key, mu), pipe.last_latent)
     with st.container(key="fl_webcam_map_box"):
-        st.altair_chart(map_chart(wc.thin(light_map(str(w.path), lat.key, ids, mu)), "time", box=False,
-                                  marked=marked, height=320), width="stretch", key="fl_webcam_map")
+        st.altair_chart(map_chart(wc.thin(light_map(str(w.path), lat.key, ids, mu, axes_key, axes)), "time",
+                                  box=False, marked=marked, height=320), width="stretch", key="fl_webcam_map")
     with st.container(key="fl_webcam_live_text"):
         st.markdown(wc.live_caption(marked, pipe.nearest_cluster, pipe.fps, playing))
 

@@ -207,6 +207,24 @@ def hover_point(page, points, i: int) -> None:
     page.mouse.move(*_point_centre(points, i))
 
 
+def empty_place(page, box: str = ".st-key-fl_map_box") -> dict:
+    """The centre of the map's "faces between the frames" cell farthest from every frame drawn
+    in `box` (an SVG map): {x, y, far} in page pixels, `far` its distance to the nearest frame."""
+    return page.evaluate("""(sel) => {
+        const box = document.querySelector(sel);
+        const centre = (e) => { const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; };
+        const dots = [...box.querySelectorAll('g.mark-symbol.role-mark path')].map(centre);
+        let best = null, far = -1;
+        const cells = [...box.querySelectorAll('g.mark-rect.role-mark path')]  // not the (empty) box brush
+            .filter((e) => e.getBoundingClientRect().width > 2);
+        for (const c of cells.map(centre)) {
+            const d = Math.min(...dots.map(([x, y]) => Math.hypot(x - c[0], y - c[1])));
+            if (d > far) { far = d; best = c; }
+        }
+        return {x: best[0], y: best[1], far};
+    }""", box)
+
+
 def move_slider_until_face_changes(page, slider_text: str, steps: int = 15) -> None:
     """Press → on the Shift page's slider labelled `slider_text` and wait for a new shifted face."""
     import time

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import choose, click_point, hover_point, map_points, move_slider_until_face_changes, wait_for_app
+from conftest import (
+    choose, click_point, empty_place, hover_point, map_points, move_slider_until_face_changes, wait_for_app,
+)
 from facelab import dataset, labels, preview, sample
 
 pytestmark = pytest.mark.browser
@@ -40,19 +42,7 @@ def test_map_hover_click_box_select_and_label(page, sample_app) -> None:
     page.get_by_text("Faces between the frames").click()
     page.wait_for_function("() => document.querySelectorAll("
                            "'.st-key-fl_map_box g.mark-rect.role-mark path').length > 20", timeout=60_000)
-    empty = page.evaluate("""() => {
-        const box = document.querySelector('.st-key-fl_map_box');
-        const centre = (e) => { const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; };
-        const dots = [...box.querySelectorAll('g.mark-symbol.role-mark path')].map(centre);
-        let best = null, far = -1;
-        const cells = [...box.querySelectorAll('g.mark-rect.role-mark path')]  // not the (empty) box brush
-            .filter((e) => e.getBoundingClientRect().width > 2);
-        for (const c of cells.map(centre)) {
-            const d = Math.min(...dots.map(([x, y]) => Math.hypot(x - c[0], y - c[1])));
-            if (d > far) { far = d; best = c; }
-        }
-        return {x: best[0], y: best[1], far};
-    }""")
+    empty = empty_place(page)
     assert empty["far"] > 8, empty  # no frame under the mouse: the tooltip is the decoded place's
     page.mouse.move(empty["x"], empty["y"])
     tip = page.locator("#vg-tooltip-element")
@@ -97,6 +87,9 @@ def test_map_hover_click_box_select_and_label(page, sample_app) -> None:
     page.get_by_text("x: smile · y: time").wait_for(timeout=30_000)
     page.wait_for_function("() => document.querySelectorAll("
                            "'.st-key-fl_map_box g.mark-symbol.role-mark path').length >= 450", timeout=30_000)
+    # ... and so is each cluster's centre (6 clusters: a layer of 6 diamonds over the frames)
+    page.wait_for_function("() => [...document.querySelectorAll('.st-key-fl_map_box g.mark-symbol.role-mark')]"
+                           ".some(g => g.querySelectorAll('path').length === 6)", timeout=30_000)
 
     # The timeline under the map: a label's probability over the video; a span dragged on it rings
     # that stretch's frames on the map.

@@ -121,3 +121,26 @@ def test_two_orthogonal_directions_as_axes_separate_two_labelled_blobs() -> None
         gm.axes_map(mu, np.arange(120.0), Direction("c", "centre", mu.mean(0)), d_smile)
     with pytest.raises(gm.MapDecodeError, match="not 'speed'"):
         gm.axes_map(mu, np.arange(120.0), d_smile, "speed")
+
+
+def test_axes_place_a_new_face_and_a_centre_where_the_frames_put_them() -> None:
+    """Fitted on the frames, the axes place any latent on the same map: a frame given alone lands
+    on its own point, a cluster's centre (its members' mean) on its members' mean place, and a
+    face without a time is refused on a time axis."""
+    from facelab.directions import Direction
+
+    rng = np.random.default_rng(3)
+    mu = rng.normal(size=(50, 4)).astype(np.float32) + 2.0  # off the origin: the frames' mean matters
+    a = Direction("a", "logistic", np.array([1, 0, 0, 0], np.float32), spread=0.5)
+    b = Direction("b", "logistic", np.array([0, 0.6, 0.8, 0], np.float32), spread=2.0)
+    axes = gm.Axes(a, b).fit(mu)
+    frames = axes.transform(mu)
+    np.testing.assert_allclose(axes.transform(mu[7]), frames[7:8], atol=1e-5)  # the live face: one latent
+    members = np.arange(10, 30)
+    np.testing.assert_allclose(axes.transform(mu[members].mean(0)), frames[members].mean(0, keepdims=True),
+                               atol=1e-5)
+    assert axes.linear and not gm.Axes(a, gm.TIME_AXIS).linear
+    over_time = gm.Axes(a, gm.TIME_AXIS).fit(mu)
+    np.testing.assert_array_equal(over_time.transform(mu[:3], np.array([1.0, 2.0, 3.0]))[:, 1], [1, 2, 3])
+    with pytest.raises(gm.MapDecodeError, match="without a time"):
+        over_time.transform(mu[:1])

@@ -277,6 +277,14 @@ def test_live_point_is_placed_like_the_map_points() -> None:
     assert list(marked.columns) == ["x", "y", "note"] and marked["note"][0] == wc.LIVE_NOTE
     assert (marked["x"][0], marked["y"][0]) == pytest.approx(tuple(xy[7]), abs=1e-5)
     assert wc.live_marked(p, None) is None
+    # on two stored directions as axes (the live map's "Your axes"), the same
+    from facelab.directions import Direction
+    from facelab.generative_map import Axes, axes_map
+
+    a, b = (Direction(n, "logistic", v / np.linalg.norm(v), spread=0.7)
+            for n, v in (("smile", mu[0]), ("surprise", mu[1])))
+    on_axes = wc.live_marked(Axes(a, b).fit(mu), mu[7])
+    assert (on_axes["x"][0], on_axes["y"][0]) == pytest.approx(tuple(axes_map(mu, None, a, b)[7]), abs=1e-5)
 
     caption = wc.live_caption(marked, "smile", 14.96, playing=True)
     assert caption.startswith("Predicted expression: **smile** · map position (") and caption.endswith("15.0 fps")
@@ -341,3 +349,34 @@ def test_one_pipeline_per_session_until_the_run_or_its_latents_change(home) -> N
     at.run()
     assert at.session_state["seen"][-1] != first
     assert len(at.session_state["recorders"]) == 1
+
+
+def _axes_picker_script(n_directions: int) -> None:
+    import numpy as np
+    import streamlit as st
+
+    from facelab.directions import Direction
+    from facelab.ui import webcam as wc
+
+    mu = np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32)
+    stored = {f"d{i}": Direction(f"d{i}", "logistic", np.eye(5, dtype=np.float32)[i]) for i in range(n_directions)}
+    stored["home"] = Direction("home", "centre", mu.mean(0))  # a centre is a place, never an axis
+    axes, key = wc.pick_axes(stored, mu)
+    st.write("PCA" if axes is None else f"axes {axes.x.name} {axes.y.name} {key.split(':')[:2]}")
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_the_live_map_offers_your_axes_once_two_directions_are_stored(n) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_axes_picker_script, args=(n,), default_timeout=30).run()
+    assert not at.exception
+    assert at.markdown[-1].value == "PCA"
+    if n == 1:
+        assert not at.radio  # one direction: nothing to pick, the PCA map
+        return
+    at.radio(key="fl_webcam_map_kind").set_value(wc.AXES_MAP).run()
+    assert at.markdown[-1].value == "axes d0 d1 ['d0', 'd1']"
+    assert at.selectbox(key="fl_webcam_axes_y").options == ["d1"]  # not the x axis again, never the centre
+    at.selectbox(key="fl_webcam_axes_x").set_value("d1").run()
+    assert at.markdown[-1].value == "axes d1 d0 ['d1', 'd0']"

@@ -13,7 +13,7 @@ from facelab import clusters as cl
 from facelab import dataset, labels
 from facelab import generative_map as gm
 from facelab import projection as pj
-from facelab.latent_map import map_table
+from facelab.latent_map import cluster_title, map_table
 from facelab.probe import MIN_COUNT, ProbeError
 from facelab.timeline import label_timeline
 from facelab.thumbs import data_uris
@@ -127,9 +127,10 @@ def decoded_places(ws_path: str, run_id: str, stamp: float, latents_key: str, ma
 
 
 def axes_projection(w: Workspace, run_id: str, latents_key: str, ids: np.ndarray, mu: np.ndarray,
-                    directions: dict) -> tuple[pj.Projection, str, bool] | None:
+                    directions: dict) -> tuple[pj.Projection, str, gm.Axes] | None:
     """The map on two axes the user picks (stored directions or time), with the pickers: (the map,
-    its cache key, whether it is linear in the latents); None (after saying why) with no direction."""
+    its cache key, the fitted axes that place any other face); None (after saying why) with no
+    direction."""
     if not directions:
         st.info("Your axes are stored directions: make one on the **Shift** page (tab *Make a direction*) "
                 "from a few labelled frames, then come back to place every frame along it.")
@@ -141,12 +142,27 @@ def axes_projection(w: Workspace, run_id: str, latents_key: str, ids: np.ndarray
                     help="Time: seconds into the video, so the map reads as the direction over the clip.")
     times = {f["id"]: f["t_seconds"] for f in dataset.faces_table(w)}
     axis = lambda n: n if n == gm.TIME_AXIS else directions[n]  # noqa: E731
-    xy = gm.axes_map(mu, np.array([times.get(int(i), 0.0) for i in ids]), axis(x), axis(y))
+    axes = gm.Axes(axis(x), axis(y)).fit(mu)
+    xy = axes.transform(mu, np.array([times.get(int(i), 0.0) for i in ids]))
     st.caption(md(f"x: {x} · y: {y}") + (" (seconds)" if y == gm.TIME_AXIS else "") +
-               ", directions in spreads from the average face")
+               ", directions in spreads from the average face; ◇ marks each cluster's centre")
     key = f"{AXES}:{x}:{y}"
-    return pj.Projection(ids=ids, xy=xy, settings=pj.ProjectionSettings(), latents_key=latents_key), key, \
-        gm.TIME_AXIS not in (x, y)
+    return pj.Projection(ids=ids, xy=xy, settings=pj.ProjectionSettings(), latents_key=latents_key), key, axes
+
+
+def with_centres(rings: pd.DataFrame, axes: gm.Axes, rc: cl.RunClusters, table: pd.DataFrame,
+                 names: dict[int, str]) -> pd.DataFrame:
+    """`rings` (x, y, note) and each cluster's centre placed on the axes as a diamond, for
+    `map_chart(marked=...)`; on a time axis a centre sits at its frames' mean time."""
+    members = pd.Series(rc.clustering.labels, index=rc.ids)
+    times = table.set_index("frame_id")["time"]
+    k = rc.clustering.k
+    mean_t = np.array([times.reindex(members.index[members == c]).mean() for c in range(k)])
+    xy = axes.transform(rc.clustering.centres, np.nan_to_num(mean_t))
+    keep = np.flatnonzero(rc.clustering.sizes > 0)
+    centres = pd.DataFrame({"x": xy[keep, 0], "y": xy[keep, 1], "shape": "diamond",
+                            "note": [f"centre of {cluster_title(int(c), names)}" for c in keep]})
+    return pd.concat([rings.assign(shape="circle"), centres], ignore_index=True)
 
 
 TIMELINE = "fl_timeline"  # the timeline chart's key: its selected span rings frames on the map above it

@@ -21,9 +21,12 @@ def run_plane(latents_key: str, mu: np.ndarray):
 
 
 @st.cache_data(max_entries=4)
-def light_map(ws_path: str, latents_key: str, ids: np.ndarray, mu: np.ndarray):
+def light_map(ws_path: str, latents_key: str, ids: np.ndarray, mu: np.ndarray, axes_key: str = "",
+              _placer=None):
+    """The frames' points for a chart redrawn often: on the run's PCA plane, or placed by
+    `_placer` (fitted `generative_map.Axes`, named by `axes_key`)."""
     t = {f["id"]: f["t_seconds"] for f in dataset.faces_table(Workspace(Path(ws_path)))}
-    xy = run_plane(latents_key, mu).transform(mu)
+    xy = (_placer or run_plane(latents_key, mu)).transform(mu)
     return plain_map_table(xy, ids, np.array([t.get(int(i), 0.0) for i in ids]))
 
 

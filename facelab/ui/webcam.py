@@ -12,6 +12,7 @@ its closure, and the page talks to them only through their thread-safe methods
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -22,6 +23,7 @@ import pandas as pd
 import streamlit as st
 
 from facelab.directions import Direction
+from facelab.generative_map import Axes
 from facelab.latent import LatentsMissing, encode_run
 from facelab.live import LiveError, LivePipeline, LiveResult
 from facelab.photo import PhotoError
@@ -152,6 +154,26 @@ def moves_of(stored: Mapping[str, Direction]) -> dict[str, Direction]:
     return {n: d for n, d in stored.items() if d.kind != "centre"}
 
 
+PCA_MAP, AXES_MAP = "Expression map (PCA)", "Your axes"
+
+
+def pick_axes(stored: Mapping[str, Direction], mu: np.ndarray) -> tuple[Axes | None, str]:
+    """The live map's placing: (None, "") for the PCA plane, or two stored directions the user
+    picks as x and y, fitted on the frames, with a key naming them (their names and vectors).
+    Offered once two directions are stored; time is no axis here (a live face has none)."""
+    moves = moves_of(stored)
+    if len(moves) < 2:
+        return None, ""
+    if st.radio("Map", [PCA_MAP, AXES_MAP], horizontal=True, key="fl_webcam_map_kind") == PCA_MAP:
+        return None, ""
+    names = list(moves)
+    a, b = st.columns(2)
+    x = a.selectbox("x axis", names, key="fl_webcam_axes_x")
+    y = b.selectbox("y axis", [n for n in names if n != x], key="fl_webcam_axes_y")
+    key = ":".join([x, y, *(hashlib.sha1(moves[n].vector.tobytes()).hexdigest()[:12] for n in (x, y))])
+    return Axes(moves[x], moves[y]).fit(mu), key
+
+
 def live_changes(moves: Mapping[str, Direction], alphas: Mapping[str, float],
                  options: Mapping[str, np.ndarray], target: str, strength: float,
                  paste_back: bool, side_by_side: bool = True, detail: bool = True) -> dict[str, Any]:
@@ -186,8 +208,8 @@ def thin(table: pd.DataFrame, max_points: int = MAX_MAP_POINTS) -> pd.DataFrame:
 
 
 def live_marked(plane, latent: np.ndarray | None, note: str = LIVE_NOTE) -> pd.DataFrame | None:
-    """The live face's ring for `latent_map.map_chart(marked=...)`: `latent` placed by the
-    same 2D PCA (`plane`, fitted on the run's μ) that placed the map's points."""
+    """The live face's ring for `latent_map.map_chart(marked=...)`: `latent` placed by what
+    placed the map's points (`plane`: the run's 2D PCA, or fitted `generative_map.Axes`)."""
     if latent is None:
         return None
     xy = plane.transform(np.asarray(latent, np.float32).reshape(1, -1))[0]
