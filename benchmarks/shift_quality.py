@@ -19,7 +19,7 @@ reports
 and writes a PNG of the mouth box on some of the workspace's crops, to check the box by eye.
 
     .venv/bin/python benchmarks/shift_quality.py [--out bench-out/shift_quality.json]
-    .venv/bin/python benchmarks/shift_quality.py --workspace ~/.facelab/me --run RUN --label smile
+    .venv/bin/python benchmarks/shift_quality.py --workspace ~/.facelab/workspaces/me --run RUN --label smile
 """
 
 from __future__ import annotations
@@ -44,12 +44,13 @@ def open_target(args: argparse.Namespace):
     """(workspace, run id): the sample (made in a temp home) or the workspace folder given."""
     from facelab import jobs, sample
     from facelab import workspace as ws
+    from facelab.storage import WORKSPACES_DIR
 
     if args.workspace is None:
         home = Path(tempfile.gettempdir()) / "facelab-bench-shift"
         return sample.ensure_sample(home, say=lambda _: None), args.run or sample.RUN_ID
-    path = Path(args.workspace).expanduser()
-    w = ws.open_workspace(path.name, path.parent)
+    path = Path(args.workspace).expanduser()  # <home>/workspaces/<name>, as `facelab workspaces` lists it
+    w = ws.open_workspace(path.name, path.parent.parent if path.parent.name == WORKSPACES_DIR else path.parent)
     if args.run:
         return w, args.run
     done = [r.run_id for r in jobs.list_runs(w) if r.state == "done"]
@@ -59,8 +60,9 @@ def open_target(args: argparse.Namespace):
 
 
 def low_up(q) -> str:
-    """lower-half / upper-half change; '-' when the upper half did not change (a masked edit)."""
-    return f"{q.change_lower / q.change_upper:.2f}" if q.change_upper >= 0.01 else "-"
+    """lower-half / upper-half change; '-' when the upper half hardly changed (a masked edit:
+    under a tenth of a grey level the ratio says nothing)."""
+    return f"{q.change_lower / q.change_upper:.2f}" if q.change_upper >= 0.1 else "-"
 
 
 def main() -> None:

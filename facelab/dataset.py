@@ -52,7 +52,7 @@ from facelab.faces import (
 )
 from facelab.storage import load_npy, save_npy_atomic
 from facelab.video import VideoInfo, probe, sample_frames, sampled_count
-from facelab.workspace import Workspace, WorkspaceError
+from facelab.workspace import HELD_OUT_SHARE, Workspace, WorkspaceError
 
 CROP_SIZES = (32, 64, 128)
 REASONS = ("no_face", "ambiguous", "blurred", "duplicate")
@@ -173,7 +173,6 @@ class BuildReport:
                 f"{f' (skipped: {why})' if why else ''} in {self.seconds:.1f} s{notes}")
 
 
-HELD_OUT_SHARE = 0.1  # of each source's time, held out in whole blocks
 HELD_OUT_PERIOD_S = 20.0  # about one held-out block per this many seconds (2-s blocks)
 MIN_HELD_OUT_S = 5.0  # a source shorter than this holds nothing out (see `split_for`)
 

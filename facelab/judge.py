@@ -224,7 +224,8 @@ def judge_shift(
     codec: "Codec | None" = None,
     masked: bool = False,
 ) -> ShiftJudgement:
-    """Judge the shift by `alpha` spreads along a direction on held-out frames without `label`.
+    """Judge the shift by `alpha` (the slider's unit, `facelab.edit.unit_of`) along a direction on
+    held-out frames without `label`.
 
     `direction`: a `Direction`, a stored direction's name, or None to fit one with `method`
     (`facelab.directions.LabelDirection`) on the labelled frames minus the held-out ones.

@@ -48,7 +48,6 @@ from facelab.workspace import Workspace, WorkspaceError
 
 CHECKPOINT_FILE = "checkpoint.pt"
 VAL_BATCH = 512
-VAL_FALLBACK_FRACTION = 0.1
 
 Progress = Callable[[dict], None]
 ShouldStop = Callable[[], bool]
@@ -78,30 +77,18 @@ class Split:
 
 
 def split_ids(workspace: Workspace) -> Split:
-    """Crops to train on and to hold out: the `faces.split` column, deleted crops left out.
-
-    With no 'val' crops (a tiny dataset) the last 10% by time are held out instead.
-    """
-    with workspace.connect() as c:
-        rows = c.execute(
-            "SELECT id, split FROM faces WHERE deleted = 0 ORDER BY source_id, t_seconds, id"
-        ).fetchall()
-    if not rows:
+    """Crops to train on and to hold out (`Workspace.held_out_split`), or a `TrainError`
+    saying why training cannot start."""
+    train, val, note = workspace.held_out_split()
+    if len(train) + len(val) == 0:
         raise TrainError(
             f"workspace {workspace.name!r} has no faces: build a dataset from a video first"
         )
-    ids = np.array([r["id"] for r in rows], np.int64)
-    is_val = np.array([r["split"] == "val" for r in rows])
-    note = ""
-    if not is_val.any():
-        if len(ids) < 2:
-            raise TrainError("training needs at least 2 faces (one to learn from, one to check)")
-        k = max(1, math.ceil(VAL_FALLBACK_FRACTION * len(ids)))
-        is_val[-k:] = True
-        note = f"the dataset has no held-out ('val') faces: held out the last {k} by time instead"
-    if is_val.all():
+    if len(train) + len(val) < 2:
+        raise TrainError("training needs at least 2 faces (one to learn from, one to check)")
+    if len(train) == 0:
         raise TrainError("every face is in the held-out ('val') split: nothing left to train on")
-    return Split(np.sort(ids[~is_val]), np.sort(ids[is_val]), note)
+    return Split(train, val, note)
 
 
 def load_images(workspace: Workspace, ids: np.ndarray, size: int) -> np.ndarray:

@@ -12,6 +12,7 @@ The home folder is `~/.facelab` unless FACELAB_HOME or the CLI's `--home` says o
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -24,6 +25,8 @@ import numpy as np
 
 from facelab import db, processes
 from facelab.storage import WORKSPACES_DIR, load_npy, remove_stale_temps
+
+HELD_OUT_SHARE = 0.1  # held out: of each source's time in blocks (`dataset.split_for`), or of the faces
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 DB_FILE = "facelab.sqlite"
@@ -137,14 +140,40 @@ class Workspace:
         return arr[:n]
 
     def active_face_ids(self, split: str | None = None) -> np.ndarray:
-        """Ids of crops not deleted by the user, optionally of one split ('train' or 'val')."""
-        q = "SELECT id FROM faces WHERE deleted = 0"
-        args: tuple = ()
+        """Ids of crops not deleted by the user, optionally of one side of `held_out_split`:
+        'train' or 'val' (held out)."""
         if split:
-            q += " AND split = ?"
-            args = (split,)
+            train, val, _ = self.held_out_split()
+            return {"train": train, "val": val}[split]
         with self.connect() as c:
-            return np.array([r[0] for r in c.execute(q + " ORDER BY id", args)], dtype=np.int64)
+            return np.array([r[0] for r in c.execute("SELECT id FROM faces WHERE deleted = 0 ORDER BY id")],
+                            dtype=np.int64)
+
+    def held_out_split(self) -> tuple[np.ndarray, np.ndarray, str]:
+        """(ids to train on, ids held out, a note when the held-out ones are not the `faces.split`
+        column's), over the crops not deleted: the one held-out set that training, its figures,
+        the judge and the webcam's familiarity check all use.
+
+        The column's 'val' crops (time blocks, `dataset.split_for`), unless they are too few to
+        judge by (under half of `HELD_OUT_SHARE`: a short clip's held-out blocks may fall where hardly
+        any face was found, 2 of 151 in one real clip; a tiny dataset has none): then the last
+        `HELD_OUT_SHARE` by time.
+        """
+        with self.connect() as c:
+            rows = c.execute(
+                "SELECT id, split FROM faces WHERE deleted = 0 ORDER BY source_id, t_seconds, id"
+            ).fetchall()
+        ids = np.array([r[0] for r in rows], np.int64)
+        is_val = np.array([r[1] == "val" for r in rows], dtype=bool)
+        note, few = "", int(is_val.sum())
+        if len(ids) >= 2 and few < math.ceil(HELD_OUT_SHARE * len(ids) / 2):
+            k = max(1, math.ceil(HELD_OUT_SHARE * len(ids)))
+            is_val[:] = False
+            is_val[-k:] = True
+            why = (f"only {few} of its faces are in the held-out ('val') time blocks, too few to judge by"
+                   if few else "the dataset has no held-out ('val') faces")
+            note = f"{why}: held out the last {k} by time instead"
+        return np.sort(ids[~is_val]), np.sort(ids[is_val]), note
 
     def summary(self) -> dict[str, int]:
         with self.connect() as c:

@@ -233,6 +233,7 @@ def test_shift_eval_raises_the_probe_score(trained: dict, capsys) -> None:
     assert run_cli(trained, *base(trained, "shift-eval"), "smile", "--direction", "smile") == 0
     text = capsys.readouterr().out
     assert "stored direction 'smile'" in text and "mouth region" in text
+    assert "shifted by alpha +1 (0 = as is, 1 = your average smile)" in text  # the slider's unit, not spreads
     assert "independent judge (HOG" in text, text
 
 

@@ -111,6 +111,16 @@ def test_split_falls_back_to_the_last_tenth_by_time(home) -> None:
     assert "last 3 by time" in s.note
 
 
+def test_split_falls_back_when_the_held_out_blocks_caught_too_few_faces(home) -> None:
+    w = make_workspace("few", blob_images(100), val_block=None)
+    with w.connect(write=True) as c:  # the held-out blocks of a short clip fell where faces were rare
+        c.execute("UPDATE faces SET split = 'val' WHERE id IN (20, 21)")
+    s = split_ids(w)
+    assert s.val_ids.tolist() == list(range(90, 100)) and 20 in s.train_ids
+    assert "only 2 of its faces are in the held-out ('val') time blocks" in s.note
+    assert "last 10 by time" in s.note
+
+
 def test_no_faces_is_a_clear_error(home) -> None:
     w = ws.create("empty")
     run = create_run(w, ModelConfig(**SMALL))

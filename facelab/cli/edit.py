@@ -431,7 +431,7 @@ def _shift_eval(args: argparse.Namespace) -> int:
         print(json.dumps({**asdict(q), "focus": q.focus, "label": label, "direction": source,
                           **judged, "judge_error": why_not}))
         return 0
-    print(f"{label!r}: {source}; {q.n} held-out faces shifted by alpha {q.alpha:+g} spreads")
+    print(f"{label!r}: {source}; {q.n} held-out faces shifted by alpha {q.alpha:+g} ({edit.unit_of(direction)})")
     print(f"  probe P({label}) on codes          {q.probe_before:.3f} -> {q.probe_after:.3f}")
     print(f"  probe P({label}) on decoded faces  {q.image_probe_before:.3f} -> {q.image_probe_after:.3f}")
     print(f"  latent move along the direction   {q.latent_along:.3f}")
