@@ -207,6 +207,13 @@ def hover_point(page, points, i: int) -> None:
     page.mouse.move(*_point_centre(points, i))
 
 
+# The Label grid's cell that has the keyboard's focus, by id; the grid draws in a shadow root,
+# so look inside hosts.
+FOCUSED_ID = """() => { let a = document.activeElement;
+  while (a && a.shadowRoot && a.shadowRoot.activeElement) a = a.shadowRoot.activeElement;
+  return a && a.classList.contains('cell') ? Number(a.dataset.id) : null; }"""
+
+
 def empty_place(page, box: str = ".st-key-fl_map_box") -> dict:
     """The centre of the map's "faces between the frames" cell farthest from every frame drawn
     in `box` (an SVG map): {x, y, far} in page pixels, `far` its distance to the nearest frame."""

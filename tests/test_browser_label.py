@@ -8,16 +8,12 @@ import time
 
 import pytest
 
-from conftest import choose, wait_for_app
+from conftest import FOCUSED_ID, choose, wait_for_app
 from facelab import labels, sample
 
 pytestmark = pytest.mark.browser
 CELLS = ".fl-label-grid .cell"
 LABEL = "surprise"  # none of the sample's frames carries it
-# The cell that has the keyboard's focus; the grid draws in a shadow root, so look inside hosts.
-FOCUSED_ID = """() => { let a = document.activeElement;
-  while (a && a.shadowRoot && a.shadowRoot.activeElement) a = a.shadowRoot.activeElement;
-  return a && a.classList.contains('cell') ? Number(a.dataset.id) : null; }"""
 
 
 def wait_saved(w, want: set[int], timeout: float = 30) -> float:
