@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from facelab.errors import FacelabError
 from facelab.storage import write_bytes_atomic
 
 Resample = Literal["nearest", "bicubic"]
@@ -25,7 +26,7 @@ GAP = 4  # pixels between the real end frames and the decoded strip
 BACKGROUND = (255, 255, 255)
 
 
-class AnimateError(ValueError):
+class AnimateError(FacelabError):
     """Bad frames or settings for a strip or GIF; the message is meant for the user."""
 
 

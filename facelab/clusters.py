@@ -22,6 +22,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from facelab import labels as labels_mod
+from facelab.errors import FacelabError
 from facelab.latent import LatentsMissing, active_latents, require_latents
 from facelab.projection import idle_threads
 from facelab.storage import write_atomic
@@ -32,7 +33,7 @@ DEFAULT_KS = range(2, 13)
 MAX_NAME_LEN = 64
 
 
-class ClusterError(ValueError):
+class ClusterError(FacelabError):
     """Clusters cannot be made or named as asked; the message says why."""
 
 

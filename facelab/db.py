@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from facelab.errors import FacelabError
+
 BUSY_TIMEOUT_S = 30.0
 
 # Each entry migrates from version i to i+1; append, never edit one that has shipped.
@@ -107,7 +109,7 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
-class SchemaTooNew(RuntimeError):
+class SchemaTooNew(FacelabError):
     """The file was written by a newer facelab; refuse rather than corrupt it."""
 
 

@@ -32,6 +32,7 @@ from typing import Any, Literal
 import numpy as np
 
 from facelab.db import now_iso
+from facelab.errors import FacelabError
 
 MIN_EXAMPLES = 5
 # Share of a unit direction that must survive `orthogonalize`; below it what is left is the
@@ -53,7 +54,7 @@ NEGATIVES = ("auto", "labelled", "all")
 NAME_MAX = 64
 
 
-class DirectionError(ValueError):
+class DirectionError(FacelabError):
     """A direction that cannot be made or found; the message is meant for the user."""
 
 

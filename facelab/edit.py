@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from facelab.errors import FacelabError
+
 if TYPE_CHECKING:  # imported for hints only: facelab.models pulls in torch
     from facelab.directions import Direction
     from facelab.models import Codec
@@ -30,7 +32,7 @@ PARALLEL_EPS = 1e-4
 BOUND_SIGMAS = 6.0
 
 
-class EditError(ValueError):
+class EditError(FacelabError):
     """An edit that cannot be done as asked; the message is meant for the user."""
 
 

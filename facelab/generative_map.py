@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from facelab.errors import FacelabError
+
 if TYPE_CHECKING:
     from facelab.directions import Direction
     from facelab.models import Codec
@@ -31,7 +33,7 @@ FIELD_MARGIN = 0.02  # the field spans the map's 2nd to 98th percentile (outlier
 FADE = 0.6  # how far a face with no frame near its place is faded toward white
 
 
-class MapDecodeError(ValueError):
+class MapDecodeError(FacelabError):
     """A place cannot be decoded as asked; the message says why."""
 
 

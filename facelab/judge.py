@@ -23,6 +23,7 @@ import numpy as np
 
 from facelab.directions import DEFAULT_METHOD
 from facelab.edit import FULL_ALPHA
+from facelab.errors import FacelabError
 from facelab.probe import AucEstimate, cross_validated_auc
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ HELD_OUT_CHUNKS = 10  # the negatives are cut into this many runs of consecutive
 HELD_OUT_PICK = (2, 5, 8)  # ... and these are held out (30 %, spread over the clip)
 
 
-class JudgeError(ValueError):
+class JudgeError(FacelabError):
     """The judge cannot be fitted or used as asked; the message says why."""
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from facelab.db import now_iso
+from facelab.errors import FacelabError
 from facelab.workspace import Workspace
 
 DEFAULT_LABELS = ("smile", "neutral", "surprise", "sad", "angry")
@@ -28,7 +29,7 @@ _DEFAULTS_META = "default_labels_created"
 _FORMULA_START = re.compile(r"'*[=+\-@\t\r]")  # what a spreadsheet would run as a formula
 
 
-class LabelError(ValueError):
+class LabelError(FacelabError):
     """A label or label file the user gave is not acceptable; the message says why."""
 
 

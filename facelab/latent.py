@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from facelab.erase import shred
+from facelab.errors import FacelabError
 from facelab.storage import write_atomic
 from facelab.workspace import Workspace
 
@@ -41,7 +42,7 @@ CHUNK = 4096  # crops read from the memory-mapped array per codec call
 Progress = Callable[[int, int], None]  # (done, total)
 
 
-class LatentsMissing(LookupError):
+class LatentsMissing(FacelabError, LookupError):
     """The run has no (up-to-date) latents; the message says what to do."""
 
     def __init__(self, message: str = "this run has no latents yet") -> None:

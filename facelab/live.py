@@ -42,6 +42,7 @@ import cv2
 import numpy as np
 
 from facelab.edit import LatentBounds, compose, decode_change, with_change
+from facelab.errors import FacelabError
 from facelab.faces import (DEFAULT_MARGIN, DEFAULT_SHIFT, Box, FaceDetector, crop_box, crop_face, frame_square,
                            same_place)
 
@@ -63,7 +64,7 @@ UNFAMILIAR_DB = 4.0  # live PSNR this far below the held-out PSNR: "trained on a
 HELDOUT_FACES = 256  # at most this many held-out crops decoded for the reference (load time)
 
 
-class LiveError(ValueError):
+class LiveError(FacelabError):
     """A frame or a setting the pipeline cannot use; the message is meant for the user."""
 
 

@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
+from facelab.errors import FacelabError
+
 KINDS = ("betavae", "vae", "ae", "pca")
 ARCHS = ("pcares", "paper")  # the first is the default; see ModelConfig.arch
 IMAGE_SIZES = (32, 64, 128)
@@ -27,7 +29,7 @@ PCA_FILE = "pca.npz"
 LEGACY = {"arch": "paper", "lr_schedule": "constant", "lr_warmup_steps": 0, "grad_clip": 0.0}
 
 
-class ModelError(ValueError):
+class ModelError(FacelabError):
     """A bad model setting or a run folder that cannot be loaded; the message is for the user."""
 
 

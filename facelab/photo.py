@@ -12,13 +12,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facelab.errors import FacelabError
 from facelab.faces import Box, FaceDetector, crop_face
 
 PHOTO_SHORT_SIDE = 480  # px of the grey image a photo is searched on
 PHOTO_MIN_FACE = 0.08  # smallest face looked for, as a share of the photo's short side
 
 
-class PhotoError(ValueError):
+class PhotoError(FacelabError):
     """A photo without a usable face; the message says what was found."""
 
 
@@ -68,3 +69,20 @@ def crop_photo_face(ws, frame: np.ndarray, box: Box, image_size: int,
 
     s = build_settings_of(ws)
     return crop_face(frame, box, image_size, s.margin, s.align, s.shift, detector=detector or photo_detector())
+
+
+def faces_in_photo(source: str | Path | bytes, name: str = "the photo") -> tuple[np.ndarray, list[Box]]:
+    """The photo's BGR pixels and the faces found in it (`photo_detector`), largest first."""
+    frame = read_image(source, name)
+    return frame, photo_detector().detect(frame)
+
+
+def photo_face_crop(ws, frame: np.ndarray, boxes: list[Box], face: int | None, name: str, image_size: int,
+                    option: str = "face") -> np.ndarray:
+    """The face picked among `boxes` (`choose_face`), cropped as the workspace's video was and at
+    least as large as the sharp crops the edits are drawn on: what the Shift page and
+    `facelab shift` both start from."""
+    from facelab.dataset import SHARP_SIZE, build_settings_of
+
+    box = choose_face(boxes, build_settings_of(ws).ambiguous_ratio, face, name, option)
+    return crop_photo_face(ws, frame, box, max(SHARP_SIZE, image_size))

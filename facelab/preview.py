@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from fractions import Fraction
 from pathlib import Path
 
+from facelab.errors import FacelabError
 from facelab.workspace import Workspace
 
 PREVIEW_DIR = "previews"
@@ -26,7 +27,7 @@ MAX_HEIGHT = 240  # pixels: enough to see an expression, small enough to keep (a
 MAX_FPS = 15.0
 
 
-class PreviewError(ValueError):
+class PreviewError(FacelabError):
     """The preview could not be made; the message says why (the crops are kept either way)."""
 
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facelab.errors import FacelabError
+
 MIN_COUNT = 5
 MAX_PAIRS_SAMPLE = 1000  # rows sampled for mean pairwise distances (O(n²) otherwise)
 Z95 = 1.959964  # two-sided 95 % normal quantile
@@ -31,7 +33,7 @@ TRUST_WIDTH = 0.2
 MAX_SUGGESTED = 10_000  # more labels than this is "a lot more", not a number to act on
 
 
-class ProbeError(ValueError):
+class ProbeError(FacelabError):
     """Not enough labels to fit a probe; the message says what is needed."""
 
 

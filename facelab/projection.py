@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from facelab import processes
+from facelab.errors import FacelabError
 from facelab.latent import LatentsMissing, active_latents, load_latents, require_latents
 from facelab.processes import pid_alive
 from facelab.storage import make_folder, write_atomic, write_json_atomic
@@ -45,7 +46,7 @@ HEARTBEAT_S = 2.0
 STALE_AFTER_S = 30.0  # a running status older than this without a heartbeat is a dead worker
 
 
-class ProjectionError(ValueError):
+class ProjectionError(FacelabError):
     """A map cannot be made as asked; the message says why."""
 
 

@@ -23,10 +23,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facelab.errors import FacelabError
+
 JPEG_QUALITY = 90
 
 
-class RecordingError(ValueError):
+class RecordingError(FacelabError):
     """A recording that cannot be written or added; the message is meant for the user."""
 
 

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from facelab import metrics
 from facelab.db import now_iso
 from facelab.device import pick_device
+from facelab.errors import FacelabError
 from facelab.models import (
     MSE_SIGMA,
     ModelConfig,
@@ -53,7 +54,7 @@ Progress = Callable[[dict], None]
 ShouldStop = Callable[[], bool]
 
 
-class TrainError(ValueError):
+class TrainError(FacelabError):
     """Training cannot start or go on; the message is for the user."""
 
 

@@ -31,8 +31,9 @@ from pathlib import Path
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 import cv2  # noqa: E402
-import numpy as np
+import numpy as np  # noqa: E402
 
+from facelab.errors import FacelabError  # noqa: E402
 from facelab.faces import shrink  # noqa: E402
 
 # A file whose stream ends before this share of the frames its header announces is truncated.
@@ -41,7 +42,7 @@ from facelab.faces import shrink  # noqa: E402
 TRUNCATED_BELOW = 0.9
 
 
-class VideoError(ValueError):
+class VideoError(FacelabError):
     """A video the user gave cannot be used; the message says why, in the user's words."""
 
 

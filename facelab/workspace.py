@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from facelab import db, processes
+from facelab.errors import FacelabError
 from facelab.storage import WORKSPACES_DIR, load_npy, remove_stale_temps
 
 HELD_OUT_SHARE = 0.1  # held out: of each source's time in blocks (`dataset.split_for`), or of the faces
@@ -37,7 +38,7 @@ UPLOAD_PREFIX = ".upload-"  # <workspace>/.upload-video.<pid>.<hex>.tmp: an uplo
 LEFTOVER_MAX_AGE_S = 24 * 3600  # a hidden folder with no owner pid in its name: left by a crash
 
 
-class WorkspaceError(ValueError):
+class WorkspaceError(FacelabError):
     """A workspace problem with a message meant for the user."""
 
 

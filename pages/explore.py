@@ -9,7 +9,6 @@ from facelab import directions as dr
 from facelab import labels, preview
 from facelab import projection as pj
 from facelab.generative_map import MapInverse
-from facelab.latent import active_latents
 from facelab.latent_map import PALETTE, cluster_title, find_frames, map_chart, nearest, selected_ids, swatch
 from facelab.ui import state
 from facelab.ui.cache import codec, model_stamp
@@ -17,15 +16,10 @@ from facelab.ui.explore import (
     AXES, MAX_HOVER_THUMBNAILS, METHOD_NAMES, axes_projection, decoded_places, focus_frame, focused_frame, k_sweep,
     send_to_label, table_for, timeline, timeline_span, wait_for_map, with_centres,
 )
-from facelab.ui.runs import pick_run, require_latents
+from facelab.ui.runs import open_run_page
 from facelab.ui.text import HELP, count, md
 
-st.title("Explore")
-w = state.require_workspace()
-state.show_flash()
-run_id = pick_run(w)
-lat = require_latents(w, run_id)
-ids, mu = active_latents(w, lat)
+w, run_id, lat, ids, mu = open_run_page("Explore")
 if len(ids) < 3:
     st.warning("A map needs at least 3 faces.")
     st.stop()
@@ -39,7 +33,7 @@ cluster_method = c3.radio("Clusters", list(cl.METHODS), horizontal=True, key="fl
                           format_func={"kmeans": "K-means", "gmm": "Gaussian mixture"}.get)
 k_max = min(12, len(ids) - 1)
 k = c4.slider("Number of clusters k", 2, k_max, min(6, k_max), key="fl_k")
-st.session_state["fl_last_clustering"] = (cluster_method, k)  # the Label page filters by it
+st.session_state[state.LAST_CLUSTERING] = (cluster_method, k)  # the Label page filters by it
 
 if st.toggle("Help me choose k (elbow, BIC and silhouette for k = 2…12)", key="fl_k_help"):
     sweep = k_sweep(lat.key, mu)
@@ -162,7 +156,7 @@ if boxed:
     l, r, o = st.columns([2, 1, 1], vertical_alignment="bottom")
     label = l.selectbox("Label them as", labels.label_names(w), key="fl_box_label")
     if r.button(f"Label {count(len(boxed), 'frame')}", type="primary", key="fl_box_apply"):
-        st.session_state["fl_undo"] = labels.set_labels(w, boxed, label)
+        st.session_state[state.UNDO] = labels.set_labels(w, boxed, label)
         state.flash(f"Labelled {count(len(boxed), 'frame')} as {label}.")
         st.rerun()
     if o.button("Label these frames", key="fl_box_to_label",

@@ -53,9 +53,9 @@ def labelling(w: Workspace, names: list[str], ids: np.ndarray, label: str, capti
     hint.caption(f"Click a frame, or move with the arrow keys and press Space, to give or take "
                  f"**{md(label)}** ({count(counts.get(label, 0), 'frame')} {'has' if counts.get(label, 0) == 1 else 'have'} it). Shift-click labels a range; "
                  f"n and p turn pages.")
-    undo_record = st.session_state.get("fl_undo")
+    undo_record = st.session_state.get(state.UNDO)
     if st.button("Undo last action", disabled=not undo_record, key="fl_undo_btn"):
-        st.session_state["fl_undo"] = None
+        st.session_state[state.UNDO] = None
         labels.undo(w, undo_record)
         state.flash(f"Undid: {'set' if undo_record.on else 'cleared'} {undo_record.label} on "
                     f"{len(undo_record.face_ids)} frame(s).")
@@ -117,7 +117,7 @@ elif show == "by cluster":
     if lat is None:
         st.info("Clusters need a trained model with latents: open the Explore page first.")
         st.stop()
-    method, k = st.session_state.get("fl_last_clustering", ("kmeans", 6))
+    method, k = state.last_clustering()
     rc = cl.cluster_run(w, run_id, method, k)
     cnames = cl.cluster_names(w, run_id, method, k)
     cluster = c3.selectbox(f"Cluster ({method}, k = {k})", range(k), key="fl_label_cluster",

@@ -10,23 +10,17 @@ from facelab import projection as pj
 from facelab import clusters as cl
 from facelab import directions as dr
 from facelab.generative_map import path_frames
-from facelab.latent import active_latents
 from facelab.latent_map import map_chart, selected_ids
-from facelab.dataset import SHARP_SIZE, build_settings_of, sharp_faces
-from facelab.photo import PhotoError, choose_face, crop_photo_face, photo_detector, read_image
+from facelab.dataset import sharp_faces
+from facelab.photo import PhotoError, faces_in_photo, photo_face_crop
 from facelab.ui import state
 from facelab.ui.cache import codec
 from facelab.ui.explore import table_for
-from facelab.ui.runs import pick_run, require_latents
+from facelab.ui.runs import open_run_page
 from facelab.ui.shift import bounds, judge_caption, judge_of, light_map, probe, run_plane, slider_edit
 from facelab.ui.text import count, md
 
-st.title("Shift")
-w = state.require_workspace()
-state.show_flash()
-run_id = pick_run(w)
-lat = require_latents(w, run_id)
-ids, mu = active_latents(w, lat)
+w, run_id, lat, ids, mu = open_run_page("Shift")
 model = codec(w, run_id)
 faces = w.faces()
 limits = bounds(lat.key, mu)
@@ -61,7 +55,7 @@ with make_tab:
         else:
             state.flash(f"Stored the direction {d.name}.")
             st.rerun()
-    method_k = st.session_state.get("fl_last_clustering", ("kmeans", 6))
+    method_k = state.last_clustering()
     c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
     rc = cl.cluster_run(w, run_id, *method_k)
     names = cl.cluster_names(w, run_id, *method_k)
@@ -100,19 +94,16 @@ with shift_tab:
         if photo is None:
             st.stop()
         try:
-            frame = read_image(photo.getvalue(), photo.name)
-            detector = photo_detector()
-            boxes = detector.detect(frame)
+            frame, boxes = faces_in_photo(photo.getvalue(), photo.name)
             if len(boxes) > 1:
                 pick = st.radio("Several faces found: which one?", range(1, len(boxes) + 1), horizontal=True,
                                 key="fl_src_face", format_func=lambda i: f"face {i} ({boxes[i - 1].w} px)")
             else:
                 pick = None
-            box = choose_face(boxes, build_settings_of(w).ambiguous_ratio, pick, photo.name)
+            original = photo_face_crop(w, frame, boxes, pick, photo.name, model.config.image_size)
         except PhotoError as e:
             st.error(md(e))
             st.stop()
-        original = crop_photo_face(w, frame, box, max(SHARP_SIZE, model.config.image_size), detector)
         z0 = model.encode(original[None])[0][0]
 
     moves = {n: d for n, d in stored.items() if d.kind != "centre"}
@@ -179,7 +170,7 @@ with interp_tab:
     steps = c1.slider("Steps from frame to frame", 3, 24, 10, key="fl_interp_steps")
     how = c2.radio("Path", ["linear", "slerp"], horizontal=True, key="fl_interp_method",
                    format_func={"linear": "straight line", "slerp": "spherical (slerp)"}.get)
-    method_k = st.session_state.get("fl_last_clustering", ("kmeans", 6))
+    method_k = state.last_clustering()
     table = table_for(w, run_id, pj.get_projection(w, run_id, pj.ProjectionSettings()),
                       cl.cluster_run(w, run_id, *method_k), *method_k)
     with st.container(key="fl_interp_box"):

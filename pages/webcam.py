@@ -6,28 +6,22 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 from facelab import clusters as cl
 from facelab import edit
 from facelab import directions as dr
-from facelab.latent import active_latents
 from facelab.latent_map import map_chart
 from facelab.live import LiveError
 from facelab.ui import state
 from facelab.ui import webcam as wc
-from facelab.ui.runs import pick_run, require_latents
+from facelab.ui.runs import open_run_page
 from facelab.ui.shift import light_map, run_plane
 from facelab.ui.text import md
 
-st.title("Webcam")
-w = state.require_workspace()
-state.show_flash()
-run_id = pick_run(w)
-lat = require_latents(w, run_id)
-ids, mu = active_latents(w, lat)
+w, run_id, lat, ids, mu = open_run_page("Webcam")
 pipe = wc.live_pipeline(w, run_id, lat.key)
 rec = wc.recorder()
 stored = dr.load_directions(w, run_id)
 
 centres, centre_names = None, []
 if len(ids) >= 3:
-    method, k = st.session_state.get("fl_last_clustering", ("kmeans", 6))
+    method, k = state.last_clustering()
     k = min(int(k), len(ids) - 1)
     rc = cl.cluster_run(w, run_id, method, k)
     centres = rc.clustering.centres

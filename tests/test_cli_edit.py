@@ -137,12 +137,11 @@ def test_page_cli_and_webcam_make_the_same_edit(trained: dict, photo: Path, tmp_
     and the same face on the Shift page (its helper), in `facelab shift` and in the webcam's
     pipeline: all of them call `facelab.edit.compose`, with the default ("mouth") direction and
     the slider's unit (1 = the labelled faces' mean projection)."""
-    from facelab.dataset import SHARP_SIZE, build_settings_of
     from facelab.directions import DEFAULT_METHOD, load_direction
     from facelab.edit import LatentBounds
     from facelab.live import LivePipeline
     from facelab.models import load_codec
-    from facelab.photo import choose_face, crop_photo_face, photo_detector, read_image
+    from facelab.photo import faces_in_photo, photo_face_crop
     from facelab.ui.shift import slider_edit
 
     w, run_id = trained["ws"], trained["run"]
@@ -155,10 +154,8 @@ def test_page_cli_and_webcam_make_the_same_edit(trained: dict, photo: Path, tmp_
     alpha, strength = 2.0, 0.5
 
     # the CLI's face, written plain and at scale 1, and the page helper on the same crop
-    frame = read_image(photo)
-    detector = photo_detector()
-    box = choose_face(detector.detect(frame), build_settings_of(w).ambiguous_ratio, None, photo.name)
-    crop = crop_photo_face(w, frame, box, max(SHARP_SIZE, codec.config.image_size), detector)  # as page and CLI
+    frame, boxes = faces_in_photo(photo)
+    crop = photo_face_crop(w, frame, boxes, None, photo.name, codec.config.image_size)  # as page and CLI do
     z0 = codec.encode(crop[None])[0][0]
     z_page, _, plain = slider_edit(codec, crop, z0, {"smile": smile}, {"smile": alpha}, corner.vector,
                                    strength, bounds, detail=False)

@@ -1,7 +1,8 @@
 """`facelab` command line. Each sub-command lives in its own module with a `register(sub)`.
 
-Errors meant for the user (bad input, missing workspace) print one line and exit 2; they
-never print a traceback.
+Errors meant for the user (a `facelab.errors.FacelabError`: bad input, a missing workspace)
+print one line and exit 2, caught once in `main`; they never print a traceback. A command
+catches one itself only to add a hint (e.g. "pass --create").
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import importlib
 import sys
 from pathlib import Path
 
+from facelab.errors import FacelabError
+
 # Modules under facelab.cli, each adding its sub-commands; a missing one is skipped so the
 # CLI works while a feature is being built.
 COMMAND_MODULES = ["workspaces", "build", "crops", "train", "explore", "edit", "sample", "archive"]
 
 
-class CliError(Exception):
+class CliError(FacelabError):
     """An error whose message is shown to the user as is."""
 
 
@@ -57,12 +60,10 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from facelab.workspace import WorkspaceError
-
     args = make_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (CliError, WorkspaceError, FileNotFoundError) as e:
+    except (FacelabError, FileNotFoundError) as e:  # every module's user errors, caught here once
         print(f"facelab: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

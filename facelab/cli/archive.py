@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from facelab.archive import ArchiveError, export_workspace
+    from facelab.archive import export_workspace
 
     w = resolve_workspace(args.workspace, args.home)
     out = Path(args.out or f"{w.name}.zip").expanduser()
@@ -45,10 +45,7 @@ def _export(args: argparse.Namespace) -> int:
         out = out / f"{w.name}.zip"
     if out.exists() and not args.force:
         raise CliError(f"{out} exists: pass --force to replace it, or choose another --out")
-    try:
-        export_workspace(w, out, include_checkpoints=args.checkpoints)
-    except ArchiveError as e:
-        raise CliError(str(e)) from None
+    export_workspace(w, out, include_checkpoints=args.checkpoints)
     s = w.summary()
     print(f"exported {w.name} ({s['faces']} crops, {s['labelled']} labelled, {s['runs']} runs) "
           f"to {out} ({out.stat().st_size / 2**20:.1f} MiB)")
@@ -56,40 +53,31 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from facelab.archive import ArchiveError, import_workspace
+    from facelab.archive import import_workspace
 
-    try:
-        w = import_workspace(Path(args.zip).expanduser(), name=args.name, home=args.home)
-    except ArchiveError as e:
-        raise CliError(str(e)) from None
+    w = import_workspace(Path(args.zip).expanduser(), name=args.name, home=args.home)
     s = w.summary()
     print(f"imported {w.name} ({s['faces']} crops, {s['labelled']} labelled, {s['runs']} runs) into {w.path}")
     return 0
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from facelab.transfer import TransferError, export_run
+    from facelab.transfer import export_run
 
     w = resolve_workspace(args.workspace, args.home)
     out = Path(args.out or args.run).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise CliError(f"{out} exists and is not empty: choose another --out")
-    try:
-        export_run(w, args.run, out)
-    except TransferError as e:
-        raise CliError(str(e)) from None
+    export_run(w, args.run, out)
     print(f"exported run {args.run} of {w.name} to {out}/")
     return 0
 
 
 def _run_import(args: argparse.Namespace) -> int:
-    from facelab.transfer import TransferError, import_run
+    from facelab.transfer import import_run
 
     w = resolve_workspace(args.workspace, args.home)
-    try:
-        run_id = import_run(w, Path(args.folder).expanduser(), args.run_id)
-    except TransferError as e:
-        raise CliError(str(e)) from None
+    run_id = import_run(w, Path(args.folder).expanduser(), args.run_id)
     print(f"imported run {run_id} into {w.name}; encode it with `facelab encode -w {w.name} {run_id}` "
           "or open the Explore page")
     return 0

@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 from facelab import workspace as ws
-from facelab.cli import CliError
+from facelab.cli import CliError, add_workspace_arg, resolve_workspace
 from facelab.dataset import CROP_SIZES, BuildProgress, BuildSettings, DuplicateVideo, build
 from facelab.faces import DEFAULT_MARGIN
-from facelab.video import VideoError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,8 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Sample a video, crop one face per frame and append the crops "
                                    "to a workspace. Nothing is stored unless the build finishes.")
     p.add_argument("video", type=Path)
-    p.add_argument("--workspace", "-w", required=True, help="workspace name")
-    p.add_argument("--create", action="store_true", help="create the workspace if it does not exist")
+    add_workspace_arg(p)
+    p.add_argument("--create", action="store_true", help="create the workspace (by name) if it does not exist")
     p.add_argument("--fps", type=float, default=BuildSettings.fps, help="frames sampled per second (default 8)")
     p.add_argument("--size", type=int, default=BuildSettings.size, choices=CROP_SIZES, help="crop side in pixels")
     p.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
@@ -45,13 +44,12 @@ def progress_line(p: BuildProgress) -> str:
 def _build(args: argparse.Namespace) -> int:
     if not args.video.is_file():
         raise CliError(f"{args.video} does not exist or is not a file")
-    if args.create:
-        w = ws.open_or_create(args.workspace, args.home)
-    else:
-        try:
-            w = ws.open_workspace(args.workspace, args.home)
-        except ws.WorkspaceError as e:
+    try:
+        w = resolve_workspace(args.workspace, args.home)
+    except ws.WorkspaceError as e:
+        if not args.create:
             raise CliError(f"{e} (or pass --create)") from None
+        w = ws.open_or_create(args.workspace, args.home)
     settings = BuildSettings(fps=args.fps, size=args.size, margin=args.margin, align=args.align)
     tty = sys.stderr.isatty()
     shown = {"tenth": -1}
@@ -67,8 +65,6 @@ def _build(args: argparse.Namespace) -> int:
 
     try:
         report = build(w, args.video, settings, name=args.name, progress=show, again=args.again)
-    except VideoError as e:
-        raise CliError(str(e)) from None
     except DuplicateVideo as e:
         raise CliError(f"{e}; nothing was added (pass --again to add it anyway)") from None
     finally:

@@ -23,7 +23,6 @@ import numpy as np
 
 from facelab import animate, edit
 from facelab import generative_map as gm
-from facelab import workspace as ws
 from facelab.cli import CliError, add_workspace_arg, check_out, resolve_workspace
 from facelab.directions import DEFAULT_METHOD, METHOD_NAMES, NEGATIVES, DirectionError
 from facelab.storage import write_bytes_atomic
@@ -35,18 +34,6 @@ METHOD_HELP = ("how to fit the direction from labels: " + "; ".join(f"{k}: {v}" 
 ALPHA_HELP = "0 = as is, 1 = your average LABEL (the labelled faces' mean along the direction), 2 = twice as far"
 NEGATIVES_HELP = ("which faces count as 'not LABEL': labelled (faces with other labels only), all "
                   "(every face without it), auto (labelled when there are 5 of them, else all)")
-
-
-def _user_errors() -> tuple[type[Exception], ...]:
-    """Errors of the modules used here whose messages are meant for the user."""
-    from facelab.labels import LabelError
-    from facelab.latent import LatentsMissing
-    from facelab.models import ModelError
-
-    from facelab.projection import ProjectionError
-
-    return (edit.EditError, animate.AnimateError, DirectionError, LabelError, LatentsMissing, ModelError,
-            gm.MapDecodeError, ProjectionError)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -244,20 +231,7 @@ class _Run:
         return np.ascontiguousarray(faces[ids])
 
 
-def _run_cmd(fn):
-    """Turn the user errors of the modules below into CliError (one line, exit 2)."""
-    def wrapper(args: argparse.Namespace) -> int:
-        try:
-            return fn(args)
-        except (CliError, ws.WorkspaceError):
-            raise
-        except _user_errors() as e:
-            raise CliError(str(e)) from None
-    return wrapper
-
-
 # --- commands -----------------------------------------------------------------------------
-@_run_cmd
 def _interpolate(args: argparse.Namespace) -> int:
     check_out(args.out, ".png", ".gif", ".mp4")
     run = _Run(args)
@@ -284,7 +258,6 @@ def _interpolate(args: argparse.Namespace) -> int:
     return 0
 
 
-@_run_cmd
 def _decode_at(args: argparse.Namespace) -> int:
     check_out(args.out, ".png")
     run = _Run(args)
@@ -299,7 +272,6 @@ def _decode_at(args: argparse.Namespace) -> int:
     return 0
 
 
-@_run_cmd
 def _field(args: argparse.Namespace) -> int:
     check_out(args.out, ".png")
     run = _Run(args)
@@ -310,7 +282,6 @@ def _field(args: argparse.Namespace) -> int:
     return 0
 
 
-@_run_cmd
 def _path(args: argparse.Namespace) -> int:
     check_out(args.out, ".png", ".gif", ".mp4")
     if len(args.ids) < 2:
@@ -331,7 +302,6 @@ def _path(args: argparse.Namespace) -> int:
     return 0
 
 
-@_run_cmd
 def _shift(args: argparse.Namespace) -> int:
     from facelab.directions import load_directions
 
@@ -384,22 +354,12 @@ def _shift(args: argparse.Namespace) -> int:
 
 def _photo_crop(run: _Run, image: Path, face: int | None) -> np.ndarray:
     """The photo's face cropped with the workspace's own build settings (RGB, crop size)."""
-    from facelab.dataset import build_settings_of
-    from facelab.photo import PhotoError, choose_face, crop_photo_face, photo_detector, read_image
+    from facelab.photo import faces_in_photo, photo_face_crop
 
-    try:
-        frame = read_image(image)
-        detector = photo_detector()
-        boxes = detector.detect(frame)
-        box = choose_face(boxes, build_settings_of(run.ws).ambiguous_ratio, face, image.name, "--face")
-    except PhotoError as e:
-        raise CliError(str(e)) from None
-    from facelab.dataset import SHARP_SIZE
-
-    return crop_photo_face(run.ws, frame, box, max(SHARP_SIZE, run.codec.config.image_size), detector)
+    frame, boxes = faces_in_photo(image)
+    return photo_face_crop(run.ws, frame, boxes, face, image.name, run.codec.config.image_size, "--face")
 
 
-@_run_cmd
 def _shift_eval(args: argparse.Namespace) -> int:
     from facelab.directions import (
         LabelDirection, LinearProbe, check_examples, labelled_latents, load_direction,
@@ -470,7 +430,6 @@ def _judgement(args: argparse.Namespace, run: "_Run", label: str, direction) -> 
     return {**out, "judge_gain": j.judge_gain, "judge_focus": j.focus}, None
 
 
-@_run_cmd
 def _direction_list(args: argparse.Namespace) -> int:
     from facelab.directions import load_directions
 
@@ -486,7 +445,6 @@ def _direction_list(args: argparse.Namespace) -> int:
     return 0
 
 
-@_run_cmd
 def _direction_fit(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -511,7 +469,6 @@ def _direction_fit(args: argparse.Namespace) -> int:
     return 0
 
 
-@_run_cmd
 def _direction_centre(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
@@ -529,7 +486,6 @@ def _direction_centre(args: argparse.Namespace) -> int:
     return 0
 
 
-@_run_cmd
 def _direction_delete(args: argparse.Namespace) -> int:
     from facelab.directions import delete_direction
 

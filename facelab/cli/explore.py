@@ -48,13 +48,10 @@ def _latents(w: Workspace, run_id: str) -> Latents:
         print(f"\rencoding {done}/{total} crops", end="", file=sys.stderr, flush=True)
 
     try:
-        from facelab.models import ModelError
+        import facelab.models  # noqa: F401  (torch)
     except ModuleNotFoundError as e:
         raise CliError(f"cannot encode: {e.name} is not available") from None
-    try:
-        lat = load_latents(w, run_id, compute=True, progress=progress)
-    except ModelError as e:
-        raise CliError(str(e)) from None
+    lat = load_latents(w, run_id, compute=True, progress=progress)
     print(file=sys.stderr)
     return lat
 

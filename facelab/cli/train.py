@@ -87,13 +87,9 @@ def _config_from_args(args: argparse.Namespace):
 
 def _train(args: argparse.Namespace) -> int:
     from facelab import jobs
-    from facelab.models import ModelError
 
     w = resolve_workspace(args.workspace, args.home)
-    try:
-        config, given = _config_from_args(args)
-    except ModelError as e:
-        raise CliError(str(e)) from None
+    config, given = _config_from_args(args)
     run_id = args.run
     if run_id is None:
         run_id = jobs.create_run(w, config, args.name)
@@ -186,15 +182,10 @@ def _runs(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from facelab.evaluate import evaluate_run
-    from facelab.models import ModelError
-    from facelab.train import TrainError
 
     w = resolve_workspace(args.workspace, args.home)
     out = Path(args.out) if args.out else w.run_dir(args.run) / "eval"
-    try:
-        r = evaluate_run(w, args.run, out)
-    except (ModelError, TrainError) as e:
-        raise CliError(str(e)) from None
+    r = evaluate_run(w, args.run, out)
     print(f"{'figure':<16} value")
     print(f"{'kind':<16} {r['kind']}")
     print(f"{'held-out faces':<16} {r['n']}")
@@ -210,7 +201,6 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _compression(args: argparse.Namespace) -> int:
     from facelab.evaluate import workspace_compression_curve
-    from facelab.train import TrainError
 
     w = resolve_workspace(args.workspace, args.home)
     try:
@@ -223,10 +213,7 @@ def _compression(args: argparse.Namespace) -> int:
             print(f"  training {p['kind']} with {p['latent_dim']} latents ({p['done'] + 1}/{p['total']})",
                   file=sys.stderr, flush=True)
 
-    try:
-        points = workspace_compression_curve(w, latent_sizes=sizes, epochs=args.epochs, progress=progress)
-    except TrainError as e:
-        raise CliError(str(e)) from None
+    points = workspace_compression_curve(w, latent_sizes=sizes, epochs=args.epochs, progress=progress)
     print(f"{'model':<8} {'latents':>7} {'PSNR dB':>8} {'SSIM':>6} {'active':>6}")
     for p in points:
         print(f"{p['kind']:<8} {p['latent_dim']:>7} {p['val_psnr']:>8.2f} {p['val_ssim']:>6.3f} {p['active_units']:>6}")

@@ -14,6 +14,7 @@ import streamlit as st
 
 from facelab import labels
 from facelab.thumbs import data_uris
+from facelab.ui import state
 from facelab.workspace import Workspace
 
 
@@ -63,7 +64,6 @@ _label_grid_component = st.components.v2.component(
     js=(_HERE / "label_grid.js").read_text(encoding="utf-8"),
 )
 APPLIED = "fl_label_grid_applied"  # {mount id: last event number applied}: a tab's grid per mount
-UNDO = "fl_undo"  # the last labelling action, for the page's Undo button
 LAST_LABEL = "fl_label_last"  # the label the person last gave or took
 LAST_LABEL_META = "label_last"  # the same, remembered in the workspace across sessions
 MAX_MOUNTS = 8  # acks kept: a reload makes a new mount, older ones are gone for good
@@ -125,7 +125,7 @@ def _apply_label(w: Workspace, session: MutableMapping[str, Any], event: Mapping
         errors.append(str(e))
         return labels.UndoRecord(label, (), bool(event.get("on")))
     if record.face_ids:  # another tab may have done it already: nothing of this one to undo
-        session[UNDO] = record
+        session[state.UNDO] = record
     remember_label(w, session, label)
     return record
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
 import streamlit as st
 
 from facelab import jobs, quality
-from facelab.latent import Latents, encode_run, load_latents
+from facelab.latent import Latents, active_latents, encode_run, load_latents
 from facelab.ui import state
 from facelab.ui.text import db
 from facelab.workspace import Workspace
@@ -57,3 +60,26 @@ def require_latents(w: Workspace, run_id: str) -> Latents:
             done / max(1, total), text=f"Encoding faces… {done}/{total}"))
     slot.empty()
     return lat
+
+
+class RunPage(NamedTuple):
+    """What a page about one trained model starts from (unpacked by the page)."""
+
+    w: Workspace
+    run_id: str
+    lat: Latents
+    ids: np.ndarray  # the face ids not deleted ...
+    mu: np.ndarray  # ... and their μ rows
+
+
+def open_run_page(title: str) -> RunPage:
+    """The opening of Explore, Shift and Webcam: the title, the workspace, any message left by the
+    last run, the model picker and its latents (each step stops the page with a hint when it
+    cannot go on)."""
+    st.title(title)
+    w = state.require_workspace()
+    state.show_flash()
+    run_id = pick_run(w)
+    lat = require_latents(w, run_id)
+    ids, mu = active_latents(w, lat)
+    return RunPage(w, run_id, lat, ids, mu)

@@ -1,4 +1,5 @@
-"""Every st.session_state key facelab uses, named once, and the current workspace."""
+"""The st.session_state keys that more than one page or module reads, named once, and the current
+workspace. (A widget's own key, read only where the widget is drawn, stays beside it.)"""
 
 from __future__ import annotations
 
@@ -12,6 +13,14 @@ RUN = "fl_run"  # id of the run the Explore/Label/Shift pages look at
 HANDED_IDS, HANDED_FROM = "fl_label_ids", "fl_label_ids_from"  # frames Explore hands to Label, and from where
 FLASH = "fl_flash"  # one message to show after a rerun (e.g. "deleted 3 crops")
 SHEET_PAGE = "fl_sheet_page"  # page of the Dataset contact sheet
+UNDO = "fl_undo"  # the last labelling (Explore's box, the Label grid), for the Label page's Undo button
+LAST_CLUSTERING = "fl_last_clustering"  # (method, k) last shown on Explore; Label, Shift and Webcam follow it
+DEFAULT_CLUSTERING = ("kmeans", 6)
+
+
+def last_clustering() -> tuple[str, int]:
+    """The clustering (method, k) the person last looked at on Explore, else K-means with 6."""
+    return st.session_state.get(LAST_CLUSTERING, DEFAULT_CLUSTERING)
 
 
 def current_workspace() -> ws.Workspace | None:
