@@ -69,6 +69,24 @@ def test_baselines_match_a_direct_computation(trained) -> None:
     assert "32" in json.loads((w.path / quality.CACHE_FILE).read_text())
 
 
+def test_the_pages_warning_needs_only_the_mean_crop(tmp_path: Path, monkeypatch) -> None:
+    """The model picker's "learned nothing" check runs on every page of a run; it must not fit
+    PCA-32 (7 s on 15,000 crops) when only the mean crop's figure decides it."""
+    from facelab.models import PCABaseline
+
+    w = wsmod.create("m", tmp_path)
+    dataset.build(w, media_file("WolfgangLanger_Pexels.mp4"), dataset.BuildSettings(fps=2, size=32))
+    real_fit = PCABaseline.fit
+    fits = []
+    monkeypatch.setattr(PCABaseline, "fit", lambda self, x: fits.append(len(x)) or real_fit(self, x))
+    quick = quality.baselines(w, 32, pca=False)
+    assert fits == [] and quick["pca32_psnr"] is None and quick["mean_crop_psnr"] > 0
+    full = quality.baselines(w, 32)  # the Train page's table asks for both: PCA is fitted now
+    assert len(fits) == 1 and full["pca32_psnr"] is not None
+    assert full["mean_crop_psnr"] == pytest.approx(quick["mean_crop_psnr"])
+    assert quality.baselines(w, 32, pca=False) == full and len(fits) == 1  # and kept
+
+
 def test_baselines_follow_deleted_faces(tmp_path: Path) -> None:
     w = wsmod.create("d", tmp_path)
     dataset.build(w, media_file("WolfgangLanger_Pexels.mp4"), dataset.BuildSettings(fps=2, size=32))

@@ -16,7 +16,7 @@ from facelab.workspace import Workspace
 
 def learned_nothing(w: Workspace, run: jobs.RunStatus) -> bool:
     """Show `quality.verdict`'s warning for a run that learned nothing; True when shown."""
-    warning = quality.run_report(w, run)["warning"]
+    warning = quality.run_report(w, run, pca=False)["warning"]  # the mean crop's figure is enough
     if warning:
         st.warning(warning, icon="⚠️")
     return bool(warning)
