@@ -248,3 +248,17 @@ def move_slider_until_face_changes(page, slider_text: str, steps: int = 15) -> N
     while shifted.get_attribute("src") == before:
         assert time.monotonic() < deadline, "the shifted face did not change after moving the slider"
         page.wait_for_timeout(200)
+
+
+@pytest.fixture
+def one_thread(monkeypatch):
+    """Train with one thread here (and in jobs started by these tests): results compared across
+    processes stay bit-equal, and tests do not crawl when other work shares the cores. A module
+    asks for it with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    monkeypatch.setenv("FACELAB_THREADS", "1")
+    yield
+    torch.set_num_threads(before)

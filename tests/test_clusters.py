@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from builders import mapped_workspace
 from facelab import clusters as cl
 from facelab import labels as lb
-from test_latent import make_workspace
 
 
 def blobs(k: int = 2, n_per: int = 60, d: int = 6, gap: float = 10.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +77,7 @@ def test_knee_of_a_curve() -> None:
 
 
 def test_run_clusters_cached_named_and_labelled(home: Path) -> None:
-    w, group = make_workspace(20)
+    w, group = mapped_workspace(20)
     rc = cl.cluster_run(w, "r1", "kmeans", 2)
     assert same_partition(rc.clustering.labels, group) and list(rc.ids) == list(range(40))
     assert (cl.cluster_run(w, "r1", "kmeans", 2).clustering.labels == rc.clustering.labels).all()
@@ -103,7 +103,7 @@ def test_run_clusters_cached_named_and_labelled(home: Path) -> None:
 
 
 def test_cluster_names_need_a_real_run_and_cluster(home: Path) -> None:
-    w, _ = make_workspace(5)
+    w, _ = mapped_workspace(5)
     with pytest.raises(cl.ClusterError, match="no run 'nope'"):
         cl.set_cluster_name(w, "nope", "kmeans", 2, 0, "x")
     with pytest.raises(cl.ClusterError, match="does not exist"):
@@ -115,7 +115,7 @@ def test_cluster_names_need_a_real_run_and_cluster(home: Path) -> None:
 def test_cli_clusters_with_sweep(home: Path, capsys: pytest.CaptureFixture) -> None:
     from facelab.cli import main as cli
 
-    make_workspace(20)
+    mapped_workspace(20)
     assert cli(["clusters", "--workspace", "w", "r1", "--k", "2", "--sweep"]) == 0
     out = capsys.readouterr().out
     assert "cluster  frames  medoid" in out and "suggested k: 2 (lowest BIC)" in out
@@ -202,7 +202,7 @@ def test_find_frames_by_number_time_label_or_cluster() -> None:
 def test_a_cluster_name_follows_its_frames_when_the_clusters_are_renumbered(home: Path) -> None:
     import numpy as np
 
-    w, _ = make_workspace(20)
+    w, _ = mapped_workspace(20)
     rc = cl.cluster_run(w, "r1", "kmeans", 2)
     bright = int(rc.clustering.labels[-1])
     cl.set_cluster_name(w, "r1", "kmeans", 2, bright, "Bright")

@@ -9,21 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from builders import FlatCodec
 from facelab import animate, edit
 from facelab.directions import Direction
-
-
-class FakeCodec:
-    """Decodes a latent to a flat colour from its first three values: distinct latents, distinct frames."""
-
-    def __init__(self, dim: int = 8, size: int = 16) -> None:
-        self.dim, self.size = dim, size
-
-    def decode(self, z: np.ndarray) -> np.ndarray:
-        z = np.asarray(z, np.float32)
-        assert z.ndim == 2 and z.shape[1] == self.dim
-        rgb = np.clip(128 + 40 * z[:, :3], 0, 255).astype(np.uint8)
-        return np.broadcast_to(rgb[:, None, None, :], (len(z), self.size, self.size, 3)).copy()
 
 
 # --- interpolation ------------------------------------------------------------------------
@@ -72,7 +60,7 @@ def test_interpolate_rejects_bad_input() -> None:
 
 
 def test_interpolation_strip_decodes_every_step() -> None:
-    codec = FakeCodec()
+    codec = FlatCodec()
     strip = edit.interpolation_strip(codec, np.zeros(8), np.ones(8), 6, "slerp")
     assert strip.shape == (6, 16, 16, 3) and strip.dtype == np.uint8
     assert strip[0, 0, 0, 0] == 128 and strip[-1, 0, 0, 0] == 168
@@ -155,7 +143,7 @@ def _face(seed: int, size: int = 16) -> np.ndarray:
 
 
 def test_detail_preserving_shift_is_the_original_plus_the_decoded_change() -> None:
-    codec, original = FakeCodec(), _face(0)
+    codec, original = FlatCodec(), _face(0)
     z = np.zeros(8, np.float32)
     moved = edit.compose(z, [(np.eye(8)[0], 1.0)])  # decoded red goes 128 -> 168
     recon, shown = edit.shift_faces(codec, original, z, np.stack([z, moved]))
@@ -174,7 +162,7 @@ def test_detail_preserving_shift_is_the_original_plus_the_decoded_change() -> No
 
 
 def test_detail_preserving_interpolation_ends_on_the_real_frames() -> None:
-    codec = FakeCodec()
+    codec = FlatCodec()
     a, b = _face(2), _face(3)
     z_a, z_b = np.full(8, -0.5, np.float32), np.full(8, 0.7, np.float32)
     for method in ("linear", "slerp"):
@@ -193,7 +181,7 @@ def test_detail_preserving_interpolation_ends_on_the_real_frames() -> None:
 
 # --- pictures -----------------------------------------------------------------------------
 def test_gif_is_pingpong_and_decodes(tmp_path: Path) -> None:
-    codec = FakeCodec()
+    codec = FlatCodec()
     steps = 6
     frames = edit.interpolation_strip(codec, np.full(8, -2.0), np.full(8, 2.0), steps)
     path = animate.save_strip(tmp_path / "strip.gif", frames, duration_ms=80, scale=4, resample="bicubic")
@@ -214,7 +202,7 @@ def test_mp4_is_pingpong_h264_and_decodes(tmp_path: Path) -> None:
     import av
 
     steps = 6
-    frames = edit.interpolation_strip(FakeCodec(), np.full(8, -2.0), np.full(8, 2.0), steps)
+    frames = edit.interpolation_strip(FlatCodec(), np.full(8, -2.0), np.full(8, 2.0), steps)
     path = animate.save_strip(tmp_path / "path.mp4", frames, duration_ms=100, scale=3)  # 48 px
     with av.open(str(path)) as video:
         stream = video.streams.video[0]
@@ -228,7 +216,7 @@ def test_mp4_is_pingpong_h264_and_decodes(tmp_path: Path) -> None:
 
 
 def test_png_strip_with_real_ends(tmp_path: Path) -> None:
-    frames = FakeCodec().decode(np.linspace(-1, 1, 5)[:, None].repeat(8, 1).astype(np.float32))
+    frames = FlatCodec().decode(np.linspace(-1, 1, 5)[:, None].repeat(8, 1).astype(np.float32))
     ends = (np.zeros((16, 16, 3), np.uint8), np.full((16, 16, 3), 255, np.uint8))
     path = animate.save_strip(tmp_path / "strip.png", frames, ends=ends, scale=2)
     img = np.asarray(Image.open(path))
@@ -250,7 +238,7 @@ def test_upscale_and_bad_names(tmp_path: Path) -> None:
 
 
 def test_faces_are_upscaled_for_display_to_at_least_192_px() -> None:
-    faces = FakeCodec().decode(np.zeros((2, 8), np.float32))  # 16 px
+    faces = FlatCodec().decode(np.zeros((2, 8), np.float32))  # 16 px
     big = animate.for_display(faces)
     assert big.shape == (2, 192, 192, 3) and big.dtype == np.uint8
     assert animate.for_display(np.zeros((1, 64, 64, 3), np.uint8)).shape[1] == 192

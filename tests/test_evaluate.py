@@ -7,9 +7,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from builders import blob_images
 from facelab import evaluate, metrics
 from facelab.models import ModelConfig, PCABaseline, TorchCodec, build_model
-from test_train import blob_images, one_thread  # noqa: F401  (autouse fixture)
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # bit-equal results, no crawling
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_edit import FakeCodec
 
+from builders import FlatCodec
 from facelab import generative_map as gm
 from facelab import projection as pj
 
@@ -61,7 +61,7 @@ def test_degenerate_and_bad_input() -> None:
     with pytest.raises(gm.MapDecodeError, match="finite"):
         inv.latents_at([[np.nan, 0.0]])
     with pytest.raises(gm.MapDecodeError, match="2 to 40"):
-        gm.face_field(FakeCodec(dim=8), inv, n=1)
+        gm.face_field(FlatCodec(dim=8), inv, n=1)
 
 
 def test_the_face_field_is_deterministic_and_fades_places_far_from_every_frame() -> None:
@@ -69,7 +69,7 @@ def test_the_face_field_is_deterministic_and_fades_places_far_from_every_frame()
     mu[:100] += 6.0  # two groups: the grid's corners between them have no frame near
     xy = pj.project(mu, "pca")
     inv = gm.MapInverse.fit(xy, mu, linear=True)
-    codec = FakeCodec(dim=8)
+    codec = FlatCodec(dim=8)
     one, two = gm.face_field(codec, inv, 6), gm.face_field(codec, inv, 6)
     assert one.faces.shape == (36, 16, 16, 3)
     np.testing.assert_array_equal(one.faces, two.faces)
@@ -86,7 +86,7 @@ def test_the_face_field_is_deterministic_and_fades_places_far_from_every_frame()
 
 
 def test_a_path_through_three_frames_starts_ends_and_passes_through_them() -> None:
-    codec = FakeCodec(dim=8)
+    codec = FlatCodec(dim=8)
     z = latents(3)
     real = np.stack([np.full((16, 16, 3), v, np.uint8) for v in (10, 120, 240)])
     frames = gm.path_frames(codec, z, steps=5, ends=real)

@@ -13,27 +13,20 @@ from dataclasses import replace
 import pytest
 import torch
 
+from builders import blob_images, training_workspace, wait_for
 from facelab import jobs
 from facelab import workspace as ws
 from facelab.cli import main as cli
 from facelab.latent import load_latents
 from facelab.models import ModelConfig
 from facelab.train import CHECKPOINT_FILE, train_run
-from test_train import blob_images, make_workspace, one_thread  # noqa: F401  (autouse fixture)
 
 CONFIG = ModelConfig(image_size=32, latent_dim=8, batch_size=16, lr=1e-3, beta=1.0, steps=40, eval_every=8)
 IMAGES = blob_images(160, seed=3)
 VOLATILE = ("seconds", "images_per_s")
 
 
-def wait_for(predicate, timeout: float = 90.0, every: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout} s waiting for {predicate}")
+pytestmark = pytest.mark.usefixtures("one_thread")  # bit-equal results, no crawling
 
 
 def pause_outside_a_write(w, pid: int) -> None:
@@ -69,7 +62,7 @@ def reference(tmp_path_factory):
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         mp.setenv("FACELAB_THREADS", "1")
-        w = make_workspace("ref", IMAGES)
+        w = training_workspace("ref", IMAGES)
         run = jobs.create_run(w, CONFIG)
         train_run(w, run)
         torch.set_num_threads(threads)
@@ -91,7 +84,7 @@ def assert_same_result(w, run_id, reference) -> None:
 
 
 def test_background_run_is_never_started_twice(home) -> None:
-    w = make_workspace("bg", IMAGES[:60])
+    w = training_workspace("bg", IMAGES[:60])
     run = jobs.create_run(w, ModelConfig(**{**CONFIG.__dict__, "steps": 24}), name="tiny")
     assert jobs.status(w, run).state == "queued"
     # Two tabs and a rerun click "start" at once.
@@ -118,7 +111,7 @@ def test_background_run_is_never_started_twice(home) -> None:
 
 
 def test_a_failed_encoding_leaves_the_trained_run_done(home, monkeypatch) -> None:
-    w = make_workspace("enc", IMAGES[:40])
+    w = training_workspace("enc", IMAGES[:40])
     run = jobs.create_run(w, ModelConfig(**{**CONFIG.__dict__, "steps": 8}))
     seen: list[dict] = []
 
@@ -136,7 +129,7 @@ def test_a_failed_encoding_leaves_the_trained_run_done(home, monkeypatch) -> Non
 
 
 def test_the_same_run_is_not_created_twice_while_one_is_active(home) -> None:
-    w = make_workspace("twin", IMAGES[:40])
+    w = training_workspace("twin", IMAGES[:40])
     tiny = ModelConfig(**{**CONFIG.__dict__, "steps": 8})
     first = jobs.create_run(w, tiny, name="first")
     with pytest.raises(jobs.JobError, match=r"the same run is already queued: first"):
@@ -148,7 +141,7 @@ def test_the_same_run_is_not_created_twice_while_one_is_active(home) -> None:
 
 
 def test_cancel_checkpoints_and_resume_matches_uninterrupted(home, reference) -> None:
-    w = make_workspace("c", IMAGES)
+    w = training_workspace("c", IMAGES)
     run = jobs.create_run(w, CONFIG)
     jobs.start(w, run)
     wait_for(lambda: len(jobs.epoch_metrics(w, run)) >= 1)
@@ -170,7 +163,7 @@ def test_cancel_checkpoints_and_resume_matches_uninterrupted(home, reference) ->
 
 
 def test_killed_run_is_dead_and_resumes_to_the_same_result(home, reference) -> None:
-    w = make_workspace("k", IMAGES)
+    w = training_workspace("k", IMAGES)
     run = jobs.create_run(w, CONFIG)
     jobs.start(w, run)
     wait_for(lambda: len(jobs.epoch_metrics(w, run)) >= 2)
@@ -191,7 +184,7 @@ def test_killed_run_is_dead_and_resumes_to_the_same_result(home, reference) -> N
 
 def test_queue_runs_one_job_at_a_time(home, monkeypatch) -> None:
     monkeypatch.setenv("FACELAB_MAX_JOBS", "1")
-    w = make_workspace("q", IMAGES[:40])
+    w = training_workspace("q", IMAGES[:40])
     tiny = ModelConfig(**{**CONFIG.__dict__, "steps": 8})
     first, second = jobs.create_run(w, tiny), jobs.create_run(w, replace(tiny, seed=1))
     jobs.start(w, first)
@@ -214,7 +207,7 @@ def test_a_failing_job_ends_failed_with_the_reason(home) -> None:
 
 
 def test_cli_train_runs_and_eval(home, capsys, tmp_path) -> None:
-    make_workspace("cli", IMAGES[:60])
+    training_workspace("cli", IMAGES[:60])
     args = ["train", "-w", "cli", "--kind", "vae", "--latent", "4", "--steps", "6", "--eval-every", "3", "--batch", "16",
             "--image-size", "32", "--lr", "1e-3"]
     assert cli(args) == 0
@@ -243,7 +236,7 @@ def test_cli_train_runs_and_eval(home, capsys, tmp_path) -> None:
 def test_a_finished_job_leaves_the_train_pages_baselines_cached(home, monkeypatch) -> None:
     from facelab import quality
 
-    w = make_workspace("warm", IMAGES[:40])
+    w = training_workspace("warm", IMAGES[:40])
     run = jobs.create_run(w, ModelConfig(**{**CONFIG.__dict__, "steps": 8}))
     jobs.run_job(w, run)
     monkeypatch.setattr(quality, "compute_baselines", lambda *a: pytest.fail("computed again on the page"))

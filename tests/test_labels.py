@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from builders import add_faces, blob_crops
 from facelab import labels as lb
 from facelab import workspace as ws_mod
 from facelab.cli import main as cli
-from test_latent import add_faces, blob_crops
 
 
 def make(n: int = 20, name: str = "w") -> ws_mod.Workspace:

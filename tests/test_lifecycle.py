@@ -15,18 +15,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from builders import blob_images, mapped_workspace, training_workspace, wait_for
 from facelab import archive, jobs, processes
 from facelab import projection as pj
 from facelab import workspace as ws
 from facelab.models import ModelConfig
 from facelab.storage import save_npy_atomic, write_bytes_atomic
-from test_latent import make_workspace as make_mapped_workspace
-from test_train import blob_images, one_thread  # noqa: F401  (autouse fixture)
-from test_train import make_workspace as make_training_workspace
-from test_jobs import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 LONG_RUN = ModelConfig(image_size=32, latent_dim=4, batch_size=16)  # the default length: minutes
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # bit-equal results, no crawling
 
 
 def proc_state(pid: int) -> str | None:
@@ -51,7 +51,7 @@ def run_python(code: str, home: Path) -> subprocess.CompletedProcess:
 
 
 def test_delete_stops_a_map_worker_and_the_workspace_stays_gone(home: Path) -> None:
-    w, _ = make_mapped_workspace(100)
+    w, _ = mapped_workspace(100)
     s = pj.ProjectionSettings("tsne", perplexity=5)
     pj.start_projection(w, "r1", s)
     status = pj.projections_dir(w, "r1") / f"{s.slug}.status.json"
@@ -91,7 +91,7 @@ def test_a_writer_never_recreates_a_deleted_workspace(home: Path, tmp_path: Path
 
 
 def test_rename_is_refused_while_training_and_delete_stops_the_run(home: Path) -> None:
-    w = make_training_workspace("t", blob_images(60))
+    w = training_workspace("t", blob_images(60))
     run = jobs.create_run(w, LONG_RUN)
     jobs.start(w, run)
     pid = jobs.status(w, run).pid
@@ -108,7 +108,7 @@ def test_rename_is_refused_while_training_and_delete_stops_the_run(home: Path) -
 
 
 def test_leftovers_of_a_killed_import_and_delete_are_cleaned(home: Path, tmp_path: Path) -> None:
-    w = make_training_workspace("w", blob_images(20))
+    w = training_workspace("w", blob_images(20))
     zip_path = archive.export_workspace(w, tmp_path / "w.zip")
     root = ws.workspaces_root()
     killed_import = run_python(f"""

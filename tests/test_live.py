@@ -4,36 +4,17 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 from media import media_file
 
+from builders import ThirdsCodec
 from facelab.directions import Direction
 from facelab.faces import Box, FaceDetector
 from facelab.live import (BAND_H, FAMILIAR_MIN, FAMILIAR_WINDOW, NO_FACE_NOTE, STAGES, UNFAMILIAR_DB, LiveError,
                           LivePipeline, LiveSettings, heldout_psnr, side_place)
-
-
-class FakeCodec:
-    """z = mean colour of each third of the crop (9 values); decode paints z[0] as grey."""
-
-    def __init__(self, size: int = 64) -> None:
-        self.config = SimpleNamespace(image_size=size, latent_dim=9)
-        self.encoded = 0
-
-    def encode(self, images: np.ndarray, batch_size: int = 512):
-        assert images.dtype == np.uint8 and images.shape[1:] == (64, 64, 3)
-        self.encoded += len(images)
-        thirds = np.array_split(images.astype(np.float32) / 255.0, 3, axis=1)
-        mu = np.concatenate([t.mean(axis=(1, 2)) for t in thirds], axis=1)
-        return mu.astype(np.float32), np.zeros_like(mu)
-
-    def decode(self, z: np.ndarray) -> np.ndarray:
-        grey = np.clip(np.asarray(z)[:, 0] * 255, 0, 255).astype(np.uint8)
-        return np.broadcast_to(grey[:, None, None, None], (len(z), 64, 64, 3)).copy()
 
 
 class CountingDetector(FaceDetector):
@@ -70,7 +51,7 @@ def face_frames() -> list[np.ndarray]:
 
 
 def test_face_is_found_boxed_and_shifted(face_frames: list[np.ndarray]) -> None:
-    codec = FakeCodec()
+    codec = ThirdsCodec()
     up = Direction("brighter", "custom", np.eye(9, dtype=np.float32)[0], spread=0.1)
     pipe = LivePipeline(codec, LiveSettings(shifts=((up, 2.0),)),
                         centres=np.stack([np.zeros(9), np.ones(9)]), centre_names=["dark", "light"])
@@ -97,7 +78,7 @@ def test_face_is_found_boxed_and_shifted(face_frames: list[np.ndarray]) -> None:
 
 def test_no_face_passes_through_with_a_note() -> None:
     frame = frames("no_face.mp4", 1)[0]
-    pipe = LivePipeline(FakeCodec())
+    pipe = LivePipeline(ThirdsCodec())
     result = pipe.process(frame)
     assert result.boxes == [] and result.note == NO_FACE_NOTE and result.shifted.shape[0] == 0
     assert result.frame.shape == frame.shape
@@ -112,7 +93,7 @@ def test_no_face_passes_through_with_a_note() -> None:
 
 def test_tracking_between_full_searches(face_frames: list[np.ndarray]) -> None:
     det = CountingDetector()
-    codec = FakeCodec()
+    codec = ThirdsCodec()
     pipe = LivePipeline(codec, LiveSettings(detect_every=4), detector=det)
     found = [len(pipe.process(f).boxes) for f in face_frames[:8]]
     assert found == [1] * 8
@@ -123,7 +104,7 @@ def test_tracking_between_full_searches(face_frames: list[np.ndarray]) -> None:
 def test_several_faces_are_each_processed() -> None:
     img = cv2.imread(str(media_file("multi_face.jpg")))
     img = cv2.resize(img, (640, round(img.shape[0] * 640 / img.shape[1])), interpolation=cv2.INTER_AREA)
-    codec = FakeCodec()
+    codec = ThirdsCodec()
     # a group photo's faces are small: search a larger frame for smaller faces than by default
     detector = FaceDetector(short_side=240, min_face=0.1, scale_factor=1.1)
     result = LivePipeline(codec, detector=detector).process(img)
@@ -136,12 +117,12 @@ def test_several_faces_are_each_processed() -> None:
 def test_paste_back_changes_the_face_only(face_frames: list[np.ndarray]) -> None:
     frame = face_frames[0]
     off = LiveSettings(side_by_side=False, show_stats=False)
-    plain = LivePipeline(FakeCodec(), off).process(frame)
-    pasted = LivePipeline(FakeCodec(), replace(off, paste_back=True, detail=False)).process(frame)
+    plain = LivePipeline(ThirdsCodec(), off).process(frame)
+    pasted = LivePipeline(ThirdsCodec(), replace(off, paste_back=True, detail=False)).process(frame)
     b = plain.boxes[0]
     inner = (slice(b.y + b.h // 3, b.y + 2 * b.h // 3), slice(b.x + b.w // 3, b.x + 2 * b.w // 3))
     assert not np.array_equal(pasted.frame[inner], plain.frame[inner])
-    # the plain decoded face is one flat grey (see FakeCodec): the centre of the face becomes it
+    # the plain decoded face is one flat grey (see ThirdsCodec): the centre of the face becomes it
     centre = pasted.frame[b.y + b.h // 2, b.x + b.w // 2]
     assert np.ptp(centre.astype(int)) <= 2
     # far from the face nothing changed
@@ -150,15 +131,15 @@ def test_paste_back_changes_the_face_only(face_frames: list[np.ndarray]) -> None
 
 def test_paste_back_is_the_live_face_plus_the_decoded_change(face_frames: list[np.ndarray]) -> None:
     """Detail-preserving (the default): no move pastes the live face itself; a move adds only the
-    decoded change (FakeCodec: a flat grey step), so the face's own detail stays."""
+    decoded change (ThirdsCodec: a flat grey step), so the face's own detail stays."""
     frame = face_frames[0]
     off = LiveSettings(side_by_side=False, show_stats=False)
-    plain = LivePipeline(FakeCodec(), off).process(frame)
-    still = LivePipeline(FakeCodec(), replace(off, paste_back=True)).process(frame)
+    plain = LivePipeline(ThirdsCodec(), off).process(frame)
+    still = LivePipeline(ThirdsCodec(), replace(off, paste_back=True)).process(frame)
     np.testing.assert_array_equal(still.frame, plain.frame)
     up = Direction("brighter", "custom", np.eye(9, dtype=np.float32)[0], spread=0.1)
-    moved = LivePipeline(FakeCodec(), replace(off, paste_back=True, shifts=((up, 1.0),))).process(frame)
-    step = int(moved.shifted[0, 0, 0, 0]) - int(LivePipeline(FakeCodec(), off).process(frame).shifted[0, 0, 0, 0])
+    moved = LivePipeline(ThirdsCodec(), replace(off, paste_back=True, shifts=((up, 1.0),))).process(frame)
+    step = int(moved.shifted[0, 0, 0, 0]) - int(LivePipeline(ThirdsCodec(), off).process(frame).shifted[0, 0, 0, 0])
     assert step > 20  # z[0] + 0.1 is about 25 grey levels brighter
     b = moved.boxes[0]
     inner = (slice(b.y + 2 * b.h // 5, b.y + 3 * b.h // 5), slice(b.x + 2 * b.w // 5, b.x + 3 * b.w // 5))
@@ -171,13 +152,13 @@ def test_side_by_side_never_covers_a_face(face_frames: list[np.ndarray]) -> None
     """Beside the face where there is room; when the face fills the frame, a smaller view in
     the room left beside its box; never over the box."""
     f = face_frames[0]
-    b = LivePipeline(FakeCodec()).process(f).boxes[0]
+    b = LivePipeline(ThirdsCodec()).process(f).boxes[0]
     pad = 0.15  # a close-up: the face fills the frame
     x0, y0 = int(b.x - pad * b.w), int(b.y - pad * b.h)
     close = f[max(0, y0):int(b.y + b.h * (1 + pad)), max(0, x0):int(b.x + b.w * (1 + pad))]
     close = cv2.resize(close, (480, round(480 * close.shape[0] / close.shape[1])))
     for frame in (f, close):
-        result = LivePipeline(FakeCodec(), LiveSettings(show_stats=False, detail=False)).process(frame)
+        result = LivePipeline(ThirdsCodec(), LiveSettings(show_stats=False, detail=False)).process(frame)
         (box,) = result.boxes
         inside = (slice(max(BAND_H, box.y) + 3, box.y + box.h - 3), slice(box.x + 3, box.x + box.w - 3))
         np.testing.assert_array_equal(result.frame[inside], frame[inside])
@@ -198,7 +179,7 @@ def test_familiarity_is_a_running_median_against_the_held_out_psnr(face_frames: 
     """No verdict without a reference or on the first few frames; then the held-out PSNR minus
     the median live PSNR: near 0 for faces drawn as well as the held-out ones."""
     assert FAMILIAR_MIN <= 8 < FAMILIAR_WINDOW
-    codec = FakeCodec()
+    codec = ThirdsCodec()
     blind = LivePipeline(codec)
     for f in face_frames:
         blind.process(f)
@@ -206,7 +187,7 @@ def test_familiarity_is_a_running_median_against_the_held_out_psnr(face_frames: 
     probe = LivePipeline(codec, heldout_psnr=0.0)
     for f in face_frames[:8]:
         probe.process(f)
-    live = -probe.psnr_drop  # FakeCodec draws flat grey: a low PSNR on a real face
+    live = -probe.psnr_drop  # ThirdsCodec draws flat grey: a low PSNR on a real face
     assert 3 < live < 30
     for ref, unfamiliar in ((live, False), (live + UNFAMILIAR_DB + 1, True)):
         pipe = LivePipeline(codec, LiveSettings(detail=False), heldout_psnr=ref)
@@ -214,7 +195,7 @@ def test_familiarity_is_a_running_median_against_the_held_out_psnr(face_frames: 
             pipe.process(f)
             assert (pipe.psnr_drop is None) == (i + 1 < FAMILIAR_MIN)
         assert pipe.unfamiliar is unfamiliar, pipe.psnr_drop
-    # the reference: the median over held-out crops (flat ones FakeCodec draws exactly, noisy ones not)
+    # the reference: the median over held-out crops (flat ones ThirdsCodec draws exactly, noisy ones not)
     flat = np.full((5, 64, 64, 3), 128, np.uint8)
     noisy = np.random.default_rng(0).integers(0, 255, (5, 64, 64, 3), dtype=np.uint8)
     flat_db, noisy_db = (heldout_psnr(codec, x, codec.encode(x)[0]) for x in (flat, noisy))
@@ -223,7 +204,7 @@ def test_familiarity_is_a_running_median_against_the_held_out_psnr(face_frames: 
 
 
 def test_settings_swap_whole_and_reject_bad_values(face_frames: list[np.ndarray]) -> None:
-    pipe = LivePipeline(FakeCodec())
+    pipe = LivePipeline(ThirdsCodec())
     first = pipe.settings
     new = pipe.update(strength=0.5, target=np.ones(9, np.float32))
     assert first.strength == 0.0 and new.strength == 0.5 and pipe.settings is new

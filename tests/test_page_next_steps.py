@@ -11,12 +11,12 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO
+from builders import blob_images, training_workspace
 from facelab import jobs, latent, sample
 from facelab import projection as pj
 from facelab import workspace as ws
 from facelab.models import ModelConfig
 from facelab.ui import state
-from test_train import blob_images, make_workspace
 
 TIMEOUT = 120
 
@@ -40,7 +40,7 @@ def sample_ws(home: Path) -> ws.Workspace:
 
 
 def test_dataset_offers_training_and_train_offers_explore(home: Path, sample_ws: ws.Workspace) -> None:
-    make_workspace("fresh", blob_images(30))
+    training_workspace("fresh", blob_images(30))
     at = page("dataset", "fresh")
     assert not at.exception, at.exception
     assert links(at) == ["train"]  # faces and no run yet: the next step is Train
@@ -67,7 +67,7 @@ def test_creating_a_workspace_is_confirmed(home: Path) -> None:
 
 
 def test_compare_runs_says_what_it_will_show_before_any_curve(home: Path) -> None:
-    w = make_workspace("one", blob_images(30))
+    w = training_workspace("one", blob_images(30))
     jobs.create_run(w, ModelConfig(image_size=32, latent_dim=4, steps=8))  # queued: no curve yet
     at = page("train", "one")
     assert not at.exception, at.exception

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from builders import mapped_workspace
 from facelab import labels as lb
 from facelab import probe as pr
 from facelab import projection as pj
-from test_latent import make_workspace
 
 
 def two_blobs(n_per: int = 40, d: int = 8, gap: float = 6.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -73,7 +73,7 @@ def test_suggestions_and_uncertainty_point_at_the_boundary() -> None:
 
 
 def test_run_insights_use_active_frames_and_the_map(home: Path) -> None:
-    w, group = make_workspace(15)
+    w, group = mapped_workspace(15)
     bright = np.flatnonzero(group == 1)
     lb.set_labels(w, bright[:10], "smile")
     lb.set_labels(w, np.flatnonzero(group == 0)[:10], "neutral")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from builders import LinearCodec, delete_faces, mapped_workspace
 from facelab import projection as pj
 from facelab.latent import encode_run
-from test_latent import LinearCodec, delete_faces, make_workspace
 
 
 def two_blobs(n: int = 60, d: int = 8, gap: float = 8.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -74,7 +74,7 @@ def test_umap_missing_gives_install_hint(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_run_cache_follows_the_latents(home: Path) -> None:
-    w, group = make_workspace(15)
+    w, group = mapped_workspace(15)
     s = pj.ProjectionSettings("pca")
     assert pj.load_projection(w, "r1", s) is None
     p1 = pj.get_projection(w, "r1", s)
@@ -90,7 +90,7 @@ def test_run_cache_follows_the_latents(home: Path) -> None:
 
 
 def test_background_worker_writes_the_cache(home: Path) -> None:
-    w, group = make_workspace(15)
+    w, group = mapped_workspace(15)
     s = pj.ProjectionSettings("tsne", perplexity=5)
     assert pj.projection_state(w, "r1", s).state == "missing"
     first = pj.start_projection(w, "r1", s)
@@ -106,7 +106,7 @@ def test_background_worker_writes_the_cache(home: Path) -> None:
 
 
 def test_failed_worker_reports_why(home: Path) -> None:
-    w, _ = make_workspace(2)  # 4 frames: too few for t-SNE
+    w, _ = mapped_workspace(2)  # 4 frames: too few for t-SNE
     s = pj.ProjectionSettings("tsne")
     with pytest.raises(pj.ProjectionError):
         pj.run_projection_job(w, "r1", s)
@@ -129,7 +129,7 @@ def test_scatter_png_draws_coloured_dots() -> None:
 def test_cli_map_and_project(home: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from facelab.cli import main as cli
 
-    make_workspace(10)
+    mapped_workspace(10)
     out = tmp_path / "map.png"
     assert cli(["map", "--workspace", "w", "r1", "--method", "pca", "--out", str(out), "--size", "300"]) == 0
     assert Image.open(out).size == (300, 300)
@@ -151,7 +151,7 @@ def test_tsne_is_deterministic_and_survives_identical_points() -> None:
 
 
 def test_cached_tsne_map_is_reused(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    w, group = make_workspace(15)
+    w, group = mapped_workspace(15)
     s = pj.ProjectionSettings("tsne", perplexity=5)
     made = pj.compute_projection(w, "r1", s)
     monkeypatch.setattr(pj, "_tsne", lambda *a, **k: pytest.fail("the cached map was recomputed"))

@@ -1,118 +1,39 @@
-"""Training: splits, the loop learns, exact mid-epoch resume, train_run end to end, errors.
-
-`make_workspace` and `real_crops` are imported by the other training tests too.
-"""
+"""Training: splits, the loop learns, exact mid-epoch resume, train_run end to end, errors."""
 
 from __future__ import annotations
 
-import functools
 import json
 
 import numpy as np
 import pytest
 import torch
 
-from media import media_file
+from builders import SMALL, blob_images, real_crops, training_workspace
 from facelab import workspace as ws
-from facelab.db import now_iso
 from facelab.jobs import create_run, epoch_metrics
 from facelab.models import ModelConfig, load_codec
-from facelab.storage import save_npy_atomic
 from facelab.train import CHECKPOINT_FILE, Trainer, TrainError, split_ids, train_run
 
 
-def make_workspace(name: str, images: np.ndarray, val_block: int | None = 5,
-                   deleted: tuple[int, ...] = ()) -> ws.Workspace:
-    """A workspace holding `images` as crops of one source, 10 per second; with `val_block`,
-    every val_block-th block of 10 crops is held out ('val'), like the dataset builder's time
-    blocks."""
-    w = ws.create(name)
-    save_npy_atomic(w.faces_path, images)
-    with w.connect(write=True) as c:
-        c.execute("INSERT INTO sources(id, name, settings, counts, created_at) "
-                  "VALUES(1, 'test', '{}', '{}', ?)", (now_iso(),))
-        rows = []
-        for i in range(len(images)):
-            split = "val" if val_block and (i // 10) % val_block == val_block - 1 else "train"
-            rows.append((i, i, i / 10, images.shape[1], split, int(i in deleted)))
-        c.executemany(
-            "INSERT INTO faces(id, source_id, frame_index, t_seconds, x, y, w, h, split, deleted) "
-            "VALUES(?, 1, ?, ?, 0, 0, ?, ?, ?, ?)",
-            [(i, f, t, s, s, sp, d) for i, f, t, s, sp, d in rows],
-        )
-    return w
-
-
-def blob_images(n: int, size: int = 32, seed: int = 0) -> np.ndarray:
-    """Structured generated faces-ish images: a bright disc whose position and colour vary
-    smoothly (two true factors), on a dark background, with a little noise."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:size, 0:size] / size
-    cx, cy = rng.uniform(0.3, 0.7, n), rng.uniform(0.3, 0.7, n)
-    hue = rng.uniform(0, 1, n)
-    disc = ((xx[None] - cx[:, None, None]) ** 2 + (yy[None] - cy[:, None, None]) ** 2) < 0.04
-    colour = np.stack([hue, 1 - hue, np.full(n, 0.5)], 1)
-    img = disc[..., None] * colour[:, None, None, :] * 220 + 20 + rng.normal(0, 4, (n, size, size, 3))
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-@functools.lru_cache(maxsize=None)
-def real_crops(n: int = 30, size: int = 32) -> np.ndarray:
-    """Face crops from the Pexels clip (Haar on a downscaled grey frame, largest box)."""
-    import cv2
-
-    cap = cv2.VideoCapture(str(media_file("WolfgangLanger_Pexels.mp4")))
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
-    crops, index = [], 0
-    while len(crops) < n:
-        if not cap.grab():
-            break
-        index += 1
-        if index % 8:
-            continue
-        ok, frame = cap.retrieve()
-        small = cv2.resize(frame, (320, 180))
-        boxes = cascade.detectMultiScale(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), 1.1, 5, minSize=(22, 22))
-        if len(boxes) == 0:
-            continue
-        x, y, w, h = (int(v * 2) for v in max(boxes, key=lambda b: b[2] * b[3]))
-        crop = cv2.resize(frame[y : y + h, x : x + w], (size, size), interpolation=cv2.INTER_AREA)
-        crops.append(cv2.cvtColor(crop, cv2.COLOR_BGR2RGB))
-    cap.release()
-    assert len(crops) == n, f"only {len(crops)} faces found in the clip"
-    return np.stack(crops)
-
-
-@pytest.fixture(autouse=True)
-def one_thread(monkeypatch):
-    """Train with one thread here (and in jobs started by these tests): results compared across
-    processes stay bit-equal, and tests do not crawl when other work shares the cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    monkeypatch.setenv("FACELAB_THREADS", "1")
-    yield
-    torch.set_num_threads(before)
-
-
-SMALL = dict(image_size=32, latent_dim=8, batch_size=16, lr=1e-3, beta=1.0)
+pytestmark = pytest.mark.usefixtures("one_thread")  # bit-equal results, no crawling
 
 
 def test_split_uses_the_column_and_skips_deleted(home) -> None:
-    w = make_workspace("s", blob_images(50), deleted=(0, 45))
+    w = training_workspace("s", blob_images(50), deleted=(0, 45))
     s = split_ids(w)
     assert s.val_ids.tolist() == [40, 41, 42, 43, 44, 46, 47, 48, 49]
     assert 0 not in s.train_ids and len(s.train_ids) == 39 and s.note == ""
 
 
 def test_split_falls_back_to_the_last_tenth_by_time(home) -> None:
-    w = make_workspace("f", blob_images(30), val_block=None)
+    w = training_workspace("f", blob_images(30), val_block=None)
     s = split_ids(w)
     assert s.val_ids.tolist() == [27, 28, 29]
     assert "last 3 by time" in s.note
 
 
 def test_split_falls_back_when_the_held_out_blocks_caught_too_few_faces(home) -> None:
-    w = make_workspace("few", blob_images(100), val_block=None)
+    w = training_workspace("few", blob_images(100), val_block=None)
     with w.connect(write=True) as c:  # the held-out blocks of a short clip fell where faces were rare
         c.execute("UPDATE faces SET split = 'val' WHERE id IN (20, 21)")
     s = split_ids(w)
@@ -198,7 +119,7 @@ def test_resume_mid_interval_is_exact(kind: str, recon: str, warmup: int, arch: 
 
 
 def test_train_run_on_real_crops_records_everything(home) -> None:
-    w = make_workspace("real", real_crops(30), val_block=3)
+    w = training_workspace("real", real_crops(30), val_block=3)
     run = create_run(w, ModelConfig(**{**SMALL, "steps": 4, "eval_every": 2}))
     updates: list[dict] = []
     summary = train_run(w, run, progress=updates.append)
@@ -223,7 +144,7 @@ def test_train_run_on_real_crops_records_everything(home) -> None:
 
 
 def test_pca_run_and_fallback_note(home) -> None:
-    w = make_workspace("p", blob_images(40), val_block=None)
+    w = training_workspace("p", blob_images(40), val_block=None)
     run = create_run(w, ModelConfig(kind="pca", image_size=32, latent_dim=6))
     summary = train_run(w, run)
     assert summary["state"] == "done" and "held out the last 4" in summary["split_note"]
@@ -232,7 +153,7 @@ def test_pca_run_and_fallback_note(home) -> None:
 
 
 def test_crops_of_another_size_are_resized(home) -> None:
-    w = make_workspace("big", blob_images(40, size=64))
+    w = training_workspace("big", blob_images(40, size=64))
     run = create_run(w, ModelConfig(**{**SMALL, "steps": 2}))
     assert train_run(w, run)["state"] == "done"
     assert load_codec(w.run_dir(run)).decode(np.zeros((1, 8), np.float32)).shape == (1, 32, 32, 3)

@@ -12,23 +12,26 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from conftest import REPO
+from builders import SMALL, blob_images, training_workspace
 from facelab import dataset, jobs, quality
 from facelab import workspace as ws
 from facelab.cli import main as cli
 from facelab.models import BetaVAE, ModelConfig, ModelError, load_codec, save_model
 from facelab.train import load_images, split_ids
 from facelab.ui import state
-from test_train import SMALL, blob_images, make_workspace, one_thread  # noqa: F401  (autouse fixture)
 
 LEGACY_CONFIG = ('{"batch_size": 64, "beta": 1.0, "compile": false, "epochs": 300, "image_size": 64, '
                  '"kind": "betavae", "kl_warmup_epochs": 0, "latent_dim": 32, "lr": 0.001, "recon": "bce", '
                  '"seed": 0}')
 
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # bit-equal results, no crawling
+
+
 def test_page_cli_and_config_share_one_set_of_defaults(home: Path) -> None:
     d = ModelConfig()
     assert (d.steps, d.beta) == (1500, 1.0)  # a budget in steps, and β = 1 (see ModelConfig)
-    make_workspace("defaults", blob_images(30, size=64))
+    training_workspace("defaults", blob_images(30, size=64))
     at = AppTest.from_file(str(REPO / "pages" / "train.py"), default_timeout=60)
     at.session_state[state.WORKSPACE] = "defaults"
     at.run()
@@ -51,7 +54,7 @@ def test_nan_and_infinite_settings_are_refused(home: Path, capsys) -> None:
     for bad in ({"beta": math.nan}, {"lr": math.inf}, {"lr": -math.inf}, {"grad_clip": math.nan}):
         with pytest.raises(ModelError, match="must be a finite number"):
             ModelConfig(**bad)
-    make_workspace("nan", blob_images(30))
+    training_workspace("nan", blob_images(30))
     for flag, value, words in (("--lr", "nan", "learning rate"), ("--beta", "inf", "β"),
                                ("--grad-clip", "nan", "gradient clip")):
         assert cli(["train", "-w", "nan", flag, value]) == 2
@@ -63,7 +66,7 @@ def test_nan_and_infinite_settings_are_refused(home: Path, capsys) -> None:
 
 
 def test_a_non_finite_loss_ends_the_run_failed_with_its_reason(home: Path) -> None:
-    w = make_workspace("diverge", blob_images(60))
+    w = training_workspace("diverge", blob_images(60))
     # A finite but absurd learning rate: the weights overflow within the first interval.
     run_id = jobs.create_run(w, ModelConfig(**{**SMALL, "lr": 1e30, "steps": 20, "eval_every": 5}))
     summary = jobs.run_job(w, run_id)

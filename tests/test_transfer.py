@@ -70,11 +70,11 @@ def test_train_elsewhere_and_bring_the_run_back_with_the_cli(tmp_path: Path, mon
     """README's GPU recipe: export the workspace, import it on the other machine, train there,
     export the run, import it back here."""
     from facelab.cli import main as cli
-    from test_train import blob_images, make_workspace
+    from builders import blob_images, training_workspace
 
     here, there = tmp_path / "here", tmp_path / "there"
     monkeypatch.setenv("FACELAB_HOME", str(here))
-    w = make_workspace("me", blob_images(40, seed=1))
+    w = training_workspace("me", blob_images(40, seed=1))
     zip_path = tmp_path / "me.zip"
     assert cli(["export", "-w", "me", "--out", str(zip_path)]) == 0
     assert cli(["--home", str(there), "import", str(zip_path)]) == 0

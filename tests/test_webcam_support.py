@@ -20,6 +20,7 @@ from streamlit.testing.v1 import AppTest
 
 from conftest import REPO
 from media import media_file
+from builders import ThirdsCodec
 from facelab import dataset, sample
 from facelab import workspace as ws
 from facelab.directions import Direction
@@ -36,7 +37,6 @@ from facelab.recording import (
 )
 from facelab.ui import state
 from facelab.ui import webcam as wc
-from test_live import FakeCodec
 
 
 class Clock:
@@ -181,7 +181,7 @@ def test_add_recording_without_a_face_adds_nothing(home) -> None:
 
 # --- the frame callback ---------------------------------------------------------------------
 def test_frame_callback_returns_the_processed_frame_and_records(faces) -> None:
-    pipe = LivePipeline(FakeCodec())
+    pipe = LivePipeline(ThirdsCodec())
     rec = FrameRecorder()
     rec.start()
     callback = wc.frame_callback(pipe, rec)
@@ -219,7 +219,7 @@ def test_live_changes_drive_the_pipeline(faces) -> None:
                     "detail": True}
     assert wc.live_changes(moves, {}, options, "cluster: light", 0.0, False)["target"] is None
 
-    pipe = LivePipeline(FakeCodec())
+    pipe = LivePipeline(ThirdsCodec())
     base = pipe.process(faces[0])
     changes = wc.live_changes(moves, {"smile": 2.0}, options, wc.NO_TARGET, 0.0, True, side_by_side=False)
     pipe.update(**changes)
@@ -233,11 +233,11 @@ def test_live_changes_drive_the_pipeline(faces) -> None:
 
 def test_keep_my_detail_toggle_sets_the_live_view(faces) -> None:
     """On (the default): the pasted face is the live face plus the change, so it keeps the face's
-    texture; off: the model's own face (FakeCodec: one flat grey)."""
+    texture; off: the model's own face (ThirdsCodec: one flat grey)."""
     moves = {"smile": smile()}
     texture = {}
     for detail in (True, False):
-        pipe = LivePipeline(FakeCodec())
+        pipe = LivePipeline(ThirdsCodec())
         pipe.update(**wc.live_changes(moves, {"smile": 2.0}, {}, wc.NO_TARGET, 0.0, True, False, detail))
         assert pipe.settings.detail is detail
         result = pipe.process(faces[0])
@@ -302,7 +302,7 @@ def test_the_live_map_background_is_thinned_evenly() -> None:
 
 # --- the snapshot fallback ------------------------------------------------------------------
 def test_snapshot_goes_through_the_same_model_and_sliders(faces) -> None:
-    pipe = LivePipeline(FakeCodec())
+    pipe = LivePipeline(ThirdsCodec())
     pipe.update(shifts=((smile(), 2.0),))
     pipe.process(faces[0])
     tracked = list(pipe.tracker.boxes)
