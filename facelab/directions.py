@@ -34,7 +34,7 @@ import numpy as np
 from facelab.db import now_iso
 from facelab.errors import FacelabError
 
-MIN_EXAMPLES = 5
+MIN_EXAMPLES = 5  # faces with a label, and without it, before anything is learnt from it (direction, probe, judge, timeline)
 # Share of a unit direction that must survive `orthogonalize`; below it what is left is the
 # fitting noise of two nearly parallel directions, not a direction.
 MIN_KEPT = 0.05

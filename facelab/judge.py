@@ -103,14 +103,14 @@ def fit_judge(images: np.ndarray, labels: np.ndarray, *, C: float = 1.0, folds: 
               seed: int = 0) -> Judge:
     """A judge from pictures and a yes/no per picture; its AUC is cross-validated (see
     `facelab.probe.cross_validated_auc`: the same interval as the latent probe's)."""
-    from facelab.probe import MIN_COUNT
+    from facelab.directions import MIN_EXAMPLES
 
     y = np.asarray(labels, dtype=bool)
     images = pixels(images)
     if y.shape != (len(images),):
         raise JudgeError(f"{len(images)} pictures but {y.size} labels")
-    if y.sum() < MIN_COUNT or (~y).sum() < MIN_COUNT:
-        raise JudgeError(f"the judge needs {MIN_COUNT} pictures with the label and {MIN_COUNT} "
+    if y.sum() < MIN_EXAMPLES or (~y).sum() < MIN_EXAMPLES:
+        raise JudgeError(f"the judge needs {MIN_EXAMPLES} pictures with the label and {MIN_EXAMPLES} "
                          f"without (has {int(y.sum())} and {int((~y).sum())})")
     x = hog_features(images)
     estimate = cross_validated_auc(x, y, folds, seed, model=_logreg(C))

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facelab.directions import MIN_EXAMPLES
 from facelab.errors import FacelabError
 
-MIN_COUNT = 5
 MAX_PAIRS_SAMPLE = 1000  # rows sampled for mean pairwise distances (O(n²) otherwise)
 Z95 = 1.959964  # two-sided 95 % normal quantile
 BOOTSTRAP = 1000  # resamples of the out-of-fold predictions for the AUC's interval
@@ -220,7 +220,7 @@ def label_insights(
     labels_of: Mapping[int, set[str]],
     xy: np.ndarray | None = None,
     *,
-    min_count: int = MIN_COUNT,
+    min_count: int = MIN_EXAMPLES,
     folds: int = 5,
     seed: int = 0,
 ) -> list[LabelInsight]:
@@ -277,7 +277,7 @@ def insight_rows(insights: Iterable[LabelInsight]) -> list[dict]:
 
 def probe_probabilities(
     mu: np.ndarray, ids: np.ndarray, labels_of: Mapping[int, set[str]], label: str,
-    *, min_count: int = MIN_COUNT,
+    *, min_count: int = MIN_EXAMPLES,
 ) -> np.ndarray:
     """P(label) for every row, from a probe fit on all of the label's positives and negatives."""
     mu = np.asarray(mu, dtype=np.float64)
@@ -298,7 +298,7 @@ def probe_probabilities(
 
 def suggest_next(
     mu: np.ndarray, ids: np.ndarray, labels_of: Mapping[int, set[str]], label: str,
-    n: int = 20, *, min_count: int = MIN_COUNT,
+    n: int = 20, *, min_count: int = MIN_EXAMPLES,
 ) -> np.ndarray:
     """Face ids of the unlabelled frames the probe for `label` is least sure about (p nearest 0.5)."""
     ids = np.asarray(ids, dtype=np.int64)
@@ -311,7 +311,7 @@ def suggest_next(
 
 def uncertainty(
     mu: np.ndarray, ids: np.ndarray, labels_of: Mapping[int, set[str]],
-    labels: Iterable[str] | None = None, *, min_count: int = MIN_COUNT,
+    labels: Iterable[str] | None = None, *, min_count: int = MIN_EXAMPLES,
 ) -> np.ndarray:
     """Per row, 1 − 2·|p − 0.5| of the least sure probe (1 = a coin toss, 0 = certain).
 
@@ -335,7 +335,7 @@ def uncertainty(
     return best.astype(np.float32)
 
 
-def run_insights(workspace, run_id: str, xy_projection=None, *, min_count: int = MIN_COUNT) -> list[LabelInsight]:
+def run_insights(workspace, run_id: str, xy_projection=None, *, min_count: int = MIN_EXAMPLES) -> list[LabelInsight]:
     """`label_insights` for a run's active crops; pass a `facelab.projection.Projection` for map centres."""
     from facelab.labels import labels_of
     from facelab.latent import active_latents, require_latents

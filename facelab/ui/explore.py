@@ -14,7 +14,8 @@ from facelab import dataset, labels
 from facelab import generative_map as gm
 from facelab import projection as pj
 from facelab.latent_map import cluster_title, map_table
-from facelab.probe import MIN_COUNT, ProbeError
+from facelab.directions import MIN_EXAMPLES
+from facelab.probe import ProbeError
 from facelab.timeline import label_timeline
 from facelab.thumbs import data_uris
 from facelab.ui import nav, state
@@ -186,10 +187,10 @@ def label_over_time(ws_path: str, run_id: str, latents_key: str, label: str, lab
 def timeline(w: Workspace, run_id: str, latents_key: str, n_frames: int) -> None:
     """Each label's probability over the video's time; a span dragged on it rings its frames on the map."""
     counts = labels.counts(w)
-    usable = [n for n, c in counts.items() if MIN_COUNT <= c <= n_frames - MIN_COUNT]
+    usable = [n for n, c in counts.items() if MIN_EXAMPLES <= c <= n_frames - MIN_EXAMPLES]
     if not usable:
-        st.caption(f"A timeline of a label's probability over the video appears once {MIN_COUNT} frames have it "
-                   f"and {MIN_COUNT} do not.")
+        st.caption(f"A timeline of a label's probability over the video appears once {MIN_EXAMPLES} frames have it "
+                   f"and {MIN_EXAMPLES} do not.")
         return
     label = st.selectbox("Timeline of", usable, key="fl_timeline_label",
                          index=usable.index("smile") if "smile" in usable else 0,

@@ -9,7 +9,7 @@ import numpy as np
 import streamlit as st
 
 from facelab import dataset, edit
-from facelab.directions import Direction, LinearProbe, labelled_latents
+from facelab.directions import MIN_EXAMPLES, Direction, LinearProbe, labelled_latents
 from facelab.edit import LatentBounds
 from facelab.latent_map import plain_map_table, plane
 from facelab.workspace import Workspace
@@ -42,7 +42,7 @@ def bounds(latents_key: str, _mu: np.ndarray) -> LatentBounds:
 def probe(ws_path: str, run_id: str, label: str, labels_version: int) -> LinearProbe | None:
     """A probe of `label` fitted on the training split, or None with too few examples."""
     z, y, _ = labelled_latents(Workspace(Path(ws_path)), run_id, label)
-    if y.sum() < 5 or (~y).sum() < 5:
+    if y.sum() < MIN_EXAMPLES or (~y).sum() < MIN_EXAMPLES:
         return None
     return LinearProbe().fit(z, y)
 
