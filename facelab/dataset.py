@@ -527,7 +527,8 @@ class _SharpCrops:
 
     def add(self, crop: np.ndarray) -> None:
         if self._file is None:
-            fd, raw = tempfile.mkstemp(prefix=".crops128.", suffix=".raw", dir=self.folder)
+            # ".tmp" in the name: `storage.remove_stale_temps` deletes it if a crash leaves it behind
+            fd, raw = tempfile.mkstemp(prefix=".crops128.", suffix=".tmp.raw", dir=self.folder)
             self._raw, self._file = Path(raw), os.fdopen(fd, "wb")
         self._file.write(np.ascontiguousarray(crop, np.uint8).tobytes())
         self.count += 1

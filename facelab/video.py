@@ -353,7 +353,7 @@ def _packet_count(path: Path) -> float:
         return math.inf
     try:
         with av.open(str(path)) as c:
-            for p in c.demux(_first_video(c)):
+            for p in c.demux(_first_video(c) or c.streams.video[0]):
                 n += p.size > 0
     except Exception:  # noqa: BLE001 - a cut file may stop the demuxer: count what was read
         pass
