@@ -168,7 +168,7 @@ def test_killed_run_is_dead_and_resumes_to_the_same_result(home, reference) -> N
     jobs.start(w, run)
     wait_for(lambda: len(jobs.epoch_metrics(w, run)) >= 2)
     pid = jobs.status(w, run).pid
-    os.kill(pid, signal.SIGSTOP)
+    pause_outside_a_write(w, pid)  # stopped holding the write lock, it would block status() below
     assert jobs.status(w, run).state == "running"
     os.kill(pid, signal.SIGKILL)
     st = wait_for(lambda: (s := jobs.status(w, run)).state == "dead" and s, timeout=10)
