@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,22 +12,8 @@ from facelab import clusters as cl
 from facelab import labels as lb
 from facelab import projection as pj
 from facelab.cli import CliError, add_workspace_arg, check_out, resolve_workspace
-from facelab.latent import LatentsMissing, Latents, load_latents
-from facelab.probe import ProbeError
+from facelab.latent import Latents, load_latents
 from facelab.workspace import Workspace
-
-USER_ERRORS = (lb.LabelError, cl.ClusterError, pj.ProjectionError, LatentsMissing, ProbeError)
-
-
-def _user_errors(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    @functools.wraps(func)
-    def wrapper(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except USER_ERRORS as e:
-            raise CliError(str(e)) from None
-
-    return wrapper
 
 
 def _workspace(args: argparse.Namespace) -> Workspace:
@@ -126,14 +110,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_project)
 
 
-@_user_errors
 def _encode(args: argparse.Namespace) -> int:
     lat = _latents(_workspace(args), args.run)
     print(f"{lat.mu.shape[0]} crops encoded, {lat.mu.shape[1] if lat.mu.ndim == 2 else 0} latent dimensions")
     return 0
 
 
-@_user_errors
 def _map(args: argparse.Namespace) -> int:
     w = _workspace(args)
     lat = _latents(w, args.run)
@@ -158,7 +140,6 @@ def _map(args: argparse.Namespace) -> int:
     return 0
 
 
-@_user_errors
 def _timeline(args: argparse.Namespace) -> int:
     from facelab.storage import write_bytes_atomic
     from facelab.timeline import label_timeline, timeline_png
@@ -176,7 +157,6 @@ def _timeline(args: argparse.Namespace) -> int:
     return 0
 
 
-@_user_errors
 def _clusters(args: argparse.Namespace) -> int:
     w = _workspace(args)
     lat = _latents(w, args.run)
@@ -199,7 +179,6 @@ def _clusters(args: argparse.Namespace) -> int:
     return 0
 
 
-@_user_errors
 def _labels_export(args: argparse.Namespace) -> int:
     text = lb.export_csv(_workspace(args))
     if args.out:
@@ -210,7 +189,6 @@ def _labels_export(args: argparse.Namespace) -> int:
     return 0
 
 
-@_user_errors
 def _labels_import(args: argparse.Namespace) -> int:
     w = _workspace(args)
     try:
@@ -221,14 +199,12 @@ def _labels_import(args: argparse.Namespace) -> int:
     return 0
 
 
-@_user_errors
 def _labels_counts(args: argparse.Namespace) -> int:
     for name, n in lb.counts(_workspace(args)).items():
         print(f"{name:<32} {n:>7}")
     return 0
 
 
-@_user_errors
 def _project(args: argparse.Namespace) -> int:
     w = _workspace(args)
     proj = pj.run_projection_job(w, args.run, _settings(args))
