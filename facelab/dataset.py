@@ -620,6 +620,13 @@ def _old_faces(workspace: Workspace, n: int, size: int) -> np.ndarray:
 
 
 # --- reading and pruning the dataset ------------------------------------------------------
+def face_times(workspace: Workspace, ids: Iterable[int]) -> np.ndarray:
+    """Seconds into its video of each crop `ids` (0.0 for an id the database does not hold)."""
+    with workspace.connect() as c:
+        t = dict(c.execute("SELECT id, t_seconds FROM faces").fetchall())
+    return np.array([t.get(int(i), 0.0) for i in ids], dtype=np.float64)
+
+
 def faces_table(workspace: Workspace) -> list[dict]:
     """One dict per crop not deleted, in id order: id, source_id, source (its name),
     frame_index, t_seconds, box (x, y, w, h in frame pixels), split, sharpness."""

@@ -142,10 +142,9 @@ def axes_projection(w: Workspace, run_id: str, latents_key: str, ids: np.ndarray
     x = a.selectbox("x axis", names, key="fl_axes_x")  # options are shown as plain text, never Markdown
     y = b.selectbox("y axis", [gm.TIME_AXIS, *names], key="fl_axes_y",
                     help="Time: seconds into the video, so the map reads as the direction over the clip.")
-    times = {f["id"]: f["t_seconds"] for f in dataset.faces_table(w)}
     axis = lambda n: n if n == gm.TIME_AXIS else directions[n]  # noqa: E731
     axes = gm.Axes(axis(x), axis(y)).fit(mu)
-    xy = axes.transform(mu, np.array([times.get(int(i), 0.0) for i in ids]))
+    xy = axes.transform(mu, dataset.face_times(w, ids))
     st.caption(md(f"x: {x} · y: {y}") + (" (seconds)" if y == gm.TIME_AXIS else "") +
                ", directions in spreads from the average face; ◇ marks each cluster's centre")
     key = f"{AXES}:{x}:{y}"

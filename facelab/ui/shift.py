@@ -28,9 +28,8 @@ def light_map(ws_path: str, latents_key: str, _ids: np.ndarray, _mu: np.ndarray,
               _placer=None):
     """The frames' points for a chart redrawn often: on the run's PCA plane, or placed by
     `_placer` (fitted `generative_map.Axes`, named by `axes_key`)."""
-    t = {f["id"]: f["t_seconds"] for f in dataset.faces_table(Workspace(Path(ws_path)))}
     xy = (_placer or run_plane(latents_key, _mu)).transform(_mu)
-    return plain_map_table(xy, _ids, np.array([t.get(int(i), 0.0) for i in _ids]))
+    return plain_map_table(xy, _ids, dataset.face_times(Workspace(Path(ws_path)), _ids))
 
 
 @st.cache_resource(max_entries=4)
