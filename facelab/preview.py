@@ -55,11 +55,12 @@ def make_preview(workspace: Workspace, source_id: int, video: str | Path,
     import av
 
     from facelab.storage import write_atomic
+    from facelab.video import first_video_stream
 
     path = preview_path(workspace, source_id)
     try:
         with av.open(str(video)) as src:
-            stream = src.streams.video[0]
+            stream = first_video_stream(src) or src.streams.video[0]  # the stream the crops come from
             stream.thread_type = "AUTO"
             rate = float(stream.average_rate or 25)
             fps = Fraction(min(rate, MAX_FPS)).limit_denominator(1001)

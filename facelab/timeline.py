@@ -63,7 +63,8 @@ def timeline_png(table: pd.DataFrame, label: str, size: tuple[int, int] = SIZE) 
         if len(points) > 1:
             draw.line(points, fill=PALETTE[k % len(PALETTE)], width=2)
         elif points:
-            draw.ellipse((points[0][0] - 2, points[0][1] - 2, points[0][0] + 2, points[0][1] + 2), fill=PALETTE[0])
+            draw.ellipse((points[0][0] - 2, points[0][1] - 2, points[0][0] + 2, points[0][1] + 2),
+                         fill=PALETTE[k % len(PALETTE)])
     draw.text((x0 + 4, 2), f"P({label}) over the video (s)", fill=(40, 40, 40))
     buf = io.BytesIO()
     img.save(buf, format="PNG")

@@ -193,7 +193,7 @@ def _plan(path: Path, fps: float) -> _Plan | None:
 
     try:
         with av.open(str(path)) as c:
-            stream = _first_video(c)
+            stream = first_video_stream(c)
             if stream is None:
                 return None
             pts = [p.pts for p in c.demux(stream) if p.size and not p.is_discard]
@@ -215,14 +215,17 @@ def _plan(path: Path, fps: float) -> _Plan | None:
     return _Plan(index, pts, time_base, frozenset(kept))
 
 
-def _first_video(container):
-    """The first video stream that is not a cover picture (the one OpenCV reads), or None."""
+def moving_streams(container) -> list:
+    """The video streams of an open PyAV container that are not cover pictures."""
     import av
 
-    for s in container.streams.video:
-        if not (s.disposition & av.stream.Disposition.attached_pic):
-            return s
-    return None
+    return [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
+
+
+def first_video_stream(container):
+    """The first video stream that is not a cover picture (the one OpenCV reads, so the one the
+    crops come from), or None."""
+    return next(iter(moving_streams(container)), None)
 
 
 def _sample_planned(path: Path, plan: _Plan) -> Iterator[tuple[int, float, np.ndarray]]:
@@ -337,8 +340,7 @@ def _video_streams(path: Path) -> int:
         import av
 
         with av.open(str(path)) as c:
-            return max(1, sum(1 for s in c.streams.video
-                              if not (s.disposition & av.stream.Disposition.attached_pic)))
+            return max(1, len(moving_streams(c)))
     except Exception:  # noqa: BLE001 - only a note depends on it
         return 1
 
@@ -353,7 +355,7 @@ def _packet_count(path: Path) -> float:
         return math.inf
     try:
         with av.open(str(path)) as c:
-            for p in c.demux(_first_video(c) or c.streams.video[0]):
+            for p in c.demux(first_video_stream(c) or c.streams.video[0]):
                 n += p.size > 0
     except Exception:  # noqa: BLE001 - a cut file may stop the demuxer: count what was read
         pass
