@@ -202,6 +202,16 @@ def click_point(page, points, i: int) -> None:
     page.mouse.click(*_point_centre(points, i))
 
 
+def drag(page, element, start: tuple[float, float], end: tuple[float, float], steps: int = 10) -> None:
+    """Drag the mouse across `element` (a locator) from `start` to `end`, each (x, y) as
+    fractions of its size: a box on a map, a span on a timeline."""
+    bb = element.bounding_box()
+    page.mouse.move(bb["x"] + bb["width"] * start[0], bb["y"] + bb["height"] * start[1])
+    page.mouse.down()
+    page.mouse.move(bb["x"] + bb["width"] * end[0], bb["y"] + bb["height"] * end[1], steps=steps)
+    page.mouse.up()
+
+
 def hover_point(page, points, i: int) -> None:
     """Move the mouse over where point i is drawn (overlapping points: the top one's tooltip)."""
     page.mouse.move(*_point_centre(points, i))

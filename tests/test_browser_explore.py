@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import (
-    choose, click_point, empty_place, hover_point, map_points, move_slider_until_face_changes, wait_for_app,
+    choose, click_point, drag, empty_place, hover_point, map_points, move_slider_until_face_changes, wait_for_app,
 )
 from facelab import dataset, labels, preview, sample
 
@@ -66,11 +66,7 @@ def test_map_hover_click_box_select_and_label(page, sample_app) -> None:
                            timeout=30_000)  # the kept preview, at this frame's second
     assert page.get_by_text("reconstruction", exact=True).is_visible()
 
-    bb = chart.bounding_box()
-    page.mouse.move(bb["x"] + bb["width"] * 0.25, bb["y"] + bb["height"] * 0.2)
-    page.mouse.down()
-    page.mouse.move(bb["x"] + bb["width"] * 0.6, bb["y"] + bb["height"] * 0.8, steps=10)
-    page.mouse.up()
+    drag(page, chart, (0.25, 0.2), (0.6, 0.8))
     heading = page.get_by_text(re.compile(r"^\d+ frames in the box$"))
     heading.wait_for(timeout=30_000)
     n = int(heading.inner_text().split()[0])
@@ -96,11 +92,7 @@ def test_map_hover_click_box_select_and_label(page, sample_app) -> None:
     line = page.locator(".st-key-fl_timeline_box [data-testid='stVegaLiteChart']")
     line.wait_for(timeout=30_000)
     line.scroll_into_view_if_needed()
-    bb = line.bounding_box()
-    page.mouse.move(bb["x"] + bb["width"] * 0.3, bb["y"] + bb["height"] * 0.5)
-    page.mouse.down()
-    page.mouse.move(bb["x"] + bb["width"] * 0.6, bb["y"] + bb["height"] * 0.5, steps=8)
-    page.mouse.up()
+    drag(page, line, (0.3, 0.5), (0.6, 0.5), steps=8)
     ringed = page.get_by_text(re.compile(r"^\d+ frames from \d+\.\d s to \d+\.\d s are ringed on the map\.$"))
     ringed.wait_for(timeout=30_000)
     n_ringed = int(ringed.inner_text().split()[0])

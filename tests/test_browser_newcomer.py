@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, FOCUSED_ID, LOCAL_PREFIXES, choose, click_point,
+from conftest import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, FOCUSED_ID, LOCAL_PREFIXES, choose, click_point, drag,
                       map_points, move_slider_until_face_changes, streamlit_server, wait_for_app)
 from media import media_file
 from fakecam import fake_camera_args, namespaces_possible, network_namespace, start_camera, write_y4m
@@ -86,11 +86,7 @@ def farthest_from(points, i: int) -> int:
 def box_select_and_label(page, x0: float, y0: float, x1: float, y1: float, label: str) -> int:
     """Drag a box over the Explore map (fractions of its size) and label what it holds."""
     chart, _ = map_points(page, "fl_map_box")
-    bb = chart.bounding_box()
-    page.mouse.move(bb["x"] + bb["width"] * x0, bb["y"] + bb["height"] * y0)
-    page.mouse.down()
-    page.mouse.move(bb["x"] + bb["width"] * x1, bb["y"] + bb["height"] * y1, steps=10)
-    page.mouse.up()
+    drag(page, chart, (x0, y0), (x1, y1))
     heading = page.get_by_text(re.compile(r"^\d+ frames in the box$"))
     heading.wait_for(timeout=30_000)
     n = int(heading.inner_text().split()[0])
