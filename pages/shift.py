@@ -192,10 +192,10 @@ with interp_tab:
             else "real frames at the ends"))
         st.image(list(for_display(shown)))  # 192 px each: at 64 px an expression change is invisible
         name = "path-" + "-".join(map(str, picked))
-        d1, d2, d3 = st.columns(3)
-        d1.download_button("Download strip (PNG)", animate.png_bytes(animate.strip_image(frames, ends=ends)),
+        d1, d2, d3 = st.columns(3)  # each file made when its button is pressed (GIF + MP4: 1-3 s a rerun)
+        d1.download_button("Download strip (PNG)", lambda: animate.png_bytes(animate.strip_image(frames, ends=ends)),
                            file_name=f"{name}.png", mime="image/png")
-        d2.download_button("Download animation (GIF)", animate.gif_bytes(frames), file_name=f"{name}.gif",
+        d2.download_button("Download animation (GIF)", lambda: animate.gif_bytes(frames), file_name=f"{name}.gif",
                            mime="image/gif")
-        d3.download_button("Download video (MP4)", animate.mp4_bytes(frames), file_name=f"{name}.mp4",
+        d3.download_button("Download video (MP4)", lambda: animate.mp4_bytes(frames), file_name=f"{name}.mp4",
                            mime="video/mp4")
