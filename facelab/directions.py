@@ -431,6 +431,12 @@ def _row_to_direction(row) -> Direction:
     return Direction(row["name"], row["kind"], vector, spread, spec, row["created_at"])
 
 
+def moves_of(stored: Mapping[str, Direction]) -> dict[str, Direction]:
+    """The stored directions one can slide along or use as an axis (centres are places, not
+    directions)."""
+    return {n: d for n, d in stored.items() if d.kind != "centre"}
+
+
 def load_directions(ws, run_id: str) -> dict[str, Direction]:
     """Every stored direction of a run, by name, in the order they were first saved."""
     with ws.connect() as c:

@@ -53,7 +53,7 @@ if st.toggle("Help me choose k (elbow, BIC and silhouette for k = 2…12)", key=
 
 if method == AXES:
     axes = axes_projection(w, run_id, lat.key, ids, mu,
-                           {n: d for n, d in dr.load_directions(w, run_id).items() if d.kind != "centre"})
+                           dr.moves_of(dr.load_directions(w, run_id)))
     if axes is None:
         st.stop()
     proj, map_key, axes = axes

@@ -40,7 +40,7 @@ with make_tab:
                           help="Mouth only: the classifier's normal bent away from what changes the face "
                                "outside the mouth (measured through the decoder); it moved the judged smile "
                                "with the least change to the rest of the face on the sample.")
-    without = c3.selectbox("…without the part along", ["(nothing)"] + [n for n in stored if stored[n].kind != "centre"],
+    without = c3.selectbox("…without the part along", ["(nothing)", *dr.moves_of(stored)],
                            key="fl_dir_without", help="E.g. smile without opening the mouth, when both are stored.")
     if st.button("Learn direction", disabled=not usable, key="fl_dir_fit"):
         try:
@@ -106,7 +106,7 @@ with shift_tab:
             st.stop()
         z0 = model.encode(original[None])[0][0]
 
-    moves = {n: d for n, d in stored.items() if d.kind != "centre"}
+    moves = dr.moves_of(stored)
     centres = {n: d for n, d in stored.items() if d.kind == "centre"}
     hint = st.empty()  # drawn on every run: see state.show_flash (the fragment below keeps its place)
     if not stored:

@@ -44,7 +44,7 @@ playing = bool(ctx.state.playing)
 @st.fragment
 def controls() -> None:
     """The sliders; moving one reruns only this part and hands the pipeline new settings."""
-    moves = wc.moves_of(stored)
+    moves = dr.moves_of(stored)
     options = wc.toward_options(centres, centre_names, stored)
     if not moves:
         st.info(wc.NO_DIRECTION_HINT)

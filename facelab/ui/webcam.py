@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from facelab.directions import Direction
+from facelab.directions import Direction, moves_of
 from facelab.generative_map import Axes
 from facelab.latent import LatentsMissing, encode_run
 from facelab.live import LiveError, LivePipeline, LiveResult
@@ -147,11 +147,6 @@ def toward_options(centres: np.ndarray | None, labels: list[str],
         if d.kind == "centre":
             options[CENTRE_PREFIX + name] = np.asarray(d.vector, np.float32)
     return options
-
-
-def moves_of(stored: Mapping[str, Direction]) -> dict[str, Direction]:
-    """The stored directions one can slide along (centres are targets, not directions)."""
-    return {n: d for n, d in stored.items() if d.kind != "centre"}
 
 
 PCA_MAP, AXES_MAP = "Expression map (PCA)", "Your axes"
