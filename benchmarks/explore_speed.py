@@ -103,20 +103,11 @@ def fake_workspace(crops: np.ndarray):
     """A temporary workspace holding `crops` and run 'bench' with random BetaVAE weights."""
     from facelab import models
     from facelab import workspace as ws_mod
-    from facelab.db import now_iso
-    from facelab.storage import save_npy_atomic
+    from facelab.dataset import append_crops
 
     home = Path(tempfile.mkdtemp(prefix="facelab-bench-"))
     w = ws_mod.create("bench", home)
-    save_npy_atomic(w.faces_path, crops)
-    with w.connect(write=True) as c:
-        src = c.execute(
-            "INSERT INTO sources(name, settings, counts, created_at) VALUES('bench', '{}', '{}', ?)", (now_iso(),)
-        ).lastrowid
-        c.executemany(
-            "INSERT INTO faces(id, source_id, frame_index, t_seconds, x, y, w, h) VALUES(?, ?, ?, ?, 0, 0, 64, 64)",
-            [(i, src, i, i / 8.0) for i in range(len(crops))],
-        )
+    append_crops(w, crops, np.arange(len(crops)) / 8.0, source="bench")
     shipped = REPO / "models" / "sample"
     if (shipped / "model.pt").exists():  # a trained model: real latents (random weights give one μ for all)
         w.run_dir("bench").mkdir(parents=True, exist_ok=True)
@@ -247,10 +238,10 @@ def measure(args: argparse.Namespace, crops: np.ndarray, mu: np.ndarray, w, r: d
         tsne_vs_sklearn(mu, args.sklearn_n, r)
         return 0
     xy = timed("pca", lambda: pj.project(mu, "pca"), r)
-    km = timed("kmeans k=6", lambda: cl.fit(mu, "kmeans", 6), r)
+    km = timed("kmeans k=6", lambda: cl.Clusterer("kmeans", 6).fit(mu), r)
     print(f"{'pca + kmeans':<22} {r['pca'] + r['kmeans k=6']:8.2f} s   target ≤ 2 s: "
           f"{'ok' if r['pca'] + r['kmeans k=6'] <= 2 else 'MISSED'}")
-    timed("gmm k=6 (diag)", lambda: cl.fit(mu, "gmm", 6), r)
+    timed("gmm k=6 (diag)", lambda: cl.Clusterer("gmm", 6).fit(mu), r)
     timed("sweep k=2..12", lambda: cl.sweep(mu), r)
     maps = {"pca": xy}
     if not args.skip_slow:
@@ -267,7 +258,7 @@ def measure(args: argparse.Namespace, crops: np.ndarray, mu: np.ndarray, w, r: d
 
     df = pd.DataFrame({
         "frame_id": np.arange(args.n), "x": xy[:, 0], "y": xy[:, 1],
-        "cluster": km.labels.astype(str), "t": np.arange(args.n) / 8.0,
+        "cluster": km.labels_.astype(str), "t": np.arange(args.n) / 8.0,
     })
     chart = alt.Chart(df).mark_circle(size=12).encode(
         x="x:Q", y="y:Q", color="cluster:N", tooltip=["frame_id:Q", "t:Q"]

@@ -47,6 +47,7 @@ import numpy as np
 
 import facelab
 from facelab import db
+from facelab.model_config import CONFIG_FILE, MODEL_FILE, weights_path
 from facelab.processes import owned_name
 from facelab.storage import load_npy, write_atomic
 from facelab.workspace import (
@@ -64,10 +65,7 @@ from facelab.workspace import (
 FORMAT = "facelab-workspace"
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
-MODEL_FILE = "model.pt"  # as in facelab.models / facelab.train, repeated so export never imports torch
-CHECKPOINT_FILE = "checkpoint.pt"
-CONFIG_FILE = "config.json"
-PCA_FILE = "pca.npz"
+CHECKPOINT_FILE = "checkpoint.pt"  # as in facelab.train, repeated so export never imports torch
 
 # Limits against hostile archives. Deflate cannot shrink data more than ~1032:1, so the total
 # bound is the real guard against bombs; the ratio check refuses headers that lie.
@@ -414,10 +412,7 @@ def _extract(z: zipfile.ZipFile, files: dict[str, zipfile.ZipInfo], listed: dict
 def _reference_schema(version: int) -> set[tuple]:
     conn = sqlite3.connect(":memory:")
     try:
-        for migration in db.MIGRATIONS[:version]:
-            for statement in migration.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+        db.apply_migrations(conn, 0, version)
         return set(conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master"))
     finally:
         conn.close()
@@ -520,7 +515,7 @@ def _check_runs(runs_dir: Path) -> None:
 
     cpu = torch.device("cpu")
     for run in sorted(runs_dir.iterdir()):
-        has_weights = (run / MODEL_FILE).exists() or (run / PCA_FILE).exists()
+        has_weights = weights_path(run) is not None
         try:
             if (run / CONFIG_FILE).exists():
                 load_config(run)

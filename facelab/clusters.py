@@ -1,7 +1,7 @@
 """Clusters of expressions in latent space: K-means and Gaussian mixtures on μ.
 
-`sweep` helps choose k (inertia for an elbow, BIC, silhouette), `fit` gives labels, centres
-and a representative frame per cluster. A run's assignments are cached in
+`sweep` helps choose k (inertia for an elbow, BIC, silhouette), `Clusterer` gives labels,
+centres and a representative frame per cluster. A run's assignments are cached in
 `runs/<id>/clusters/<method>-k<k>.npz` (with the face ids and the latents key they came
 from); the names the user gives clusters live in the `cluster_names` table.
 
@@ -167,20 +167,6 @@ def suggest_k(rows: list[SweepRow], by: str = "bic") -> int:
 # --- one clustering -----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Clustering:
-    method: str
-    k: int
-    seed: int
-    labels: np.ndarray  # N int, cluster of each row
-    centres: np.ndarray  # k×D float32, in latent space
-    medoids: np.ndarray  # k int, row index of each cluster's representative frame (-1 if empty)
-
-    @property
-    def sizes(self) -> np.ndarray:
-        return np.bincount(self.labels, minlength=self.k)
-
-
 def medoids(x: np.ndarray, labels: np.ndarray, centres: np.ndarray, seed: int = 0) -> np.ndarray:
     """Each cluster's medoid, estimated: among the 500 members nearest the centre, the one with
     the least summed distance to up to 1,000 sampled members (exact for small clusters)."""
@@ -200,21 +186,46 @@ def medoids(x: np.ndarray, labels: np.ndarray, centres: np.ndarray, seed: int = 
     return out
 
 
-def fit(mu: np.ndarray, method: str = "kmeans", k: int = 6, seed: int = 0, covariance: str = "diag") -> Clustering:
-    """Cluster the rows of `mu`; the medoid indices are row numbers of `mu`."""
-    x = _check(mu, method, k)
-    with threadpool_limits(limits=idle_threads()):
-        if method == "kmeans":
-            model = _kmeans(k, seed).fit(x)
-            lab, centres = model.labels_, model.cluster_centers_
-        else:
-            model = _gmm(k, seed, covariance).fit(x)
-            lab, centres = model.predict(x), model.means_
-    lab = lab.astype(np.int64)
-    return Clustering(
-        method=method, k=k, seed=seed, labels=lab, centres=centres.astype(np.float32),
-        medoids=medoids(x, lab, centres, seed),
-    )
+@dataclass(eq=False)  # holds learned arrays
+class Clusterer:
+    """K-means or a Gaussian mixture on μ as an estimator (like `generative_map.Axes`): `fit`
+    learns `labels_` (each row's cluster), `cluster_centers_` (k×D float32, in latent space) and
+    `medoids_` (row index of each cluster's representative frame, -1 if empty); `predict` puts
+    other latents (a shifted or live face) in a cluster."""
+
+    method: str = "kmeans"
+    k: int = 6
+    seed: int = 0
+    covariance: str = "diag"  # mixtures only
+
+    def fit(self, mu: np.ndarray) -> "Clusterer":
+        x = _check(mu, self.method, self.k)
+        with threadpool_limits(limits=idle_threads()):
+            if self.method == "kmeans":
+                model = _kmeans(self.k, self.seed).fit(x)
+                lab, centres = model.labels_, model.cluster_centers_
+            else:
+                model = _gmm(self.k, self.seed, self.covariance).fit(x)
+                lab, centres = model.predict(x), model.means_
+        lab = lab.astype(np.int64)
+        return self._learned(lab, centres, medoids(x, lab, centres, self.seed))
+
+    def _learned(self, labels: np.ndarray, centres: np.ndarray, medoid_rows: np.ndarray) -> "Clusterer":
+        """Set what `fit` learns; also how a saved clustering is restored without refitting."""
+        self.labels_, self.cluster_centers_, self.medoids_ = labels, np.asarray(centres, np.float32), medoid_rows
+        return self
+
+    def predict(self, z: np.ndarray) -> np.ndarray:
+        """P×D latents -> P cluster numbers: the nearest centre. K-means' own rule; for a mixture
+        an approximation that ignores its spreads, since a saved clustering keeps only the centres."""
+        z = np.atleast_2d(np.asarray(z, np.float32))
+        if z.shape[1] != self.cluster_centers_.shape[1]:
+            raise ClusterError(f"the clusters are of {self.cluster_centers_.shape[1]}-value latents, not {z.shape[1]}")
+        return ((z[:, None] - self.cluster_centers_[None]) ** 2).sum(-1).argmin(1)
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return np.bincount(self.labels_, minlength=self.k)
 
 
 # --- per run: cached assignments and names ------------------------------------------------
@@ -222,15 +233,15 @@ def fit(mu: np.ndarray, method: str = "kmeans", k: int = 6, seed: int = 0, covar
 
 @dataclass(frozen=True)
 class RunClusters:
-    ids: np.ndarray  # face ids, one per row of clustering.labels
-    clustering: Clustering
+    ids: np.ndarray  # face ids, one per row of clustering.labels_
+    clustering: Clusterer  # fitted
     latents_key: str
 
     def members(self, cluster: int) -> np.ndarray:
-        return self.ids[self.clustering.labels == cluster]
+        return self.ids[self.clustering.labels_ == cluster]
 
     def medoid_face_ids(self) -> np.ndarray:
-        m = self.clustering.medoids
+        m = self.clustering.medoids_
         return np.where(m >= 0, self.ids[np.maximum(m, 0)], -1)
 
 
@@ -247,7 +258,7 @@ def load_clusters(
         with np.load(_path(workspace, run_id, method, k), allow_pickle=False) as z:
             if str(z["latents_key"]) != lat.key or int(z["seed"]) != seed:
                 return None
-            c = Clustering(method, int(k), seed, z["labels"], z["centres"], z["medoids"])
+            c = Clusterer(method, int(k), seed)._learned(z["labels"], z["centres"], z["medoids"])
             return RunClusters(ids=z["ids"], clustering=c, latents_key=lat.key)
     except (FileNotFoundError, KeyError, ValueError, OSError):
         return None
@@ -260,9 +271,9 @@ def cluster_run(workspace: Workspace, run_id: str, method: str = "kmeans", k: in
         return cached
     lat = require_latents(workspace, run_id)
     ids, mu = active_latents(workspace, lat)
-    c = fit(mu, method, k, seed)
-    arrays = dict(
-        ids=ids, labels=c.labels, centres=c.centres, medoids=c.medoids,
+    c = Clusterer(method, k, seed).fit(mu)
+    arrays = dict(  # the file's names predate `Clusterer`: workspaces saved before still load
+        ids=ids, labels=c.labels_, centres=c.cluster_centers_, medoids=c.medoids_,
         seed=np.array(seed), latents_key=np.array(lat.key),
     )
     write_atomic(_path(workspace, run_id, method, k), lambda f: np.savez(f, **arrays))
@@ -303,7 +314,7 @@ def _cluster_of_face(workspace: Workspace, run_id: str, method: str, k: int) -> 
         rc = cluster_run(workspace, run_id, method, k)
     except LatentsMissing:
         return {}
-    return dict(zip(rc.ids.tolist(), rc.clustering.labels.tolist()))
+    return dict(zip(rc.ids.tolist(), rc.clustering.labels_.tolist()))
 
 
 def _anchor(workspace: Workspace, run_id: str, method: str, k: int, cluster: int) -> int | None:

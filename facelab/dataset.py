@@ -1,9 +1,11 @@
 """Build a workspace's dataset of face crops from a video, and read or prune it.
 
 A build samples frames (`facelab.video`), finds one face per frame and crops it
-(`facelab.faces`), and appends the crops to the workspace: `faces.npy` (row i <-> faces.id i)
-plus one `faces` row per crop, one `sources` row per video and one `skipped` row per sampled
-frame that gave no crop, with its reason ('no_face', 'ambiguous', 'blurred', 'duplicate').
+(`facelab.faces`; `add_frames`, which a webcam recording's frames go through too), and appends
+the crops with `append_crops`, the one write path of crops into a workspace: `faces.npy`
+(row i <-> faces.id i) and their sharper crops in crops128/, one `faces` row per crop, one
+`sources` row per video and one `skipped` row per sampled frame that gave no crop, with its
+reason ('no_face', 'ambiguous', 'blurred', 'duplicate').
 
 All or nothing: a build is staged in memory and committed at the very end, in one transaction
 that holds the database's write lock (so two builds never interleave): the rows are inserted,
@@ -30,9 +32,9 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +129,12 @@ class BuildSettings:
         downscale."""
         sharp = math.ceil(SHARP_SIZE / self.min_face) if self.size < SHARP_SIZE else 0
         return max(2 * self.detect_short_side, math.ceil(2 * self.size / self.min_face), sharp)
+
+    def frame_scale(self, width: int, height: int) -> float:
+        """Frame pixels per pixel of the frame shrunk to `keep_short_side` (1.0: not shrunk),
+        to store the boxes in the frame's own pixels."""
+        keep = self.keep_short_side()
+        return min(width, height) / keep if min(width, height) > keep else 1.0
 
 
 @dataclass
@@ -309,25 +317,68 @@ def build(
     digest: dict = {}
     hasher = threading.Thread(target=_sha256, args=(info.path, digest), daemon=True)
     hasher.start()
+    checked = False
 
-    total = max(1, sampled_count(info, settings.fps))
+    def check_known() -> None:  # as soon as the hash is ready, to refuse before the work
+        nonlocal checked
+        if not again and not checked and "sha256" in digest:
+            checked = True
+            _refuse_known(workspace, digest["sha256"], name)
+
+    def sha256() -> str | None:
+        hasher.join()
+        check_known()
+        return digest.get("sha256")
+
+    notes: list[str] = []
+    frames = sample_frames(info.path, settings.fps, name, max_short_side=settings.keep_short_side(), notes=notes)
+    try:
+        return add_frames(workspace, frames, settings, CropSource.of_video(info, name), sha256=sha256,
+                          total=max(1, sampled_count(info, settings.fps)),
+                          scale=settings.frame_scale(info.width, info.height), notes=notes,
+                          progress=progress, cancel=cancel, poll=check_known, again=again, started=started)
+    finally:
+        frames.close()
+
+
+def add_frames(
+    workspace: Workspace,
+    frames: Iterable[tuple[int, float, np.ndarray]],
+    settings: BuildSettings,
+    source: CropSource,
+    *,
+    sha256: Callable[[], str | None] | None = None,
+    total: int,
+    scale: float = 1.0,
+    notes: list[str] | None = None,
+    progress: Callable[[BuildProgress], None] | None = None,
+    cancel: Callable[[], bool] | None = None,
+    poll: Callable[[], None] | None = None,
+    again: bool = False,
+    started: float | None = None,
+) -> BuildReport:
+    """Find, crop and check the face of each (frame_index, t_seconds, BGR frame), then append
+    the kept crops with `append_crops`: what a video build does with its decoded frames and a
+    webcam recording with its own, so both cut the same crops and count the same skips.
+
+    Frames come shrunk to `settings.keep_short_side()`; `scale` takes their boxes back to the
+    source's pixels. `source` is the sources row (its settings and counts are filled in here);
+    `sha256`, when given, is called once after the last frame for its SHA-256 (a build hashes
+    the file beside the detection); `poll` is called between chunks (a build refuses a known
+    file there). `total`: the frames expected, for `progress`. All or nothing, as `build` says.
+    """
+    settings.check()
+    started = time.monotonic() if started is None else started
+    name = source.name
     detector = settings.detector()
     threads = max(1, settings.workers)
     # Chunks short enough that `threads` of them (queued) plus the one gathered fit in flight.
     chunk_len = max(1, min(round(settings.fps * settings.redetect_s), FRAMES_IN_FLIGHT // (threads + 1)))
-    notes: list[str] = []
-    keep = settings.keep_short_side()
-    scale = min(info.width, info.height) / keep if min(info.width, info.height) > keep else 1.0
-
-    def check_known() -> None:  # as soon as the hash is ready, to refuse before the work
-        if not again and not state.get("checked") and "sha256" in digest:
-            state["checked"] = True
-            _refuse_known(workspace, digest["sha256"], name)
     results: list[_Frame] = []
     counts = dict.fromkeys(REASONS, 0)
     state = {"kept": 0, "last_crop": None, "last_report": 0.0}
-
     smoother = BoxSmoother(radius=settings.smooth)
+    sharp = SharpCrops(workspace) if settings.size < SHARP_SIZE else None
 
     def take(chunk_result: list[_Frame], final: bool = False) -> None:
         ready: list[tuple[_Frame, Box | None]] = []
@@ -345,7 +396,7 @@ def build(
                 else:
                     state["last_crop"] = fr.crop
                     state["kept"] += 1
-                    if fr.sharp is not None:
+                    if sharp is not None:
                         sharp.add(fr.sharp)
             if fr.reason is not None:
                 counts[fr.reason] += 1
@@ -365,8 +416,10 @@ def build(
         eta = elapsed / done * (tot - done) if done else None
         progress(BuildProgress(done, tot, state["kept"], elapsed, eta))
 
-    sharp = _SharpCrops(workspace)
-    frames = sample_frames(info.path, settings.fps, name, max_short_side=keep, notes=notes)
+    def stop_if_cancelled() -> None:
+        if cancel is not None and cancel():
+            raise BuildCancelled(f"build of {name} cancelled: nothing was added")
+
     pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="facelab-build") \
         if settings.workers > 1 else None
     pending: deque[Future] = deque()
@@ -374,9 +427,9 @@ def build(
     try:
         report_progress()
         for chunk in _chunks(frames, chunk_len):
-            if cancel is not None and cancel():
-                raise BuildCancelled(f"build of {name} cancelled: nothing was added")
-            check_known()
+            stop_if_cancelled()
+            if poll is not None:
+                poll()
             if pool is None:
                 take(_process_chunk(chunk, settings, detector))
                 continue
@@ -384,23 +437,29 @@ def build(
             while len(pending) >= max_pending or (pending and pending[0].done()):
                 take(pending.popleft().result())
         while pending:
-            if cancel is not None and cancel():
-                raise BuildCancelled(f"build of {name} cancelled: nothing was added")
+            stop_if_cancelled()
             take(pending.popleft().result())
         take([], final=True)  # the smoother's last boxes
-        hasher.join()
-        check_known()
+        if sha256 is not None:
+            source = replace(source, sha256=sha256())
         kept = [fr for fr in results if fr.reason is None]
         report = BuildReport(None, len(results), len(kept), counts["no_face"], counts["ambiguous"],
-                             counts["blurred"], counts["duplicate"], 0.0, name, notes)
+                             counts["blurred"], counts["duplicate"], 0.0, name, [] if notes is None else notes)
         if kept:
-            report.source_id = _commit(workspace, info, name, digest.get("sha256"), settings, results,
-                                       kept, report, scale, again, sharp)
+            span = max(fr.t for fr in results) + 1 / settings.fps  # the sampled frames' time
+            report.source_id = append_crops(
+                workspace, np.stack([fr.crop for fr in kept]), [fr.t for fr in kept],
+                source=replace(source, settings=asdict(settings), counts=report.counts()), sharp=sharp,
+                frame_index=[fr.index for fr in kept],
+                boxes=[tuple(round(v * scale) for v in fr.box.as_tuple()) for fr in kept],
+                sharpness=[fr.sharpness for fr in kept], split=[split_for(fr.t, span) for fr in kept],
+                skipped=[(fr.index, fr.t, fr.reason) for fr in results if fr.reason is not None],
+                again=again).source_id
     finally:
-        frames.close()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-        sharp.discard()
+        if sharp is not None:
+            sharp.discard()
     report.seconds = time.monotonic() - started
     report_progress(final=True)
     return report
@@ -442,58 +501,121 @@ def _refuse_known(workspace: Workspace, sha256: str, name: str, conn=None) -> No
         )
 
 
-def _commit(workspace: Workspace, info: VideoInfo, name: str, sha256: str | None,
-            settings: BuildSettings, results: list[_Frame], kept: list[_Frame],
-            report: BuildReport, scale: float, again: bool, sharp: _SharpCrops) -> int:
-    """Append the staged crops and rows: array first (atomic rename), then the rows, all under
-    the database's write lock so two builds never interleave. Boxes are stored in the video's
-    own pixels (frames were shrunk by `scale` to be searched). The sharper crops
-    (`SHARP_SIZE`, same boxes, cut in the same pass) are made a .npy file first, which the
-    commit renames into place."""
-    s = settings.size
-    sharp_tmp = sharp.finish() if s < SHARP_SIZE else None
-    with workspace.connect(write=True) as c:
-        _check_crop_size(workspace, s, c)
-        if sha256 and not again:  # again, under the lock: a build of the same file may just have ended
-            _refuse_known(workspace, sha256, name, c)
-        n0 = int(c.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
-        cur = c.execute(
-            "INSERT INTO sources(name, sha256, video_fps, frame_count, width, height, duration_s, "
-            "settings, counts, created_at) VALUES(?,?,?,?,?,?,?,?,?,?)",
-            (name, sha256, info.fps, info.frame_count, info.width, info.height, info.duration_s,
-             json.dumps(asdict(settings)), json.dumps(report.counts()), now_iso()),
-        )
-        source_id = int(cur.lastrowid)
-        span = max(fr.t for fr in results) + 1 / settings.fps  # the sampled frames' time
-        c.executemany(
-            "INSERT INTO faces(id, source_id, frame_index, t_seconds, x, y, w, h, sharpness, split) "
-            "VALUES(?,?,?,?,?,?,?,?,?,?)",
-            [(n0 + k, source_id, fr.index, fr.t, *(round(v * scale) for v in fr.box.as_tuple()), fr.sharpness,
-              split_for(fr.t, span))
-             for k, fr in enumerate(kept)],
-        )
-        c.executemany(
-            "INSERT INTO skipped(source_id, frame_index, t_seconds, reason) VALUES(?,?,?,?)",
-            [(source_id, fr.index, fr.t, fr.reason) for fr in results if fr.reason is not None],
-        )
-        c.execute("INSERT INTO meta(key, value) VALUES('crop_size', ?) "
-                  "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (json.dumps(s),))
+@dataclass
+class CropSource:
+    """The `sources` row of crops appended together: what they were cut from, and how."""
 
-        array = np.empty((n0 + len(kept), s, s, 3), np.uint8)
-        if n0:
-            array[:n0] = _old_faces(workspace, n0, s)
-        for k, fr in enumerate(kept):
-            array[n0 + k] = fr.crop
-        try:
-            save_npy_atomic(workspace.faces_path, array)
-            if sharp_tmp is not None:  # rows n0.. of the sharp crops; a stale file of a failed commit is replaced
-                sharp_tmp.replace(_sharp_dir(workspace) / f"{n0}.npy")
-        except OSError as e:
-            raise BuildError(
-                f"could not save the crops of {name} in workspace {workspace.name!r} "
-                f"({e.strerror or e}); nothing was added"
-            ) from e
-    return source_id
+    name: str
+    sha256: str | None = None  # of the file (or recorded frames): `build` refuses a known one
+    video_fps: float | None = None
+    frame_count: int | None = None
+    width: int | None = None  # frame pixels, the boxes' unit
+    height: int | None = None
+    duration_s: float | None = None
+    settings: dict = field(default_factory=dict)  # the `BuildSettings` the crops were cut with
+    counts: dict = field(default_factory=dict)  # `BuildReport.counts()`: sampled, kept, skips
+
+    @classmethod
+    def of_video(cls, info: VideoInfo, name: str, sha256: str | None = None) -> CropSource:
+        return cls(name, sha256, info.fps, info.frame_count, info.width, info.height, info.duration_s)
+
+
+@dataclass(frozen=True)
+class Appended:
+    """What `append_crops` added: the new source and its crops' ids (consecutive)."""
+
+    source_id: int
+    ids: np.ndarray
+
+
+def append_crops(
+    workspace: Workspace,
+    crops: np.ndarray,
+    times: Sequence[float],
+    *,
+    source: CropSource | str,
+    sharp: np.ndarray | SharpCrops | None = None,
+    frame_index: Sequence[int] | None = None,
+    boxes: Sequence[tuple[int, int, int, int]] | None = None,
+    sharpness: Sequence[float] | None = None,
+    split: Sequence[str] | None = None,
+    skipped: Sequence[tuple[int, float, str]] = (),
+    again: bool = False,
+) -> Appended:
+    """Add already-cut crops (N x S x S x 3 uint8 RGB, `times` in seconds into their source) as
+    one new source. The one way crops enter a workspace (a video build, a webcam recording, the
+    tests' and benchmarks' made-up data), so faces.npy, crops128/ and the rows stay in step.
+
+    `sharp`: the SHARP_SIZE crops of the same boxes (an array, or a build's staged file);
+    without them the crops are shown upscaled. Defaults: frame_index 0..N-1, boxes the whole
+    crop, sharpness measured as the builder does, split by `split_for` on the source's
+    duration. `skipped`: (frame_index, t_seconds, reason) of the frames that gave no crop.
+
+    All or nothing, under the database's write lock (see the module docstring): the array is
+    renamed into place, then the rows commit. Raises `BuildError` for a crop size other than
+    the workspace's or a failed write, `DuplicateVideo` for a known `source.sha256` (unless
+    `again`), and ValueError for crops or lists that do not match.
+    """
+    src = CropSource(source) if isinstance(source, str) else source
+    crops = np.asarray(crops)
+    n = len(crops)
+    if not n or crops.ndim != 4 or crops.dtype != np.uint8 or crops.shape[2:] != (crops.shape[1], 3):
+        raise ValueError(f"crops must be N x S x S x 3 uint8 with N >= 1, not {crops.dtype} {crops.shape}")
+    s = crops.shape[1]
+    times = [float(t) for t in times]
+    frame_index = list(range(n)) if frame_index is None else [int(i) for i in frame_index]
+    boxes = [(0, 0, s, s)] * n if boxes is None else [tuple(int(v) for v in b) for b in boxes]
+    sharpness = [crop_sharpness(c) for c in crops] if sharpness is None else [float(v) for v in sharpness]
+    split = [split_for(t, src.duration_s) for t in times] if split is None else list(split)
+    if any(len(x) != n for x in (times, frame_index, boxes, sharpness, split)):
+        raise ValueError(f"times, frame_index, boxes, sharpness and split need one value per crop ({n})")
+    staged = SharpCrops.of(workspace, sharp) if isinstance(sharp, np.ndarray) else sharp
+    try:
+        if staged is not None and (s >= SHARP_SIZE or staged.count != n):
+            raise ValueError(f"{staged.count} sharp crops for {n} crops of {s} px")
+        sharp_tmp = staged.finish() if staged is not None else None
+        with workspace.connect(write=True) as c:
+            _check_crop_size(workspace, s, c)
+            if src.sha256 and not again:  # under the lock: a build of the same file may just have ended
+                _refuse_known(workspace, src.sha256, src.name, c)
+            n0 = int(c.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
+            source_id = int(c.execute(
+                "INSERT INTO sources(name, sha256, video_fps, frame_count, width, height, duration_s, "
+                "settings, counts, created_at) VALUES(?,?,?,?,?,?,?,?,?,?)",
+                (src.name, src.sha256, src.video_fps, src.frame_count, src.width, src.height, src.duration_s,
+                 json.dumps(src.settings), json.dumps(src.counts), now_iso()),
+            ).lastrowid)
+            c.executemany(
+                "INSERT INTO faces(id, source_id, frame_index, t_seconds, x, y, w, h, sharpness, split) "
+                "VALUES(?,?,?,?,?,?,?,?,?,?)",
+                [(n0 + k, source_id, frame_index[k], times[k], *boxes[k], sharpness[k], split[k])
+                 for k in range(n)],
+            )
+            c.executemany("INSERT INTO skipped(source_id, frame_index, t_seconds, reason) VALUES(?,?,?,?)",
+                          [(source_id, *row) for row in skipped])
+            c.execute("INSERT INTO meta(key, value) VALUES('crop_size', ?) "
+                      "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (json.dumps(s),))
+            array = np.empty((n0 + n, s, s, 3), np.uint8)
+            if n0:
+                array[:n0] = _old_faces(workspace, n0, s)
+            array[n0:] = crops
+            try:
+                save_npy_atomic(workspace.faces_path, array)
+                # rows n0.. of the sharp crops; a stale file of a failed commit is replaced, or
+                # removed when these crops have none (it would be shown for them)
+                if sharp_tmp is not None:
+                    sharp_tmp.replace(_sharp_dir(workspace) / f"{n0}.npy")
+                else:
+                    (workspace.path / SHARP_DIR / f"{n0}.npy").unlink(missing_ok=True)
+            except OSError as e:
+                raise BuildError(
+                    f"could not save the crops of {src.name} in workspace {workspace.name!r} "
+                    f"({e.strerror or e}); nothing was added"
+                ) from e
+    finally:
+        if staged is not None and staged is not sharp:
+            staged.discard()
+    return Appended(source_id, np.arange(n0, n0 + n))
 
 
 # --- sharper crops for display -------------------------------------------------------------
@@ -513,7 +635,7 @@ def _sharp_dir(workspace: Workspace) -> Path:
     return folder
 
 
-class _SharpCrops:
+class SharpCrops:
     """The kept frames' SHARP_SIZE crops, appended to a raw temp file as the build goes (a long
     video's would not fit in memory), then made one .npy file by `finish`. The temp files lie
     beside the workspace's files, not in SHARP_DIR, so a build that fails leaves no new folder;
@@ -532,6 +654,18 @@ class _SharpCrops:
             self._raw, self._file = Path(raw), os.fdopen(fd, "wb")
         self._file.write(np.ascontiguousarray(crop, np.uint8).tobytes())
         self.count += 1
+
+    @classmethod
+    def of(cls, workspace: Workspace, crops: np.ndarray) -> SharpCrops:
+        """Crops already in memory, staged the same way."""
+        crops = np.asarray(crops)
+        if crops.dtype != np.uint8 or crops.shape[1:] != (SHARP_SIZE, SHARP_SIZE, 3):
+            raise ValueError(f"sharp crops must be N x {SHARP_SIZE} x {SHARP_SIZE} x 3 uint8, "
+                             f"not {crops.dtype} {crops.shape}")
+        staged = cls(workspace)
+        for crop in crops:
+            staged.add(crop)
+        return staged
 
     def finish(self) -> Path:
         """The crops as a temp .npy file, for the commit to rename into place."""

@@ -18,8 +18,9 @@ from facelab.errors import FacelabError
 
 BUSY_TIMEOUT_S = 30.0
 
-# Each entry migrates from version i to i+1; append, never edit one that has shipped.
-MIGRATIONS: list[str] = [
+# Each entry migrates from version i to i+1; append, never edit one that has shipped. An entry
+# is a script of statements split on ";", or a tuple of statements (a trigger holds ";").
+MIGRATIONS: list[str | tuple[str, ...]] = [
     """
     CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
     CREATE TABLE sources(
@@ -105,6 +106,15 @@ MIGRATIONS: list[str] = [
     # A cluster's name remembers one of its frames (its medoid when named): cluster numbers
     # change when the latents are re-made, the frame does not (facelab.clusters.cluster_names).
     "ALTER TABLE cluster_names ADD COLUMN face_id INTEGER",
+    # meta 'labels_version' counts every change of what a probe is fitted on (a label set or
+    # cleared, renamed or removed; a face deleted or restored), whoever writes it (the pages, the
+    # CLI, an archive import): caches of probes and judges key on it (facelab.labels.version).
+    ("INSERT OR IGNORE INTO meta(key, value) VALUES('labels_version', 0)",
+     *(f"CREATE TRIGGER labels_version_{name} AFTER {event} BEGIN "
+       "UPDATE meta SET value = value + 1 WHERE key = 'labels_version'; END"
+       for name, event in (("insert", "INSERT ON labels"), ("delete", "DELETE ON labels"),
+                           ("update", "UPDATE ON labels"), ("faces", "UPDATE OF deleted ON faces"),
+                           ("faces_gone", "DELETE ON faces")))),
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -126,6 +136,14 @@ def _open(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def apply_migrations(conn: sqlite3.Connection, start: int, end: int) -> None:
+    """Run the migrations from schema `start` to `end` on `conn` (no transaction of its own)."""
+    for step in MIGRATIONS[start:end]:
+        for statement in step.split(";") if isinstance(step, str) else step:
+            if statement.strip():
+                conn.execute(statement)
+
+
 def _migrate(conn: sqlite3.Connection) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
@@ -137,10 +155,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]  # another process may have won
-        for i in range(version, SCHEMA_VERSION):
-            for statement in MIGRATIONS[i].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+        apply_migrations(conn, version, SCHEMA_VERSION)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.execute("COMMIT")
     except BaseException:

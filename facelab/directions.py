@@ -96,7 +96,8 @@ def describe(d: Direction) -> str:
 
 
 # --- helpers ------------------------------------------------------------------------------
-def _latents(z: np.ndarray) -> np.ndarray:
+def check_latents(z: np.ndarray) -> np.ndarray:
+    """μ as a finite N×D float64 array, or a DirectionError saying what is wrong."""
     z = np.asarray(z, dtype=np.float64)
     if z.ndim != 2 or z.shape[0] == 0 or z.shape[1] == 0:
         raise DirectionError(f"need an N x D array of latents, got shape {z.shape}")
@@ -115,7 +116,7 @@ def unit(v: np.ndarray, what: str = "direction") -> np.ndarray:
 
 def spread_along(z: np.ndarray, vector: np.ndarray) -> float:
     """Std of the latents projected on a unit vector; never 0, so alpha steps always move."""
-    s = float(np.std(_latents(z) @ np.asarray(vector, dtype=np.float64)))
+    s = float(np.std(check_latents(z) @ np.asarray(vector, dtype=np.float64)))
     return s if s > 1e-8 else 1.0
 
 
@@ -216,7 +217,7 @@ class LabelDirection:
         self.codec = codec
 
     def fit(self, z: np.ndarray, y: np.ndarray) -> "LabelDirection":
-        z = _latents(z)
+        z = check_latents(z)
         y = np.asarray(y, dtype=bool)
         if y.shape != (z.shape[0],):
             raise DirectionError(f"{z.shape[0]} latents but {y.size} labels")
@@ -263,7 +264,7 @@ class CentreTarget:
         self.label = label
 
     def fit(self, z: np.ndarray, members: np.ndarray) -> "CentreTarget":
-        z = _latents(z)
+        z = check_latents(z)
         m = np.asarray(members)
         if m.dtype != bool:  # row indices
             idx = m.astype(np.int64)
@@ -308,7 +309,7 @@ class ConditionalDirection:
         self.kept_ = float(abs(np.dot(self.vector_, unit(vec(self.base)))))  # cosine with the base
         self.label_mean_ = None
         if positives is not None and len(positives):
-            self.label_mean_ = float(np.mean(_latents(positives) @ self.vector_.astype(np.float64)))
+            self.label_mean_ = float(np.mean(check_latents(positives) @ self.vector_.astype(np.float64)))
         return self
 
     def to_direction(self, name: str, **spec: Any) -> Direction:
@@ -332,7 +333,7 @@ def outside_gram(codec, z: np.ndarray, region=None, anchors: int = MOUTH_ANCHORS
     """
     from facelab.edit import MOUTH_REGION, region_mask
 
-    z = _latents(z)
+    z = check_latents(z)
     rng = np.random.default_rng(seed)
     pick = z[np.sort(rng.choice(len(z), min(anchors, len(z)), replace=False))]
     k, dim = pick.shape
@@ -363,26 +364,6 @@ def _linear_classifier(method: str, C: float):
     if method == "svm":
         return LinearSVC(C=C, class_weight="balanced", max_iter=5000)
     return LogisticRegression(C=C, class_weight="balanced", max_iter=2000)
-
-
-class LinearProbe:
-    """A logistic regression telling how much a latent looks like a label (probability 0..1).
-
-    Used to judge a shift: does the shifted face become more "smile"? Kept apart from the
-    direction's own classifier so it can be fitted on other faces than the direction was.
-    """
-
-    def __init__(self, C: float = 1.0) -> None:
-        self.C = C
-
-    def fit(self, z: np.ndarray, y: np.ndarray) -> "LinearProbe":
-        self.model_ = _linear_classifier("logistic", self.C).fit(_latents(z), np.asarray(y, bool))
-        return self
-
-    def score(self, z: np.ndarray) -> np.ndarray:
-        """P(label | z) for each latent."""
-        z = np.asarray(z, dtype=np.float64).reshape(-1, self.model_.coef_.shape[1])
-        return self.model_.predict_proba(z)[:, 1]
 
 
 # --- storage ------------------------------------------------------------------------------

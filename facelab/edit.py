@@ -389,7 +389,7 @@ def shift_quality(
 ) -> ShiftQuality:
     """Shift the latents `z` (N x D) by alpha spreads along `direction` and measure the change.
 
-    `probe` has `score(z) -> P(label)` (see `facelab.directions.LinearProbe`).
+    `probe` has `score(z) -> P(label)` (see `facelab.probe.LinearProbe`).
     """
     z = np.asarray(z, dtype=np.float32)
     if z.ndim != 2 or len(z) == 0:

@@ -62,7 +62,7 @@ def _sample_latents(
     rng = np.random.default_rng(seed)
     d = codec.config.latent_dim
     z = rng.standard_normal((n, d)).astype(np.float32)
-    if codec.config.kind == "ae" and reference_mu is not None and len(reference_mu) > 1:
+    if not codec.config.spec.prior and reference_mu is not None and len(reference_mu) > 1:
         z = z * reference_mu.std(0) + reference_mu.mean(0)
     return z.astype(np.float32)
 
@@ -137,10 +137,8 @@ def heldout_figures(codec: Codec, images: np.ndarray) -> dict:
     images = resize_images(np.asarray(images), codec.config.image_size)
     mu, logvar = codec.encode(images)
     recon = codec.decode(mu)
-    if codec.config.kind in ("ae", "pca"):
-        kl = (0.5 * mu.var(0)) if len(mu) > 1 else np.zeros(mu.shape[1], np.float32)
-    else:
-        kl = metrics.kl_per_dim(mu, logvar)
+    variational = codec.config.spec.variational
+    kl = metrics.kl_per_dim(mu, logvar) if variational else metrics.kl_stand_in(mu)
     return {
         "n": int(len(images)),
         "psnr": float(metrics.psnr(recon, images).mean()),
@@ -162,6 +160,21 @@ def save_png(path: str | Path, image: np.ndarray, scale: int = 1) -> Path:
     return write_bytes_atomic(path, buf.getvalue())
 
 
+def evaluation_grids(codec: Codec, val: np.ndarray, figs: dict, seed: int = 0) -> tuple[dict[str, np.ndarray], list[int]]:
+    """The four grids of a run (reconstructions, prior samples, the three-point triangle,
+    traversals) from its held-out crops and their `heldout_figures`; and the traversed dims.
+    Traversals step by 1 where the latents follow N(0, I), else by each dimension's spread."""
+    mu = figs["mu"]
+    scale = None if codec.config.spec.variational else mu.std(0)
+    trav, dims = traversals(codec, mu[0], figs["kl_per_dim"], scale=scale)
+    return {
+        "reconstructions": reconstructions(codec, val, n=16),
+        "samples": prior_samples(codec, 32, seed, mu),
+        "triangle": three_point(codec, seed=seed, reference_mu=mu),
+        "traversals": trav,
+    }, dims
+
+
 def evaluate_run(workspace, run_id: str, out_dir: str | Path | None = None, seed: int = 0) -> dict:
     """Held-out figures of a trained run, and (with `out_dir`) its four PNG grids."""
     from facelab.train import load_images, split_ids
@@ -170,22 +183,12 @@ def evaluate_run(workspace, run_id: str, out_dir: str | Path | None = None, seed
     split = split_ids(workspace)
     val = load_images(workspace, split.val_ids, codec.config.image_size)
     figs = heldout_figures(codec, val)
-    mu = figs.pop("mu")
     result = {"run": run_id, "kind": codec.config.kind, "latent_dim": codec.config.latent_dim,
-              "split_note": split.note, **figs, "files": {}}
+              "split_note": split.note, **{k: v for k, v in figs.items() if k != "mu"}, "files": {}}
     if out_dir is not None:
-        out = Path(out_dir)
-        scale = None if codec.config.kind == "betavae" or codec.config.kind == "vae" else mu.std(0)
-        trav, dims = traversals(codec, mu[0], figs["kl_per_dim"], scale=scale)
-        images = {
-            "reconstructions": reconstructions(codec, val, n=16),
-            "samples": prior_samples(codec, 32, seed, mu),
-            "triangle": three_point(codec, seed=seed, reference_mu=mu),
-            "traversals": trav,
-        }
+        images, result["traversal_dims"] = evaluation_grids(codec, val, figs, seed)
         for name, im in images.items():
-            result["files"][name] = str(save_png(out / f"{name}.png", im, scale=2))
-        result["traversal_dims"] = dims
+            result["files"][name] = str(save_png(Path(out_dir) / f"{name}.png", im, scale=2))
     return result
 
 

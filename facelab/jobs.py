@@ -21,14 +21,11 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
 
 from facelab import processes
 from facelab.db import now_iso
@@ -37,8 +34,6 @@ from facelab.processes import pid_alive
 from facelab.storage import make_folder
 from facelab.workspace import DB_FILE, Workspace, WorkspaceError
 
-HEARTBEAT_S = 2.0
-STALE_S = 30.0  # a heartbeat older than this means the process hung or died
 LOG_FILE = "train.log"
 LATENTS_PHASE = "latents"  # progress phase of a finished run encoding its crops (encode_after_training)
 
@@ -88,7 +83,7 @@ class RunStatus:
         c = self.config
         if self.state == "running" and self.phase == LATENTS_PHASE:
             return "trained; placing every face on the map"
-        if c is not None and c.kind == "pca":
+        if c is not None and c.spec.fitted:
             return "fitted" if self.state == "done" else "fitting"
         if c is None or c.legacy_epochs:
             return f"epoch {self.epoch}/{self.epochs}"
@@ -103,17 +98,8 @@ def max_jobs() -> int:
 
 
 # --- process liveness ------------------------------------------------------------------
-def _pid_alive(pid: int | None, run_id: str | None = None) -> bool:
-    """`processes.pid_alive` (which first reaps the children this process started)."""
-    return pid_alive(pid, run_id)
-
-
 def _is_dead(row) -> bool:
-    if row["state"] != "running":
-        return False
-    if not _pid_alive(row["pid"], row["run_id"]):
-        return True
-    return row["heartbeat"] is not None and time.time() - row["heartbeat"] > STALE_S
+    return row["state"] == "running" and processes.dead(row["pid"], row["heartbeat"], row["run_id"])
 
 
 # --- runs ------------------------------------------------------------------------------
@@ -123,11 +109,9 @@ def _new_run_id(kind: str) -> str:
 
 
 def default_name(config: ModelConfig) -> str:
-    if config.kind == "pca":
-        return f"PCA z{config.latent_dim}"
-    if config.kind == "betavae":
-        return f"β-VAE β{config.beta:g} z{config.latent_dim}"
-    return f"{config.kind.upper()} z{config.latent_dim}"
+    """"<kind> z<latents>", with β where the run chooses it (a β-VAE)."""
+    beta = f" β{config.beta:g}" if config.spec.beta is None else ""
+    return f"{config.spec.short}{beta} z{config.latent_dim}"
 
 
 def create_run(workspace: Workspace, config: ModelConfig, name: str | None = None) -> str:
@@ -189,20 +173,9 @@ def _running_elsewhere(workspace: Workspace) -> int:
 
 
 def _spawn(workspace: Workspace, run_id: str) -> int:
-    run_dir = make_folder(workspace.run_dir(run_id))
-    log = open(run_dir / LOG_FILE, "ab")
-    try:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # OMP_WAIT_POLICY: see facelab/__init__.py
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "facelab", "train", "--workspace", str(workspace.path), "--run", run_id],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, close_fds=True, env=env,
-            cwd=str(Path(__file__).resolve().parents[1]),
-        )
-    finally:
-        log.close()
-    processes.track(proc, workspace.path)  # reaped when done; stopped if the workspace is deleted
-    return proc.pid
+    log = make_folder(workspace.run_dir(run_id)) / LOG_FILE
+    args = ["train", "--workspace", str(workspace.path), "--run", run_id]
+    return processes.spawn(args, workspace.path, log).pid
 
 
 def start(workspace: Workspace, run_id: str) -> None:
@@ -286,7 +259,7 @@ def resume(workspace: Workspace, run_id: str) -> None:
             return
         if row["state"] == "done":
             raise JobError(f"run {run_id!r} has already finished")
-        if row["state"] == "running" and _pid_alive(row["pid"], run_id):
+        if row["state"] == "running" and pid_alive(row["pid"], run_id):
             # Hung (stale heartbeat) but alive, e.g. suspended: it must not wake up and
             # write over the resumed run's checkpoint.
             try:
@@ -368,7 +341,7 @@ def delete_run(workspace: Workspace, run_id: str) -> None:
     run_dir = workspace.run_dir(run_id)
     with workspace.connect(write=True) as c:
         row = _job_row(c, run_id)
-        pid = row["pid"] if row["state"] == "running" and _pid_alive(row["pid"], run_id) else None
+        pid = row["pid"] if row["state"] == "running" and pid_alive(row["pid"], run_id) else None
         c.execute("DELETE FROM runs WHERE id = ?", (run_id,))  # epochs, jobs, … cascade
     if pid:
         try:
@@ -376,7 +349,7 @@ def delete_run(workspace: Workspace, run_id: str) -> None:
         except ProcessLookupError:
             pass
         deadline = time.monotonic() + 5
-        while _pid_alive(pid) and time.monotonic() < deadline:
+        while pid_alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
     if run_dir.exists():
         trash = run_dir.with_name(f".deleting-{run_id}-{os.getpid()}")
@@ -439,17 +412,17 @@ def _finish(workspace: Workspace, run_id: str, state: str, error: str | None = N
         )
 
 
-class _Heartbeat(threading.Thread):
-    """Writes the heartbeat and latest progress every HEARTBEAT_S, and notices a cancel
-    request stored in the database (in case the signal was missed)."""
+@dataclass
+class _JobBeat:
+    """What a training job's heartbeat writes: the time and the latest progress; it also
+    notices a cancel request stored in the database (in case the signal was missed)."""
 
-    def __init__(self, workspace: Workspace, run_id: str, stop_flag: threading.Event):
-        super().__init__(daemon=True, name="facelab-heartbeat")
-        self.workspace, self.run_id, self.stop_flag = workspace, run_id, stop_flag
-        self.progress: dict = {}
-        self.done = threading.Event()
+    workspace: Workspace
+    run_id: str
+    stop_flag: threading.Event
+    progress: dict = field(default_factory=dict)
 
-    def beat(self) -> None:
+    def __call__(self) -> None:
         with self.workspace.connect(write=True) as c:
             c.execute(
                 "UPDATE jobs SET heartbeat = ?, progress = ? WHERE run_id = ? AND pid = ?",
@@ -458,13 +431,6 @@ class _Heartbeat(threading.Thread):
             row = c.execute("SELECT cancel_requested FROM jobs WHERE run_id = ?", (self.run_id,)).fetchone()
         if row is not None and row["cancel_requested"]:
             self.stop_flag.set()
-
-    def run(self) -> None:
-        while not self.done.wait(HEARTBEAT_S):
-            try:
-                self.beat()
-            except Exception:  # a busy database must not kill training; the next beat retries
-                pass
 
 
 def run_job(workspace: Workspace, run_id: str, *, echo=None) -> dict:
@@ -478,7 +444,8 @@ def run_job(workspace: Workspace, run_id: str, *, echo=None) -> dict:
     stop = threading.Event()
     _claim(workspace, run_id)
     old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
-    hb = _Heartbeat(workspace, run_id, stop)
+    job = _JobBeat(workspace, run_id, stop)
+    hb = processes.Heartbeat(job)
     hb.beat()  # the first heartbeat: from now on `cancel` may signal; sees an early cancel request
     hb.start()
 
@@ -486,7 +453,7 @@ def run_job(workspace: Workspace, run_id: str, *, echo=None) -> dict:
         if echo is not None:
             echo(p)
         p = {k: v for k, v in p.items() if k != "metrics"}
-        hb.progress = {**p, "at": time.time()}
+        job.progress = {**p, "at": time.time()}
         if p.get("phase") in ("epoch", "start") or (p.get("phase") == LATENTS_PHASE and not p.get("done")):
             hb.beat()
 
@@ -506,7 +473,7 @@ def run_job(workspace: Workspace, run_id: str, *, echo=None) -> dict:
         _finish(workspace, run_id, "failed", msg)
         summary = {"state": "failed", "error": msg}
     finally:
-        hb.done.set()
+        hb.stop()
         for s, handler in old.items():
             signal.signal(s, handler)
     try:

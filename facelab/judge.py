@@ -1,6 +1,6 @@
 """An independent judge of expression edits: does the *picture* look more like the label?
 
-The latent probe (`facelab.directions.LinearProbe`) lives in the model's own space, so a shift
+The latent probe (`facelab.probe.LinearProbe`) lives in the model's own space, so a shift
 along a direction raises it by construction even when the decoded face does not change
 (issue 11: P(smile) 0.00 -> 0.72 on codes, 0.01 -> 0.05 on the decoded faces). The judge here
 shares nothing with the model: it is a HOG descriptor (OpenCV) and a logistic regression

@@ -160,6 +160,14 @@ def undo(workspace: Workspace, record: UndoRecord) -> UndoRecord:
     return UndoRecord(record.label, record.face_ids, not record.on)
 
 
+def version(workspace: Workspace) -> int:
+    """A number that changes whenever the labels, or the faces they are on, change (kept by
+    database triggers): the cache key of anything fitted on labels."""
+    with workspace.connect() as c:
+        row = c.execute("SELECT value FROM meta WHERE key = 'labels_version'").fetchone()
+    return int(row[0])
+
+
 def labels_of(workspace: Workspace) -> dict[int, set[str]]:
     """Labels of every labelled frame (frames without labels are absent)."""
     out: dict[int, set[str]] = {}

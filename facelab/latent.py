@@ -30,13 +30,11 @@ import numpy as np
 
 from facelab.erase import shred
 from facelab.errors import FacelabError
+from facelab.model_config import weights_path
 from facelab.storage import write_atomic
 from facelab.workspace import Workspace
 
 LATENTS_FILE = "latents.npz"
-# The weights file of a run: model.pt for networks, pca.npz for the PCA baseline (names as in
-# facelab.models, repeated here so reading the cache never imports torch).
-MODEL_FILES = ("model.pt", "pca.npz")
 CHUNK = 4096  # crops read from the memory-mapped array per codec call
 
 Progress = Callable[[int, int], None]  # (done, total)
@@ -79,19 +77,15 @@ def latents_path(workspace: Workspace, run_id: str) -> Path:
 
 def current_stamp(workspace: Workspace, run_id: str) -> dict[str, Any]:
     """What the latents depend on, read now; raises LatentsMissing if the run has no model."""
-    run_dir = workspace.run_dir(run_id)
-    for name in MODEL_FILES:
-        try:
-            st = (run_dir / name).stat()
-            break
-        except FileNotFoundError:
-            continue
-    else:
-        raise LatentsMissing(f"run {run_id!r} has no trained model yet")
+    weights = weights_path(workspace.run_dir(run_id))
+    try:
+        st = weights.stat()  # type: ignore[union-attr]
+    except (AttributeError, FileNotFoundError):  # not trained yet, or deleted just now
+        raise LatentsMissing(f"run {run_id!r} has no trained model yet") from None
     n, deleted = _face_counts(workspace)
     digest = hashlib.sha1(deleted.astype("<i8").tobytes()).hexdigest()
     return {
-        "model_file": name,
+        "model_file": weights.name,
         "model_mtime_ns": st.st_mtime_ns,
         "model_size": st.st_size,
         "n_faces": n,

@@ -192,13 +192,6 @@ def nearest(mu: np.ndarray, ids: np.ndarray, face_id: int, k: int = 8) -> tuple[
     return ids[order], np.sqrt(d[order])
 
 
-def plane(mu: np.ndarray, seed: int = 0):
-    """A 2D PCA of the latents that can also place new latents (a shifted or live face)."""
-    from sklearn.decomposition import PCA
-
-    return PCA(n_components=2, random_state=seed).fit(np.asarray(mu, np.float32))
-
-
 def plain_map_table(xy: np.ndarray, ids: np.ndarray, times: np.ndarray) -> pd.DataFrame:
     """A light map table (no thumbnails, clusters or labels) for charts redrawn often."""
     return pd.DataFrame({"frame_id": np.asarray(ids, int), "x": xy[:, 0], "y": xy[:, 1],

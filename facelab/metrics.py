@@ -19,6 +19,12 @@ def psnr_torch(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> tor
     return (10 * torch.log10(data_range**2 / mse.clamp_min(1e-10))).clamp_max(100.0)
 
 
+def to_8bit(x: torch.Tensor) -> torch.Tensor:
+    """Float images in [0, 1] rounded to a uint8 image's 256 levels (still float, 0-255): the
+    picture shown and saved, so held-out PSNR during training and after it measure the same."""
+    return x.clamp(0, 1).mul(255.0).round_()
+
+
 def _gauss_window(size: int, sigma: float, channels: int, device, dtype) -> torch.Tensor:
     g = torch.arange(size, device=device, dtype=dtype) - (size - 1) / 2
     g = torch.exp(-(g**2) / (2 * sigma**2))
@@ -64,6 +70,13 @@ def kl_per_dim_torch(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 def kl_per_dim(mu: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     """Mean KL per latent dimension over the images (D,), in nats."""
     return kl_per_dim_torch(torch.from_numpy(mu), torch.from_numpy(logvar)).mean(0).numpy()
+
+
+def kl_stand_in(mu: np.ndarray) -> np.ndarray:
+    """Half the variance of μ per dimension (D,): what stands in for the KL of a kind without a
+    posterior (AE, PCA), the KL it would have with unit-variance posteriors."""
+    mu = np.asarray(mu, np.float64)
+    return 0.5 * mu.var(0) if len(mu) > 1 else np.zeros(mu.shape[1])
 
 
 def active_units(kl_dims: np.ndarray | list[float], threshold: float = ACTIVE_KL_NATS) -> int:

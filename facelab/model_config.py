@@ -1,20 +1,25 @@
-"""A run's settings, `ModelConfig`: the one place the training defaults are defined.
+"""A run's settings, `ModelConfig`, and the model kinds: the one place the training defaults
+and what each kind is are defined.
 
-Kept free of torch so that the CLI can show the defaults in `--help` without loading torch;
-`facelab.models` re-exports everything here.
+Kept free of torch so that the CLI can show the defaults in `--help`, and an export can name a
+run's files, without loading torch; `facelab.models` re-exports everything here.
+
+Adding a model kind: `register_kind(Kind(...))` here says what the rest of facelab needs to know
+(its name on the page, its weights file, its β, whether it has a posterior); a kind whose
+weights are not a network's state_dict or PCA arrays also needs its loader in `facelab.models`.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
 from facelab.errors import FacelabError
 
-KINDS = ("betavae", "vae", "ae", "pca")
 ARCHS = ("pcares", "paper")  # the first is the default; see ModelConfig.arch
 IMAGE_SIZES = (32, 64, 128)
 RECONS = ("bce", "mse")
@@ -23,14 +28,79 @@ AUGMENTS = ("none", "shift", "flip", "flip_shift")  # see ModelConfig.augment
 SHIFT_PX = 2  # "shift" and "flip_shift" move each training crop by up to this many pixels each way (at 64 px)
 MSE_SIGMA = 0.1  # the Gaussian likelihood's fixed pixel scale (of [0, 1] pixels) for recon="mse"
 CONFIG_FILE = "config.json"
-MODEL_FILE = "model.pt"
-PCA_FILE = "pca.npz"
+MODEL_FILE = "model.pt"  # a network's state_dict
+PCA_FILE = "pca.npz"  # the PCA baseline's arrays
+WEIGHTS_FILES = (MODEL_FILE, PCA_FILE)  # what a run's weights can be stored in
 # Settings of runs made before budgets were counted in steps: their config.json loads with these.
 LEGACY = {"arch": "paper", "lr_schedule": "constant", "lr_warmup_steps": 0, "grad_clip": 0.0}
 
 
 class ModelError(FacelabError):
     """A bad model setting or a run folder that cannot be loaded; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What facelab needs to know of a model kind, without torch.
+
+    `beta` fixes the KL weight whatever the run's β (None: the run's own); `variational` kinds
+    encode a posterior, so they have a KL term and a real KL per latent (for the others half the
+    variance of μ stands in, `metrics.kl_stand_in`); `prior` kinds' latents follow N(0, I), so
+    samples are drawn from it (the others from a Gaussian fitted to real faces' μ). A kind
+    whose weights are a network's (`MODEL_FILE`) is trained by `facelab.train`'s Trainer with
+    the run's `arch`; one whose weights are PCA arrays is fitted in one go by `PCABaseline`.
+    """
+
+    name: str
+    label: str  # on the Train page
+    short: str  # in default run names, "<short> z32"
+    weights_file: str = MODEL_FILE
+    beta: float | None = None
+    variational: bool = True
+    prior: bool = True
+
+    @property
+    def fitted(self) -> bool:
+        """Fitted in one go (one metrics row, no steps) rather than trained."""
+        return self.weights_file == PCA_FILE
+
+
+_KINDS: dict[str, Kind] = {}
+
+
+def weights_path(run_dir: str | Path) -> Path | None:
+    """The run's weights file (whichever kind wrote it), or None before it is trained."""
+    for name in WEIGHTS_FILES:
+        path = Path(run_dir) / name
+        if path.exists():
+            return path
+    return None
+
+
+def register_kind(kind: Kind) -> Kind:
+    """Make a kind known to ModelConfig, the Train page, `facelab train` and the loaders."""
+    if kind.weights_file not in WEIGHTS_FILES:
+        raise ModelError(f"a kind's weights go in one of {', '.join(WEIGHTS_FILES)}, not {kind.weights_file!r}")
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def kinds() -> tuple[str, ...]:
+    """The kinds' names, the default first."""
+    return tuple(_KINDS)
+
+
+def kind_of(name: str) -> Kind:
+    try:
+        return _KINDS[name]
+    except KeyError:
+        raise ModelError(f"unknown model kind {name!r}: choose one of {', '.join(_KINDS)}") from None
+
+
+register_kind(Kind("betavae", "β-VAE", "β-VAE"))
+register_kind(Kind("vae", "VAE (β = 1)", "VAE", beta=1.0))
+register_kind(Kind("ae", "Autoencoder (deterministic)", "AE", beta=0.0, variational=False, prior=False))
+register_kind(Kind("pca", "PCA baseline", "PCA", weights_file=PCA_FILE, beta=0.0, variational=False))
 
 
 @dataclass
@@ -74,8 +144,7 @@ class ModelConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise ModelError(f"{name.replace('_', ' ')} must be a whole number, not {v!r}")
-        if self.kind not in KINDS:
-            raise ModelError(f"unknown model kind {self.kind!r}: choose one of {', '.join(KINDS)}")
+        kind_of(self.kind)
         if self.arch not in ARCHS:
             raise ModelError(f"unknown network {self.arch!r}: choose one of {', '.join(ARCHS)}")
         if self.image_size not in IMAGE_SIZES:
@@ -99,18 +168,24 @@ class ModelConfig:
         return self
 
     @property
+    def spec(self) -> Kind:
+        return kind_of(self.kind)
+
+    @property
     def effective_beta(self) -> float:
         """β as trained: 1 for a plain VAE, 0 for an AE (which has no KL term)."""
-        return {"vae": 1.0, "ae": 0.0}.get(self.kind, float(self.beta))
+        beta = self.spec.beta
+        return float(self.beta) if beta is None else beta
 
     @property
     def deterministic(self) -> bool:
-        return self.kind == "ae"
+        """No posterior: μ is the code (no sampling, no KL term)."""
+        return not self.spec.variational
 
     @property
     def intervals(self) -> int:
         """Evaluation intervals in the whole run (the metrics rows it writes)."""
-        if self.kind == "pca":
+        if self.spec.fitted:
             return 1
         return self.legacy_epochs or math.ceil(self.steps / self.eval_every)
 

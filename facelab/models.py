@@ -17,10 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from facelab import metrics
 from facelab.model_config import (  # noqa: F401  (re-exported: models is where callers look)
-    ARCHS, AUGMENTS, CONFIG_FILE, IMAGE_SIZES, KINDS, LEGACY, LR_SCHEDULES, MODEL_FILE, MSE_SIGMA, PCA_FILE,
-    RECONS, SHIFT_PX,
-    ModelConfig, ModelError,
+    ARCHS, AUGMENTS, CONFIG_FILE, IMAGE_SIZES, LEGACY, LR_SCHEDULES, MODEL_FILE, MSE_SIGMA, PCA_FILE,
+    RECONS, SHIFT_PX, WEIGHTS_FILES,
+    Kind, ModelConfig, ModelError, kind_of, kinds, register_kind,
 )
 from facelab.storage import write_atomic, write_bytes_atomic
 
@@ -167,7 +168,7 @@ def to_float_images(batch_u8: torch.Tensor) -> torch.Tensor:
 
 def to_uint8_images(x: torch.Tensor) -> np.ndarray:
     """float N×3×S×S in [0, 1] → uint8 N×S×S×3 numpy."""
-    return (x.clamp(0, 1) * 255.0).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return metrics.to_8bit(x).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 # --- PCA ---------------------------------------------------------------------------------
@@ -302,8 +303,8 @@ class TorchCodec:
 
 def build_model(config: ModelConfig) -> BetaVAE:
     """A freshly initialised network, the same for the same config.seed."""
-    if config.kind == "pca":
-        raise ModelError("a PCA run has no network")
+    if config.spec.fitted:
+        raise ModelError(f"a {config.spec.label} run has no network")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         return NETWORKS[config.arch](config)
@@ -332,7 +333,7 @@ def load_codec(run_dir: str | Path, device: torch.device | None = None) -> Codec
     """The trained model of a run folder behind the Codec interface."""
     run_dir = Path(run_dir)
     config = load_config(run_dir)
-    if config.kind == "pca":
+    if config.spec.fitted:
         with np.load(run_dir / PCA_FILE, allow_pickle=False) as arrays:
             return PCABaseline.from_arrays(config, arrays)
     path = run_dir / MODEL_FILE

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facelab.directions import MIN_EXAMPLES
+from facelab.directions import MIN_EXAMPLES, binary_targets, check_latents
 from facelab.errors import FacelabError
 
 MAX_PAIRS_SAMPLE = 1000  # rows sampled for mean pairwise distances (O(n²) otherwise)
@@ -132,20 +132,47 @@ class AucEstimate:
 def _label_masks(
     ids: np.ndarray, labels_of: Mapping[int, set[str]], label: str, min_count: int
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    tags = [labels_of.get(int(i), set()) for i in ids]
-    pos = np.array([label in t for t in tags], dtype=bool)
-    labelled_neg = np.array([bool(t) and label not in t for t in tags], dtype=bool)
-    if labelled_neg.sum() >= min_count:
-        return pos, labelled_neg, "labelled"
-    return pos, ~pos, "all"
+    """(positives, negatives, negatives_from) over all `ids`, by `directions.binary_targets`."""
+    used, y, source = binary_targets(ids, labels_of, label, "auto", min_count)
+    pos = np.zeros(len(used), dtype=bool)
+    pos[used] = y
+    return pos, used & ~pos, source
 
 
-def _probe():
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+class LinearProbe:
+    """The one latent probe: standardised latents → logistic regression with balanced classes,
+    telling how much a latent looks like a label (probability 0..1).
 
-    return make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=1000))
+    The Label page's AUC, its suggestions and timeline, and the Shift page's and `shift-eval`'s
+    latent reading all use it. Standardising keeps one spread-out latent from drowning the rest;
+    balancing keeps 20 smiles among 400 frames from reading as "never". Kept apart from a
+    direction's own classifier so it can be fitted on other faces than the direction was.
+    """
+
+    def __init__(self, C: float = 1.0) -> None:
+        self.C = C
+
+    def estimator(self):
+        """The unfitted scikit-learn pipeline (for cross-validation)."""
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        return make_pipeline(StandardScaler(), LogisticRegression(C=self.C, class_weight="balanced", max_iter=1000))
+
+    def fit(self, z: np.ndarray, y: np.ndarray) -> "LinearProbe":
+        from threadpoolctl import threadpool_limits
+
+        from facelab.projection import idle_threads
+
+        with threadpool_limits(limits=idle_threads()):
+            self.model_ = self.estimator().fit(check_latents(z), np.asarray(y, bool))
+        return self
+
+    def score(self, z: np.ndarray) -> np.ndarray:
+        """P(label | z) for each latent."""
+        z = np.asarray(z, dtype=np.float64).reshape(-1, self.model_[-1].coef_.shape[1])
+        return self.model_.predict_proba(z)[:, 1]
 
 
 def _mean_pairwise(x: np.ndarray, rng: np.random.Generator) -> float | None:
@@ -209,7 +236,7 @@ def cross_validated_auc(x: np.ndarray, y: np.ndarray, folds: int = 5, seed: int 
 
     cv = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with threadpool_limits(limits=idle_threads()):
-        p = cross_val_predict(model if model is not None else _probe(), x, y, cv=cv,
+        p = cross_val_predict(model if model is not None else LinearProbe().estimator(), x, y, cv=cv,
                               method="predict_proba")[:, 1]
     return auc_interval(p, y, seed)
 
@@ -286,14 +313,8 @@ def probe_probabilities(
         raise ProbeError(
             f"label more frames: a probe for '{label}' needs {min_count} frames with it and {min_count} without"
         )
-    from threadpoolctl import threadpool_limits
-
-    from facelab.projection import idle_threads
-
     sel = pos | neg
-    with threadpool_limits(limits=idle_threads()):
-        model = _probe().fit(mu[sel], pos[sel])
-        return model.predict_proba(mu)[:, 1]
+    return LinearProbe().fit(mu[sel], pos[sel]).score(mu)
 
 
 def suggest_next(

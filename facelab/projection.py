@@ -15,12 +15,9 @@ import importlib.util
 import io
 import json
 import os
-import subprocess
-import sys
-import threading
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +25,8 @@ import numpy as np
 
 from facelab import processes
 from facelab.errors import FacelabError
+from facelab.generative_map import MapInverse
 from facelab.latent import LatentsMissing, active_latents, load_latents, require_latents
-from facelab.processes import pid_alive
 from facelab.storage import make_folder, write_atomic, write_json_atomic
 from facelab.workspace import Workspace
 
@@ -42,8 +39,6 @@ TSNE_FFT_FROM = 10_000  # points from which openTSNE's FFT gradient beats Barnes
 # the Pexels clip, 2 cores) the 500 main iterations took 17 s instead of 68 s, and 70.0 % of each
 # point's 10 nearest latent neighbours stayed its map neighbours (71.8 % at 1; 67.3 % at 3).
 TSNE_FFT_INTS = 2.0
-HEARTBEAT_S = 2.0
-STALE_AFTER_S = 30.0  # a running status older than this without a heartbeat is a dead worker
 
 
 class ProjectionError(FacelabError):
@@ -93,34 +88,79 @@ class ProjectionSettings:
         ]
 
 
+@dataclass(eq=False)  # holds learned arrays
+class Projector:
+    """A 2D map of latents as an estimator (like `generative_map.Axes`): `fit` makes the map of the
+    frames (`embedding_`, N×2 float32), `transform` places other latents (a shifted or live face)
+    on that same map.
+
+    PCA places them exactly: the very PCA that made the map, so a face lands where Explore's PCA map
+    would put it. t-SNE and UMAP learn places, not a function one can reuse (openTSNE's and UMAP's own
+    `transform` re-optimise against a fitted model this code does not keep: a slow map is made in a
+    child process and cached as places), so a new latent goes to the distance-weighted mean of the
+    places of its nearest frames in latent space (`MapInverse.place`): an approximation that puts
+    a face among the frames whose codes are nearest its own."""
+
+    settings: ProjectionSettings = field(default_factory=ProjectionSettings)
+
+    def fit(self, mu: np.ndarray) -> "Projector":
+        s = self.settings
+        x = np.asarray(mu, dtype=np.float32)
+        if x.ndim != 2:
+            raise ProjectionError(f"expected an N×D array of latents, got shape {x.shape}")
+        n = x.shape[0]
+        if s.method != "pca" and 0 < n < MIN_POINTS_NONLINEAR:
+            raise ProjectionError(f"{s.method} needs at least {MIN_POINTS_NONLINEAR} frames, this run has {n}")
+        self.pca_ = self.neighbours_ = None
+        self.mean_ = x.mean(0) if n else np.zeros(x.shape[1], np.float32)
+        if n == 0:
+            self.embedding_ = np.zeros((0, 2), np.float32)
+        elif s.method == "pca":
+            self.embedding_, self.pca_ = _pca(x, int(s.seed))
+        elif s.method == "tsne":
+            self.embedding_ = _tsne(x, int(s.seed), float(s.perplexity))
+        else:
+            self.embedding_ = _umap(x, int(s.seed), int(s.n_neighbors), float(s.min_dist))
+        if n and s.method != "pca":
+            self.neighbours_ = MapInverse.fit(self.embedding_, x, linear=False)
+        return self
+
+    def transform(self, z: np.ndarray) -> np.ndarray:
+        """P×D latents -> P×2 float32 places on the fitted map (see the class docstring)."""
+        z = np.atleast_2d(np.asarray(z, dtype=np.float32))
+        if not len(self.embedding_):
+            raise ProjectionError("the map has no frames: there is nothing to place a face among")
+        if z.shape[1] != len(self.mean_):
+            raise ProjectionError(f"the map was made from {len(self.mean_)}-value latents, not {z.shape[1]}")
+        if self.neighbours_ is not None:
+            return self.neighbours_.place(z)
+        if self.pca_ is not None:
+            return self.pca_.transform(z).astype(np.float32)
+        return _pad(z - self.mean_)
+
+
 def project(mu: np.ndarray, method: str = "pca", *, seed: int = 0, **params: Any) -> np.ndarray:
-    """N×D latents → N×2 float32 map. `params`: perplexity (t-SNE); n_neighbors, min_dist (UMAP)."""
-    if method not in METHODS:
-        raise ProjectionError(f"unknown map method {method!r}: use one of {', '.join(METHODS)}")
-    x = np.asarray(mu, dtype=np.float32)
-    if x.ndim != 2:
-        raise ProjectionError(f"expected an N×D array of latents, got shape {x.shape}")
-    n, d = x.shape
-    if n == 0:
-        return np.zeros((0, 2), np.float32)
-    if method != "pca" and n < MIN_POINTS_NONLINEAR:
-        raise ProjectionError(f"{method} needs at least {MIN_POINTS_NONLINEAR} frames, this run has {n}")
-    if method == "pca":
-        return _pca(x, seed)
-    if method == "tsne":
-        return _tsne(x, seed, float(params.get("perplexity", 30.0)))
-    return _umap(x, seed, int(params.get("n_neighbors", 15)), float(params.get("min_dist", 0.1)))
+    """N×D latents → N×2 float32 map (`Projector`'s `embedding_`). `params`: perplexity (t-SNE);
+    n_neighbors, min_dist (UMAP)."""
+    return Projector(ProjectionSettings(method, seed=seed, **params)).fit(mu).embedding_
 
 
-def _pca(x: np.ndarray, seed: int) -> np.ndarray:
+def _pad(x: np.ndarray) -> np.ndarray:
+    """The first two columns of centred latents, zeros where there are fewer."""
+    out = np.zeros((x.shape[0], 2), np.float32)
+    out[:, : min(x.shape[1], 2)] = x[:, :2]
+    return out
+
+
+def _pca(x: np.ndarray, seed: int) -> tuple[np.ndarray, Any]:
+    """(the map, the fitted PCA that made it; None where there is nothing to rotate)."""
     n, d = x.shape
     if n < 2 or d < 2:  # nothing to rotate: keep what there is, pad with zeros
-        out = np.zeros((n, 2), np.float32)
-        out[:, : min(d, 2)] = (x - x.mean(0))[:, :2]
-        return out
+        return _pad(x - x.mean(0)), None
     from sklearn.decomposition import PCA
 
-    return PCA(n_components=2, random_state=seed).fit_transform(x).astype(np.float32)
+    pca = PCA(n_components=2, random_state=seed)
+    return pca.fit_transform(x).astype(np.float32), pca
 
 
 def idle_threads() -> int:
@@ -246,7 +286,7 @@ def compute_projection(workspace: Workspace, run_id: str, settings: ProjectionSe
     """Compute the map of the active crops now (blocking) and cache it."""
     lat = require_latents(workspace, run_id)
     ids, mu = active_latents(workspace, lat)
-    xy = project(mu, settings.method, **settings.params())
+    xy = Projector(settings).fit(mu).embedding_
     path = _cache_path(workspace, run_id, settings)
     key = np.array(lat.key)
     write_atomic(path, lambda f: np.savez(f, ids=ids, xy=xy, latents_key=key))
@@ -289,8 +329,7 @@ def projection_state(workspace: Workspace, run_id: str, settings: ProjectionSett
     if status.get("state") == "failed":
         return ProjectionState("failed", status.get("error", "the map could not be computed"))
     if status.get("state") == "running":
-        fresh = time.time() - float(status.get("heartbeat", 0)) < STALE_AFTER_S
-        if fresh and pid_alive(int(status.get("pid", 0))):
+        if not processes.dead(int(status.get("pid", 0)), float(status.get("heartbeat", 0))):
             return ProjectionState("running", f"computing {settings.method} map", status.get("started_at"))
         return ProjectionState("failed", "the map worker stopped before it finished")
     return ProjectionState("missing")
@@ -307,10 +346,8 @@ def start_projection(
         raise ProjectionError(UMAP_HINT)
     lat = require_latents(workspace, run_id)
     home = workspace.path.parent.parent
-    cmd = [
-        sys.executable, "-m", "facelab", "--home", str(home), "project",
-        "--workspace", workspace.name, "--run", run_id, *settings.cli_args(),
-    ]
+    args = ["--home", str(home), "project", "--workspace", workspace.name, "--run", run_id,
+            *settings.cli_args()]
     log = make_folder(projections_dir(workspace, run_id))
     now = time.time()
     # Says "running" until the child (a second or more to start) writes its own status; if the
@@ -321,17 +358,13 @@ def start_projection(
          "latents_key": lat.key, "settings": asdict(settings)},
     )
     try:
-        with open(log / f"{settings.slug}.log", "wb") as out:
-            child = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-            )
+        processes.spawn(args, workspace.path, log / f"{settings.slug}.log")
     except OSError as e:
         write_json_atomic(
             _status_path(workspace, run_id, settings),
             {"state": "failed", "error": f"could not start the map worker: {e}", "latents_key": lat.key},
         )
         raise ProjectionError(f"could not start the map worker: {e}") from None
-    processes.track(child, workspace.path)  # reaped when done; stopped if the workspace is deleted
     return ProjectionState("running", f"computing {settings.method} map", now)
 
 
@@ -344,28 +377,15 @@ def run_projection_job(workspace: Workspace, run_id: str, settings: ProjectionSe
         "latents_key": lat.key, "settings": asdict(settings),
     }
     write_json_atomic(status_path, status)
-    done = threading.Event()
-    lock = threading.Lock()
-
-    def beat() -> None:
-        while not done.wait(HEARTBEAT_S):
-            with lock:
-                if done.is_set():
-                    return
-                write_json_atomic(status_path, {**status, "heartbeat": time.time()})
-
-    beater = threading.Thread(target=beat, daemon=True)
-    beater.start()
+    hb = processes.Heartbeat(lambda: write_json_atomic(status_path, {**status, "heartbeat": time.time()})).start()
     try:
         result = compute_projection(workspace, run_id, settings)
     except BaseException as e:
-        with lock:
-            done.set()
-            write_json_atomic(status_path, {**status, "state": "failed", "error": str(e) or type(e).__name__})
+        hb.stop()
+        write_json_atomic(status_path, {**status, "state": "failed", "error": str(e) or type(e).__name__})
         raise
-    with lock:
-        done.set()
-        write_json_atomic(status_path, {**status, "state": "done", "heartbeat": time.time()})
+    hb.stop()
+    write_json_atomic(status_path, {**status, "state": "done", "heartbeat": time.time()})
     return result
 
 

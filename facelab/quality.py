@@ -20,6 +20,7 @@ import numpy as np
 
 from facelab import metrics
 from facelab.latent import dataset_key
+from facelab.model_config import kind_of
 from facelab.storage import write_json_atomic
 from facelab.workspace import Workspace
 
@@ -27,7 +28,6 @@ CACHE_FILE = "quality.json"
 PCA_DIM = 32
 MIN_GAIN_DB = 1.0  # a run must beat the mean crop's held-out PSNR by this much
 MAX_FIT_IMAGES = 5000  # PCA is fitted on at most this many training crops (evenly spaced)
-VAE_KINDS = ("betavae", "vae")
 NO_BASELINES = {"mean_crop_psnr": None, "pca32_psnr": None}
 
 
@@ -102,7 +102,7 @@ def verdict(kind: str, latent_dim: int, val_psnr: float | None, active_units: in
                 "about the same face whatever it is given. Its map, clusters and edits would be "
                 "noise: train longer, or with a lower β.")
     need = max(1, latent_dim // 8)
-    if kind in VAE_KINDS and active_units is not None and active_units < need:
+    if kind_of(kind).variational and active_units is not None and active_units < need:
         return (f"This model learned nothing useful: only {active_units} of its {latent_dim} latent "
                 f"units are active (at least {need} expected), so its latents say next to nothing "
                 "about the face. Its map, clusters and edits would be noise: train longer, or "

@@ -5,25 +5,30 @@ to a `FrameRecorder`; the recorder keeps at most `fps` frames a second and stops
 after `max_seconds`, so a forgotten toggle never fills the memory. Frames are kept as JPEG
 bytes (about 40 KB at 640x480 instead of 900 KB raw: a full minute stays near 20 MB).
 
-Adding them writes the kept frames to a temporary MJPG .avi inside the workspace folder
-(OpenCV writes MJPG everywhere; it cannot write H.264) and hands it to `facelab.dataset.build`,
-the one way crops enter a workspace, then deletes the file.
+Adding them runs the frames, as they are in memory, through the dataset builder's own face
+finding and cropping (`facelab.dataset.add_frames`) and appends the crops with
+`facelab.dataset.append_crops`, the one way crops enter a workspace: no video file is written
+and decoded again, so the crops lose nothing to a video codec.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from facelab.errors import FacelabError
+
+if TYPE_CHECKING:
+    from facelab.dataset import BuildReport
+    from facelab.workspace import Workspace
 
 JPEG_QUALITY = 90
 
@@ -133,47 +138,45 @@ def common_size(frames: Sequence[np.ndarray]) -> tuple[int, int]:
     return int(w), int(h)
 
 
-def write_avi(frames: Sequence[np.ndarray], path: str | Path, fps: float) -> Path:
-    """Write BGR frames to an MJPG .avi; frames of another size are resized to the common one."""
-    path = Path(path)
-    if path.suffix.lower() != ".avi":
-        raise RecordingError(f"the recording must be written to an .avi file, not {path.name}")
-    size = common_size(frames)
-    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"MJPG"), float(fps), size)
-    if not writer.isOpened():
-        raise RecordingError(f"could not write the recording to {path.parent} (is the disk full or read-only?)")
-    try:
-        for f in frames:
-            if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8:
-                raise RecordingError(f"a recorded frame is not a BGR image: {f.dtype} {f.shape}")
-            writer.write(f if (f.shape[1], f.shape[0]) == size
-                         else cv2.resize(f, size, interpolation=cv2.INTER_AREA))
-    finally:
-        writer.release()
-    return path
-
-
 def recording_name(when: str | None = None) -> str:
     return f"webcam recording {when or time.strftime('%Y-%m-%d %H:%M:%S')}"
 
 
-def add_recording(workspace, frames: Sequence[np.ndarray], fps: float, name: str | None = None):
+def add_recording(workspace: Workspace, frames: Sequence[np.ndarray], fps: float,
+                  name: str | None = None) -> BuildReport:
     """Add recorded frames to the workspace's dataset; returns the `BuildReport`.
 
     Cropped with the workspace's own build settings (crop size, margin, shift…) so webcam
-    crops match the video crops; every recorded frame is sampled. The temporary video is
-    deleted whatever happens; a failed build leaves the workspace unchanged (see
-    `facelab.dataset.build`).
+    crops match the video crops; every recorded frame is sampled, `fps` apart. Frames of
+    another size than most are resized to theirs (WebRTC starts small). All or nothing, as a
+    video build: a failure leaves the workspace unchanged.
     """
-    from facelab.dataset import build, build_settings_of
+    from facelab.dataset import CropSource, add_frames, build_settings_of
 
     if not frames:
         raise RecordingError("nothing was recorded: turn on recording while the camera runs")
+    for f in frames:
+        if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8:
+            raise RecordingError(f"a recorded frame is not a BGR image: {f.dtype} {f.shape}")
     settings = replace(build_settings_of(workspace), fps=float(fps))
-    # ".tmp" in the name: `storage.remove_stale_temps` clears it if this process dies mid-way.
-    tmp = Path(workspace.path) / f".webcam-{uuid.uuid4().hex[:12]}.tmp.avi"
-    try:
-        write_avi(frames, tmp, fps)
-        return build(workspace, tmp, settings, name=name or recording_name())
-    finally:
-        tmp.unlink(missing_ok=True)
+    width, height = common_size(frames)
+    source = CropSource(name or recording_name(), video_fps=float(fps), frame_count=len(frames),
+                        width=width, height=height, duration_s=len(frames) / fps)
+    digest = hashlib.sha256()  # of the frames as cropped: adding the same recording twice is refused
+    return add_frames(workspace, _sampled(frames, (width, height), fps, settings.keep_short_side(), digest.update),
+                      settings, source, sha256=digest.hexdigest, total=len(frames),
+                      scale=settings.frame_scale(width, height))
+
+
+def _sampled(frames: Sequence[np.ndarray], size: tuple[int, int], fps: float, keep: int,
+             hash_update: Callable[[bytes], object]) -> Iterator[tuple[int, float, np.ndarray]]:
+    """(frame_index, t_seconds, frame) as `facelab.video.sample_frames` yields a video's:
+    at the common `size`, shrunk to the short side `keep`; each one's bytes go to `hash_update`."""
+    from facelab.video import downscale
+
+    for i, f in enumerate(frames):
+        if (f.shape[1], f.shape[0]) != size:
+            f = cv2.resize(f, size, interpolation=cv2.INTER_AREA)
+        f = downscale(f, keep)
+        hash_update(np.ascontiguousarray(f).tobytes())
+        yield i, i / fps, f

@@ -34,6 +34,7 @@ from facelab import metrics
 from facelab.db import now_iso
 from facelab.device import pick_device
 from facelab.errors import FacelabError
+from facelab.evaluate import heldout_figures
 from facelab.models import (
     MSE_SIGMA,
     ModelConfig,
@@ -312,18 +313,15 @@ class Trainer:
             x = to_float_images(data[i : i + VAL_BATCH])
             mu, logvar = self.model.encode(x)
             out = self.model.decode(mu)
-            y = self.model.image(out)
+            y = metrics.to_8bit(self.model.image(out)) / 255.0  # as shown: heldout_figures' PSNR
             recon_sum += self._recon(out, x).double()
             if not self.config.deterministic:
                 kl_dims += metrics.kl_per_dim_torch(mu, logvar).double().sum(0)
             mus.append(mu)
             psnr_sum += metrics.psnr_torch(y, x).double().sum()
             ssim_sum += metrics.ssim_torch(y, x).double().sum()
-        if self.config.deterministic:
-            # An AE has no posterior: half the variance of μ stands in for "KL" per dimension,
-            # which is what the KL would be if it had unit-variance posteriors.
-            mu_all = torch.cat(mus).double()
-            kl_dims = 0.5 * mu_all.var(0, unbiased=False) if n > 1 else torch.zeros_like(kl_dims)
+        if self.config.deterministic:  # no posterior: a stand-in, and no KL term in the loss
+            kl_dims = torch.from_numpy(metrics.kl_stand_in(torch.cat(mus).float().cpu().numpy()))
             kl_total = 0.0
         else:
             kl_dims = kl_dims / n
@@ -414,7 +412,7 @@ def _summary(config: ModelConfig, last: dict | None, split: Split, state: str, *
     keys = ("train_loss", "val_loss", "val_psnr", "val_ssim", "active_units")
     return {
         "state": state,
-        "steps": config.steps if config.kind != "pca" else 0,
+        "steps": 0 if config.spec.fitted else config.steps,
         "steps_done": last.get("step", 0),
         **{k: last.get(k) for k in keys},
         "n_train": int(len(split.train_ids)),
@@ -445,7 +443,7 @@ def train_run(
     split = split_ids(workspace)
     train_images = load_images(workspace, split.train_ids, config.image_size)
     val_images = load_images(workspace, split.val_ids, config.image_size)
-    if config.kind == "pca":
+    if config.spec.fitted:
         return _fit_pca(workspace, run_id, config, split, train_images, val_images, progress)
 
     device = pick_device()
@@ -521,15 +519,9 @@ def _epoch_rows(workspace: Workspace, run_id: str) -> list[dict]:
 
 def pca_metrics(pca: PCABaseline, val_images: np.ndarray) -> dict:
     """The same held-out figures as `Trainer.validate`, for a PCA baseline."""
-    z, _ = pca.encode(val_images)
-    rec = pca.decode(z)
-    kl_dims = (0.5 * z.var(0)).tolist() if len(z) > 1 else [0.0] * z.shape[1]
-    return {
-        "val_psnr": float(metrics.psnr(rec, val_images).mean()),
-        "val_ssim": float(metrics.ssim(rec, val_images).mean()),
-        "kl_per_dim": kl_dims,
-        "active_units": metrics.active_units(kl_dims),
-    }
+    figs = heldout_figures(pca, val_images)
+    return {"val_psnr": figs["psnr"], "val_ssim": figs["ssim"], "kl_per_dim": figs["kl_per_dim"],
+            "active_units": figs["active_units"]}
 
 
 def _fit_pca(workspace, run_id, config, split, train_images, val_images, progress) -> dict:

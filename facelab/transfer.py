@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from facelab.db import now_iso
-from facelab.models import CONFIG_FILE, MODEL_FILE, PCA_FILE, ModelError, load_codec, load_config
+from facelab.models import CONFIG_FILE, WEIGHTS_FILES, ModelError, load_codec, load_config
 from facelab.storage import write_json_atomic
 from facelab.workspace import NAME_RE, Workspace, WorkspaceError
 
@@ -35,7 +35,7 @@ def export_run(workspace: Workspace, run_id: str, dest: str | Path) -> Path:
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     src = workspace.run_dir(run_id)
-    for name in (CONFIG_FILE, MODEL_FILE, PCA_FILE):
+    for name in (CONFIG_FILE, *WEIGHTS_FILES):
         if (src / name).exists():
             shutil.copy2(src / name, dest / name)
     write_json_atomic(dest / RUN_FILE, {
@@ -69,7 +69,7 @@ def import_run(workspace: Workspace, src: str | Path, run_id: str | None = None)
     tmp = dest.with_name(f".import-{run_id}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name in (CONFIG_FILE, MODEL_FILE, PCA_FILE):
+    for name in (CONFIG_FILE, *WEIGHTS_FILES):
         if (src / name).exists():
             shutil.copy2(src / name, tmp / name)
     epochs = meta.get("epochs", [])

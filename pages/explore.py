@@ -166,7 +166,7 @@ if boxed:
 st.subheader("Clusters")
 names = cluster_titles
 model = codec(w, run_id)
-centres = model.decode(rc.clustering.centres)
+centres = model.decode(rc.clustering.cluster_centers_)
 medoid_ids = rc.medoid_face_ids()
 sizes = rc.clustering.sizes
 faces = w.faces()

@@ -67,7 +67,7 @@ with make_tab:
             members = np.isin(ids, labels.faces_with(w, target[6:]))
             name = f"{target[6:]} centre"
         else:
-            members = rc.clustering.labels == int(target[8:])
+            members = rc.clustering.labels_ == int(target[8:])
             name = names.get(int(target[8:]), f"cluster {target[8:]}") + " centre"
         try:
             dr.save_direction(w, run_id, dr.CentreTarget(label=name).fit(mu, members).to_direction(name))
@@ -146,7 +146,7 @@ with shift_tab:
             st.image(list(for_display(strip)), caption=[f"{s:+g}" for s in steps])
             d = moves[along]
             lab = d.spec.get("label")
-            version = hash(tuple(sorted(counts.items())))
+            version = labels.version(w)
             judge = judge_of(str(w.path), lab, version) if lab else None
             if judge is not None:
                 with st.container(key="fl_shift_judge"):

@@ -6,16 +6,13 @@ import streamlit as st
 from facelab import charts, evaluate, jobs, quality
 from facelab.latent import dataset_key
 from facelab.metrics import ACTIVE_KL_NATS
-from facelab.models import ARCHS, AUGMENTS, RECONS, ModelConfig, ModelError
+from facelab.models import ARCHS, AUGMENTS, RECONS, ModelConfig, ModelError, kind_of, kinds
 from facelab.ui import nav, state
 from facelab.ui.cache import evaluation_grids, model_stamp
 from facelab.ui.text import HELP, db, md, when
 
 ARCH_LABELS = {"pcares": "PCA start + learned residual", "paper": "β-VAE paper's network"}
 AUGMENT_LABELS = {"none": "none", "shift": "move ±2 px", "flip": "mirror", "flip_shift": "mirror and move"}
-KIND_LABELS = {
-    "betavae": "β-VAE", "vae": "VAE (β = 1)", "ae": "Autoencoder (deterministic)", "pca": "PCA baseline",
-}
 
 st.title("Train")
 w = state.require_workspace()
@@ -31,8 +28,8 @@ with st.expander("New run", expanded=not runs):
     with st.form("fl_new_run", border=False):
         d = ModelConfig()  # the one set of defaults, shared with `facelab train`
         c1, c2, c3, c4, c5 = st.columns(5)
-        kind = c1.selectbox("Model", list(KIND_LABELS), index=list(KIND_LABELS).index(d.kind),
-                            format_func=KIND_LABELS.get, key="fl_kind")
+        kind = c1.selectbox("Model", kinds(), index=kinds().index(d.kind),
+                            format_func=lambda k: kind_of(k).label, key="fl_kind")
         arch = c2.selectbox("Network", list(ARCHS), index=list(ARCHS).index(d.arch),
                             format_func=ARCH_LABELS.get, key="fl_arch")
         beta = c3.number_input("β (β-VAE only)", 0.0, 100.0, float(d.beta), 0.5, key="fl_beta",
@@ -134,7 +131,7 @@ st.subheader("All runs")
 reports = {r.run_id: quality.run_report(w, r) for r in runs}
 table = pd.DataFrame([
     {
-        "run": r.name, "model": KIND_LABELS.get(r.kind, r.kind), "β": r.config.effective_beta,
+        "run": r.name, "model": r.config.spec.label, "β": r.config.effective_beta,
         "latent": r.config.latent_dim, "progress": r.budget, "state": r.state,
         "held-out PSNR": db(r.metrics.get("val_psnr")), "mean crop PSNR": db(reports[r.run_id]["mean_crop_psnr"]),
         "PCA-32 PSNR": db(reports[r.run_id]["pca32_psnr"]), "active units": r.metrics.get("active_units"),

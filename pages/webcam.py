@@ -24,7 +24,7 @@ if len(ids) >= 3:
     method, k = state.last_clustering()
     k = min(int(k), len(ids) - 1)
     rc = cl.cluster_run(w, run_id, method, k)
-    centres = rc.clustering.centres
+    centres = rc.clustering.cluster_centers_
     centre_names = wc.cluster_labels(rc.clustering.k, cl.cluster_names(w, run_id, method, k))
 pipe.set_clusters(centres, centre_names)
 

@@ -15,9 +15,9 @@ import numpy as np
 
 from media import media_file
 from facelab import workspace as ws
+from facelab.dataset import append_crops
 from facelab.db import now_iso
 from facelab.latent import encode_run
-from facelab.storage import save_npy_atomic
 from facelab.workspace import Workspace
 
 SIZE = 16  # side of the generated crops of the map tests
@@ -81,37 +81,15 @@ def training_workspace(name: str, images: np.ndarray, val_block: int | None = 5,
     every val_block-th block of 10 crops is held out ('val'), like the dataset builder's time
     blocks."""
     w = ws.create(name)
-    save_npy_atomic(w.faces_path, images)
-    with w.connect(write=True) as c:
-        c.execute("INSERT INTO sources(id, name, settings, counts, created_at) "
-                  "VALUES(1, 'test', '{}', '{}', ?)", (now_iso(),))
-        rows = []
-        for i in range(len(images)):
-            split = "val" if val_block and (i // 10) % val_block == val_block - 1 else "train"
-            rows.append((i, i, i / 10, images.shape[1], split, int(i in deleted)))
-        c.executemany(
-            "INSERT INTO faces(id, source_id, frame_index, t_seconds, x, y, w, h, split, deleted) "
-            "VALUES(?, 1, ?, ?, 0, 0, ?, ?, ?, ?)",
-            [(i, f, t, s, s, sp, d) for i, f, t, s, sp, d in rows],
-        )
+    split = ["val" if val_block and (i // 10) % val_block == val_block - 1 else "train" for i in range(len(images))]
+    append_crops(w, images, np.arange(len(images)) / 10, source="test", split=split)
+    delete_faces(w, deleted)
     return w
 
 
 def add_faces(w: Workspace, crops: np.ndarray) -> np.ndarray:
-    """Append crops the way the dataset builder does: array first, then rows. Returns their ids."""
-    old = w.faces(mmap=False)
-    start = old.shape[0]
-    save_npy_atomic(w.faces_path, np.concatenate([old, crops]) if start else crops)
-    with w.connect(write=True) as c:
-        src = c.execute(
-            "INSERT INTO sources(name, settings, counts, created_at) VALUES('clip.mp4', '{}', '{}', ?)",
-            (now_iso(),),
-        ).lastrowid
-        c.executemany(
-            "INSERT INTO faces(id, source_id, frame_index, t_seconds, x, y, w, h) VALUES(?, ?, ?, ?, 0, 0, 10, 10)",
-            [(start + i, src, i, i / 8.0) for i in range(len(crops))],
-        )
-    return np.arange(start, start + len(crops))
+    """Append crops as one source, 8 per second, the way every crop is added. Returns their ids."""
+    return append_crops(w, crops, np.arange(len(crops)) / 8.0, source="clip.mp4").ids
 
 
 def add_run(w: Workspace, run_id: str = "r1") -> Path:

@@ -154,12 +154,8 @@ def test_export_of_a_live_workspace_cuts_crops_to_the_database(tmp_path: Path, h
     """Rows a dying writer left past the database's count are not exported (counts must match)."""
     w = ws.create("grow")
     faces = np.random.default_rng(0).integers(0, 255, (5, 64, 64, 3), dtype=np.uint8)
-    np.save(w.faces_path, faces)
-    now = db.now_iso()
-    with w.connect(write=True) as c:
-        c.execute("INSERT INTO sources(id, name, settings, counts, created_at) VALUES(1, 'x', '{}', '{}', ?)", (now,))
-        c.executemany("INSERT INTO faces(id, source_id, frame_index, t_seconds, x, y, w, h) "
-                      "VALUES(?, 1, ?, 0, 0, 0, 64, 64)", [(i, i) for i in range(3)])
+    dataset.append_crops(w, faces[:3], [0.0] * 3, source="x")
+    np.save(w.faces_path, faces)  # the dying writer's two rows
     archive.export_workspace(w, tmp_path / "grow.zip")
     w2 = archive.import_workspace(tmp_path / "grow.zip", name="grown")
     np.testing.assert_array_equal(w2.faces(), faces[:3])

@@ -50,25 +50,40 @@ def test_sweep_finds_four_and_skips_impossible_k() -> None:
 @pytest.mark.parametrize("method", cl.METHODS)
 def test_fit_recovers_groups_with_medoids_inside(method: str) -> None:
     x, y = blobs(3, n_per=50)
-    c = cl.fit(x, method, 3, seed=0)
-    assert c.labels.shape == (150,) and c.centres.shape == (3, 6) and list(c.sizes) == [50, 50, 50]
-    assert same_partition(c.labels, y)
+    c = cl.Clusterer(method, 3, seed=0).fit(x)
+    assert c.labels_.shape == (150,) and c.cluster_centers_.shape == (3, 6) and list(c.sizes) == [50, 50, 50]
+    assert same_partition(c.labels_, y)
     for k in range(3):
-        m = c.medoids[k]
-        assert c.labels[m] == k
-        assert np.linalg.norm(x[m] - c.centres[k]) < 2.5  # a typical member, near the centre
-    again = cl.fit(x, method, 3, seed=0)
-    np.testing.assert_array_equal(again.labels, c.labels)
+        m = c.medoids_[k]
+        assert c.labels_[m] == k
+        assert np.linalg.norm(x[m] - c.cluster_centers_[k]) < 2.5  # a typical member, near the centre
+    again = cl.Clusterer(method, 3, seed=0).fit(x)
+    np.testing.assert_array_equal(again.labels_, c.labels_)
+
+
+@pytest.mark.parametrize("method", cl.METHODS)
+def test_clusterer_places_new_faces_by_the_nearest_centre(method: str) -> None:
+    x, y = blobs(3, n_per=50)
+    c = cl.Clusterer(method, 3, seed=0).fit(x)
+    assert c.cluster_centers_.dtype == np.float32
+    for k in range(3):  # each centre is its members' mean: K-means' centres, the mixture's means
+        np.testing.assert_allclose(c.cluster_centers_[k], x[c.labels_ == k].mean(0), atol=1e-3)
+    np.testing.assert_array_equal(c.predict(x), c.labels_)  # a fitted frame: its own cluster
+    new = x[[0, 50, 100]] + 0.1
+    np.testing.assert_array_equal(c.predict(new), c.labels_[[0, 50, 100]])
+    assert c.predict(x[7]).shape == (1,)  # one latent, as the live face comes
+    with pytest.raises(cl.ClusterError, match="6-value latents, not 5"):
+        c.predict(x[:2, :5])
 
 
 def test_bad_k_or_method_is_a_clear_error() -> None:
     x, _ = blobs(2, n_per=3)
     with pytest.raises(cl.ClusterError, match="k=7 is more than the 6 frames"):
-        cl.fit(x, "kmeans", 7)
+        cl.Clusterer("kmeans", 7).fit(x)
     with pytest.raises(cl.ClusterError, match="unknown clustering method"):
-        cl.fit(x, "dbscan", 2)
+        cl.Clusterer("dbscan", 2).fit(x)
     with pytest.raises(cl.ClusterError, match="at least 1"):
-        cl.fit(x, "gmm", 0)
+        cl.Clusterer("gmm", 0).fit(x)
 
 
 def test_knee_of_a_curve() -> None:
@@ -79,13 +94,13 @@ def test_knee_of_a_curve() -> None:
 def test_run_clusters_cached_named_and_labelled(home: Path) -> None:
     w, group = mapped_workspace(20)
     rc = cl.cluster_run(w, "r1", "kmeans", 2)
-    assert same_partition(rc.clustering.labels, group) and list(rc.ids) == list(range(40))
-    assert (cl.cluster_run(w, "r1", "kmeans", 2).clustering.labels == rc.clustering.labels).all()
+    assert same_partition(rc.clustering.labels_, group) and list(rc.ids) == list(range(40))
+    assert (cl.cluster_run(w, "r1", "kmeans", 2).clustering.labels_ == rc.clustering.labels_).all()
     assert (w.run_dir("r1") / "clusters" / "kmeans-k2.npz").exists()
     medoid_ids = rc.medoid_face_ids()
-    assert all(rc.clustering.labels[list(rc.ids).index(m)] == c for c, m in enumerate(medoid_ids))
+    assert all(rc.clustering.labels_[list(rc.ids).index(m)] == c for c, m in enumerate(medoid_ids))
 
-    bright = int(rc.clustering.labels[-1])
+    bright = int(rc.clustering.labels_[-1])
     cl.set_cluster_name(w, "r1", "kmeans", 2, bright, "  Bright  light ")
     assert cl.cluster_names(w, "r1", "kmeans", 2) == {bright: "Bright light"}
     assert cl.cluster_names(w, "r1", "gmm", 2) == {}
@@ -100,6 +115,27 @@ def test_run_clusters_cached_named_and_labelled(home: Path) -> None:
 
     rec = cl.label_cluster(w, "r1", "kmeans", 2, 1 - bright, "neutral")
     assert set(rec.face_ids) == set(range(20))
+
+
+def test_a_clustering_saved_before_clusterer_still_loads(home: Path) -> None:
+    from facelab.latent import require_latents
+
+    w, _ = mapped_workspace(20)
+    key = require_latents(w, "r1").key
+    centres = np.zeros((2, 3), np.float32)
+    centres[1] = 1.0
+    saved = dict(ids=np.arange(40), labels=(np.arange(40) >= 20).astype(np.int64), centres=centres,
+                 medoids=np.array([3, 25]), seed=np.array(0), latents_key=np.array(key))
+    path = w.run_dir("r1") / "clusters" / "kmeans-k2.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **saved)  # the names a workspace holds on disk
+    rc = cl.load_clusters(w, "r1", "kmeans", 2)
+    assert rc is not None and isinstance(rc.clustering, cl.Clusterer) and rc.clustering.k == 2
+    np.testing.assert_array_equal(rc.clustering.labels_, saved["labels"])
+    np.testing.assert_array_equal(rc.clustering.cluster_centers_, centres)
+    assert list(rc.medoid_face_ids()) == [3, 25] and list(rc.clustering.sizes) == [20, 20]
+    assert list(rc.clustering.predict(np.array([[0.1, 0, 0], [0.9, 1, 1]]))) == [0, 1]
+    np.testing.assert_array_equal(cl.cluster_run(w, "r1", "kmeans", 2).clustering.cluster_centers_, centres)
 
 
 def test_cluster_names_need_a_real_run_and_cluster(home: Path) -> None:
@@ -204,7 +240,7 @@ def test_a_cluster_name_follows_its_frames_when_the_clusters_are_renumbered(home
 
     w, _ = mapped_workspace(20)
     rc = cl.cluster_run(w, "r1", "kmeans", 2)
-    bright = int(rc.clustering.labels[-1])
+    bright = int(rc.clustering.labels_[-1])
     cl.set_cluster_name(w, "r1", "kmeans", 2, bright, "Bright")
     # New latents numbered the same groups the other way round (as a re-encode may): the cache
     # now says cluster 0 is cluster 1 and back.

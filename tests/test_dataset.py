@@ -14,12 +14,18 @@ import pytest
 from media import media_file
 from facelab import workspace as wsmod
 from facelab.dataset import (
+    SHARP_DIR,
+    SHARP_SIZE,
     BuildCancelled,
     BuildError,
     BuildSettings,
+    CropSource,
+    DuplicateVideo,
+    append_crops,
     build,
     delete_faces,
     faces_table,
+    sharp_faces,
     skip_counts,
     split_for,
 )
@@ -359,3 +365,60 @@ def test_skip_counts_sum_over_sources(ws):
     counts = skip_counts(ws)
     assert counts["kept"] == a.kept + b.kept
     assert counts["no_face"] == a.no_face + b.no_face
+
+
+# --- crops cut elsewhere ----------------------------------------------------------------------
+def test_append_crops_writes_array_rows_and_sharp_crops_that_delete_erases(ws):
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    sharp = rng.integers(0, 256, (4, SHARP_SIZE, SHARP_SIZE, 3), dtype=np.uint8)
+    first = append_crops(ws, crops, [0.0, 0.5, 1.0, 1.5], source="webcam", sharp=sharp, frame_index=[0, 4, 8, 12],
+                         skipped=[(16, 2.0, "no_face")])
+    assert first.source_id == 1 and list(first.ids) == [0, 1, 2, 3]
+    stale = rng.integers(0, 256, (2, SHARP_SIZE, SHARP_SIZE, 3), dtype=np.uint8)
+    np.save(ws.path / SHARP_DIR / "4.npy", stale)  # left by a commit that failed after its rename
+    more = append_crops(ws, crops[:2], [18.5, 19.0], source=CropSource("clip.mp4", video_fps=8.0))
+    assert more.source_id == 2 and list(more.ids) == [4, 5]
+
+    np.testing.assert_array_equal(ws.faces(mmap=False), np.concatenate([crops, crops[:2]]))
+    table = faces_table(ws)
+    assert [(r["id"], r["source"], r["frame_index"], r["t_seconds"], r["box"], r["split"]) for r in table] == [
+        (0, "webcam", 0, 0.0, (0, 0, 64, 64), "train"), (1, "webcam", 4, 0.5, (0, 0, 64, 64), "train"),
+        (2, "webcam", 8, 1.0, (0, 0, 64, 64), "train"), (3, "webcam", 12, 1.5, (0, 0, 64, 64), "train"),
+        (4, "clip.mp4", 0, 18.5, (0, 0, 64, 64), "val"), (5, "clip.mp4", 1, 19.0, (0, 0, 64, 64), "val")]
+    assert all(r["sharpness"] > 0 for r in table)  # measured, as the builder does
+    assert ws.get_meta("crop_size") == 64 and skip_counts(ws)["no_face"] == 1
+    # the second source has no sharp crops: its crops upscaled, never the stale file's
+    assert sorted(p.name for p in (ws.path / SHARP_DIR).iterdir()) == ["0.npy"]
+    shown = sharp_faces(ws, range(6))
+    np.testing.assert_array_equal(shown[:4], sharp)
+    upscaled = cv2.resize(crops[0], (SHARP_SIZE, SHARP_SIZE), interpolation=cv2.INTER_CUBIC)
+    np.testing.assert_array_equal(shown[4], upscaled)
+
+    assert delete_faces(ws, [1]) == 1  # the crop and its sharp crop, zeroed where they lie
+    on_disk = np.load(ws.path / SHARP_DIR / "0.npy")
+    assert not ws.faces(mmap=False)[1].any() and not on_disk[1].any() and not sharp_faces(ws, [1]).any()
+    np.testing.assert_array_equal(on_disk[[0, 2, 3]], sharp[[0, 2, 3]])
+    assert not [p for p in ws.path.iterdir() if p.name.startswith(".")], "a temporary file was left"
+
+
+def test_append_crops_refuses_what_does_not_fit_and_changes_nothing(ws):
+    crops = np.full((2, 64, 64, 3), 99, np.uint8)
+    before = snapshot(ws)
+    with pytest.raises(ValueError, match="one value per crop"):
+        append_crops(ws, crops, [0.0], source="x")
+    with pytest.raises(ValueError, match="sharp crops"):
+        append_crops(ws, crops, [0.0, 1.0], source="x", sharp=crops)
+    with pytest.raises(ValueError, match="2 sharp crops for 1 crops"):
+        append_crops(ws, crops[:1], [0.0], source="x", sharp=np.zeros((2, SHARP_SIZE, SHARP_SIZE, 3), np.uint8))
+    with pytest.raises(ValueError, match="N >= 1"):
+        append_crops(ws, crops[:0], [], source="x")
+    assert snapshot(ws) == before
+    append_crops(ws, crops, [0.0, 1.0], source=CropSource("x", sha256="ab12"))
+    before = snapshot(ws)
+    with pytest.raises(BuildError, match="holds 64x64 crops"):
+        append_crops(ws, np.zeros((1, 32, 32, 3), np.uint8), [0.0], source="y")
+    with pytest.raises(DuplicateVideo, match="x is already in this workspace"):
+        append_crops(ws, crops, [0.0, 1.0], source=CropSource("x", sha256="ab12"))
+    assert snapshot(ws) == before
+    assert list(append_crops(ws, crops, [0.0, 1.0], source=CropSource("x", sha256="ab12"), again=True).ids) == [2, 3]

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from facelab import workspace as ws
+from facelab.probe import LinearProbe
 from facelab.directions import (
-    CentreTarget, ConditionalDirection, Direction, DirectionError, LabelDirection, LinearProbe,
-    binary_targets, delete_direction, load_direction, load_directions, orthogonalize, save_direction,
+    CentreTarget, ConditionalDirection, Direction, DirectionError, LabelDirection, binary_targets, delete_direction, load_direction, load_directions, orthogonalize, save_direction,
 )
 
 

@@ -241,3 +241,30 @@ def test_a_finished_job_leaves_the_train_pages_baselines_cached(home, monkeypatc
     jobs.run_job(w, run)
     monkeypatch.setattr(quality, "compute_baselines", lambda *a: pytest.fail("computed again on the page"))
     assert quality.run_report(w, jobs.status(w, run))["pca32_psnr"] is not None
+
+
+def test_one_heartbeat_for_every_worker_never_beats_after_stop() -> None:
+    """Training jobs and map workers share processes.Heartbeat: once stop() returns, no beat
+    runs, so a worker's final status is never overwritten by a late "running"."""
+    from facelab import processes
+
+    beats: list[float] = []
+    inside = threading.Event()
+
+    def beat() -> None:
+        inside.set()
+        time.sleep(0.05)  # a slow write (a busy database)
+        beats.append(time.monotonic())
+
+    hb = processes.Heartbeat(beat, every=0.01).start()
+    assert inside.wait(5)
+    hb.stop()  # waits for the beat in flight
+    stopped = time.monotonic()
+    time.sleep(0.1)
+    assert beats and max(beats) <= stopped
+    hb.beat()  # a direct beat after stop does nothing either
+    assert max(beats) <= stopped
+    # One rule for "dead": a live process with a stale heartbeat is dead, a fresh one is not.
+    assert not processes.dead(os.getpid(), time.time())
+    assert processes.dead(os.getpid(), time.time() - processes.STALE_S - 1)
+    assert processes.dead(None, time.time())

@@ -87,6 +87,35 @@ def test_deleted_faces_do_not_count(home: Path) -> None:
     assert lb.counts(w)["smile"] == 1
 
 
+def test_labels_version_changes_with_every_change_a_probe_would_see(home: Path) -> None:
+    """Caches of probes and judges key on it: a swap that keeps every count the same (the old
+    key, a hash of the counts, missed it) and a deleted face must each give a new version."""
+    from facelab.dataset import delete_faces
+
+    w = make()
+    seen = [lb.version(w)]
+
+    def changed() -> bool:
+        seen.append(lb.version(w))
+        return seen[-1] != seen[-2]
+
+    record = lb.set_labels(w, [0], "smile")
+    assert changed()
+    lb.undo(w, record)
+    lb.set_labels(w, [1], "smile")  # same counts as after the first set
+    assert changed() and lb.counts(w)["smile"] == 1
+    lb.set_labels(w, [1], "smile")  # already there: nothing changes
+    assert not changed()
+    lb.add_label_name(w, "wink")
+    lb.set_labels(w, [2], "wink")
+    assert changed()
+    lb.remove_label_name(w, "wink")
+    assert changed()
+    delete_faces(w, [1])
+    assert changed()
+    assert len(set(seen)) == len(seen) - 1  # never back to an earlier version
+
+
 def test_csv_round_trip(home: Path) -> None:
     w = make()
     lb.set_labels(w, [0, 4], "smile")

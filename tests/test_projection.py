@@ -12,7 +12,7 @@ from PIL import Image
 
 from builders import LinearCodec, delete_faces, mapped_workspace
 from facelab import projection as pj
-from facelab.latent import encode_run
+from facelab.latent import active_latents, encode_run, require_latents
 
 
 def two_blobs(n: int = 60, d: int = 8, gap: float = 8.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -48,6 +48,37 @@ def test_pca_is_deterministic_and_handles_tiny_inputs() -> None:
     assert pj.project(np.ones((1, 4)), "pca").shape == (1, 2)
     one_dim = pj.project(np.arange(5, dtype=np.float32)[:, None], "pca")
     assert one_dim.shape == (5, 2) and np.ptp(one_dim[:, 0]) > 0
+
+
+def test_projector_places_a_new_face_on_the_map_explore_shows(home: Path) -> None:
+    w, _ = mapped_workspace(15)
+    shown = pj.get_projection(w, "r1", pj.ProjectionSettings("pca"))  # Explore's PCA map
+    ids, mu = active_latents(w, require_latents(w, "r1"))
+    p = pj.Projector().fit(mu)  # what Shift and Webcam place faces with
+    assert list(ids) == list(shown.ids) and np.array_equal(p.embedding_, shown.xy), "the same map, bit for bit"
+    spread = float(np.ptp(shown.xy))
+    np.testing.assert_allclose(p.transform(mu), shown.xy, atol=1e-5 * spread)  # a frame: its own place
+    between = mu[3] + 0.25 * (mu[25] - mu[3])  # a face a quarter of the way from frame 3 to frame 25
+    want = shown.xy[3] + 0.25 * (shown.xy[25] - shown.xy[3])
+    np.testing.assert_allclose(p.transform(between)[0], want, atol=1e-5 * spread)
+    assert p.transform(between).shape == (1, 2) and p.transform(between).dtype == np.float32
+
+
+def test_projector_places_faces_on_tiny_and_non_linear_maps() -> None:
+    line = np.arange(5, dtype=np.float32)[:, None]  # nothing to rotate
+    p = pj.Projector().fit(line)
+    np.testing.assert_array_equal(p.transform(line), p.embedding_)
+    assert p.transform([[7.0]]).tolist() == [[5.0, 0.0]]  # 7 is 5 past the frames' mean, 2
+    x, y = two_blobs()
+    tsne = pj.Projector(pj.ProjectionSettings("tsne", perplexity=10)).fit(x)
+    assert np.array_equal(tsne.embedding_, pj.project(x, "tsne", perplexity=10))
+    np.testing.assert_allclose(tsne.transform(x), tsne.embedding_, atol=1e-3 * np.ptp(tsne.embedding_))
+    new, new_y = two_blobs(20, seed=1)  # other faces of the two groups: placed among their own
+    assert separated(np.vstack([tsne.embedding_, tsne.transform(new)]), np.r_[y, new_y])
+    with pytest.raises(pj.ProjectionError, match="8-value latents, not 3"):
+        tsne.transform(x[:, :3])
+    with pytest.raises(pj.ProjectionError, match="no frames"):
+        pj.Projector().fit(np.zeros((0, 4))).transform(np.zeros(4))
 
 
 def test_bad_requests_are_clear_errors() -> None:

@@ -74,7 +74,7 @@ def test_train_elsewhere_and_bring_the_run_back_with_the_cli(tmp_path: Path, mon
 
     here, there = tmp_path / "here", tmp_path / "there"
     monkeypatch.setenv("FACELAB_HOME", str(here))
-    w = training_workspace("me", blob_images(40, seed=1))
+    w = training_workspace("me", blob_images(40, size=64, seed=1))  # the size `train` defaults to: run-import checks it
     zip_path = tmp_path / "me.zip"
     assert cli(["export", "-w", "me", "--out", str(zip_path)]) == 0
     assert cli(["--home", str(there), "import", str(zip_path)]) == 0

@@ -7,6 +7,7 @@ Chromium by test_browser_webcam.py.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import threading
 
@@ -24,16 +25,15 @@ from builders import ThirdsCodec
 from facelab import dataset, sample
 from facelab import workspace as ws
 from facelab.directions import Direction
-from facelab.latent_map import plane
 from facelab.live import BOX_COLOUR, FAMILIAR_WINDOW, UNFAMILIAR_DB, LivePipeline, LiveSettings
 from facelab.photo import PhotoError
+from facelab.projection import Projector
 from facelab.recording import (
     FrameRecorder,
     RecordingError,
     RecordSettings,
     add_recording,
     common_size,
-    write_avi,
 )
 from facelab.ui import state
 from facelab.ui import webcam as wc
@@ -132,51 +132,53 @@ def test_bad_record_settings_are_refused(fps: float, seconds: float) -> None:
         RecordSettings(fps=fps, max_seconds=seconds)
 
 
-# --- writing and adding a recording ---------------------------------------------------------
-def test_write_avi_uses_the_common_size(tmp_path) -> None:
-    frames = [np.full((240, 320, 3), 40 * i, np.uint8) for i in range(5)] + [np.zeros((120, 160, 3), np.uint8)]
+# --- adding a recording ----------------------------------------------------------------------
+def test_common_size_is_the_size_most_frames_have() -> None:
+    frames = [np.zeros((240, 320, 3), np.uint8)] * 5 + [np.zeros((120, 160, 3), np.uint8)]
     assert common_size(frames) == (320, 240)
-    path = write_avi(frames, tmp_path / "rec.avi", 8.0)
-    cap = cv2.VideoCapture(str(path))
-    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(8.0)
-    read = []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            break
-        read.append(f)
-    cap.release()
-    assert len(read) == 6 and all(f.shape == (240, 320, 3) for f in read)
-    assert abs(int(read[3].mean()) - 120) < 6  # MJPG: the grey level survives
-
-
-def test_write_avi_refuses_nothing_or_another_format(tmp_path) -> None:
     with pytest.raises(RecordingError, match="nothing was recorded"):
-        write_avi([], tmp_path / "rec.avi", 8.0)
-    with pytest.raises(RecordingError, match=".avi"):
-        write_avi([np.zeros((8, 8, 3), np.uint8)], tmp_path / "rec.mp4", 8.0)
-    with pytest.raises(RecordingError, match="not a BGR image"):
-        write_avi([np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.float32)], tmp_path / "x.avi", 8.0)
+        common_size([])
 
 
-def test_add_recording_builds_crops_and_removes_the_temp_video(home, faces) -> None:
+def test_add_recording_builds_crops_from_the_frames_in_memory(home, faces, monkeypatch) -> None:
+    """No video file is written and read back: the frames go straight to the builder's face
+    finding, so they lose nothing to a codec; rows, source and sharp crops are a build's, and
+    adding the same recording again is refused, as a video's."""
+    def no_video(*args, **kwargs):
+        raise AssertionError("the recording must not be written to a video file")
+
+    monkeypatch.setattr(cv2, "VideoWriter", no_video)
     w = ws.create("me")
-    report = add_recording(w, faces, 8.0, name="webcam recording test")
+    frames = faces[:-1] + [cv2.resize(faces[-1], (320, 180))]  # WebRTC starts small: resized to the rest
+    report = add_recording(w, frames, 8.0, name="webcam recording test")
     assert report.kept >= 10 and report.sampled == len(faces)
+    assert report.kept + report.blurred + report.duplicate + report.no_face + report.ambiguous == len(faces)
     table = dataset.faces_table(w)
     assert len(table) == report.kept and {f["source"] for f in table} == {"webcam recording test"}
+    assert [f["t_seconds"] for f in table] == [f["frame_index"] / 8.0 for f in table]
+    h, wd = faces[0].shape[:2]
+    assert all(0 <= f["box"][0] < wd and 0 < f["box"][3] <= h for f in table)  # in the frames' own pixels
     assert w.faces().shape == (report.kept, 64, 64, 3)
-    assert not list(w.path.glob(".webcam-*")), "the temporary video must be deleted"
+    assert [p.name for p in (w.path / dataset.SHARP_DIR).iterdir()] == ["0.npy"]
+    with w.connect() as c:
+        source = dict(c.execute("SELECT * FROM sources").fetchone())
+    assert (source["video_fps"], source["frame_count"], source["width"], source["height"]) == (8.0, len(faces), wd, h)
+    assert source["sha256"] and json.loads(source["counts"]) == report.counts()
+    assert not [p for p in w.path.iterdir() if p.name.startswith(".")], "no temporary file is left"
+    with pytest.raises(dataset.DuplicateVideo, match="already in this workspace"):
+        add_recording(w, frames, 8.0)
 
 
 def test_add_recording_without_a_face_adds_nothing(home) -> None:
     w = ws.create("me")
     report = add_recording(w, read_frames("no_face.mp4", 8, step=8), 8.0)
-    assert report.kept == 0 and dataset.faces_table(w) == []
+    assert report.kept == 0 and report.no_face == report.sampled == 8 and dataset.faces_table(w) == []
     assert "nothing was added" in report.message()
     with pytest.raises(RecordingError, match="nothing was recorded"):
         add_recording(w, [], 8.0)
-    assert not list(w.path.glob(".webcam-*"))
+    with pytest.raises(RecordingError, match="not a BGR image"):
+        add_recording(w, [np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.float32)], 8.0)
+    assert w.face_count() == 0 and not [p for p in w.path.iterdir() if p.name.startswith(".")]
 
 
 # --- the frame callback ---------------------------------------------------------------------
@@ -271,7 +273,7 @@ def test_a_face_the_model_never_saw_brings_the_note(home, faces) -> None:
 # --- the live point -------------------------------------------------------------------------
 def test_live_point_is_placed_like_the_map_points() -> None:
     mu = np.random.default_rng(1).normal(size=(50, 9)).astype(np.float32)
-    p = plane(mu)
+    p = Projector().fit(mu)
     xy = p.transform(mu)
     marked = wc.live_marked(p, mu[7])
     assert list(marked.columns) == ["x", "y", "note"] and marked["note"][0] == wc.LIVE_NOTE

@@ -361,9 +361,8 @@ def _photo_crop(run: _Run, image: Path, face: int | None) -> np.ndarray:
 
 
 def _shift_eval(args: argparse.Namespace) -> int:
-    from facelab.directions import (
-        LabelDirection, LinearProbe, check_examples, labelled_latents, load_direction,
-    )
+    from facelab.directions import LabelDirection, check_examples, labelled_latents, load_direction
+    from facelab.probe import LinearProbe
     from facelab.labels import validate_label_name
 
     label = validate_label_name(args.label)

@@ -127,7 +127,7 @@ def _map(args: argparse.Namespace) -> int:
         proj = pj.compute_projection(w, args.run, settings)
     if args.k:
         rc = cl.cluster_run(w, args.run, args.cluster_method, args.k, args.seed)
-        by_id = dict(zip(rc.ids.tolist(), rc.clustering.labels.tolist()))
+        by_id = dict(zip(rc.ids.tolist(), rc.clustering.labels_.tolist()))
         values, categorical = np.array([by_id[int(i)] for i in proj.ids]), True
         title = f"{args.run} · {settings.method} · {args.cluster_method} k={args.k}"
     else:

@@ -27,11 +27,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_workspace_arg(p)
     p.add_argument("--run", help="id of an existing run to train or resume (default: a new run)")
     p.add_argument("--name", help="display name of a new run")
-    from facelab.model_config import ARCHS, AUGMENTS, KINDS, LR_SCHEDULES, RECONS, ModelConfig  # no torch
+    from facelab.model_config import ARCHS, AUGMENTS, LR_SCHEDULES, RECONS, ModelConfig, kinds  # no torch
 
     d = ModelConfig()  # the one set of defaults, shared with the Train page
     g = p.add_argument_group("model options (for a new run; defaults in brackets)")
-    g.add_argument("--kind", choices=KINDS, help=f"[{d.kind}]")
+    g.add_argument("--kind", choices=kinds(), help=f"[{d.kind}]")
     g.add_argument("--arch", choices=ARCHS, help=f"network: pcares = mean + PCA basis + learned "
                    f"residual, paper = the β-VAE paper's [{d.arch}]")
     g.add_argument("--beta", type=float, help=f"β; above 1 trades detail for disentangling [{d.beta:g}]")

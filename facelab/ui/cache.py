@@ -10,13 +10,18 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from facelab.model_config import weights_path
 from facelab.models import Codec, load_codec
 from facelab.workspace import Workspace
 
 
 def _stamp(run_dir: Path) -> float:
-    files = [run_dir / "model.pt", run_dir / "pca.npz"]
-    return max((f.stat().st_mtime for f in files if f.exists()), default=0.0)
+    """The weights file's mtime (0 before training): a retrained run gets a new key."""
+    path = weights_path(run_dir)
+    try:
+        return path.stat().st_mtime if path is not None else 0.0
+    except FileNotFoundError:
+        return 0.0
 
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
@@ -47,14 +52,5 @@ def evaluation_grids(ws_path: str, run_id: str, stamp: float, seed: int,
     c = _codec(str(w.run_dir(run_id)), stamp)
     val = load_images(w, split_ids(w).val_ids, c.config.image_size)
     figs = evaluate.heldout_figures(c, val)
-    mu = figs["mu"]
-    scale = None if c.config.kind in ("betavae", "vae") else mu.std(0)
-    trav, dims = evaluate.traversals(c, mu[0], figs["kl_per_dim"], scale=scale)
-    return {
-        "reconstructions": evaluate.reconstructions(c, val, n=16),
-        "samples": evaluate.prior_samples(c, 32, seed, mu),
-        "triangle": evaluate.three_point(c, seed=seed, reference_mu=mu),
-        "traversals": trav,
-        "traversal_dims": np.array(dims),
-        "psnr": np.array(figs["psnr"]),
-    }
+    images, dims = evaluate.evaluation_grids(c, val, figs, seed)
+    return {**images, "traversal_dims": np.array(dims), "psnr": np.array(figs["psnr"])}

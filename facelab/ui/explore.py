@@ -91,7 +91,7 @@ def table_for(w: Workspace, run_id: str, proj, rc: cl.RunClusters | None, method
     the cluster names when the caller has read them already (each read loads the clusters)."""
     if names is None:
         names = cl.cluster_names(w, run_id, method, k) if rc is not None else {}
-    assign = dict(zip(rc.ids.tolist(), rc.clustering.labels.tolist())) if rc is not None else None
+    assign = dict(zip(rc.ids.tolist(), rc.clustering.labels_.tolist())) if rc is not None else None
     ids = tuple(int(i) for i in proj.ids)
     thumbs = thumbnails(str(w.path), proj.latents_key, ids) if len(ids) <= MAX_HOVER_THUMBNAILS else None
     return map_table(
@@ -155,11 +155,11 @@ def with_centres(rings: pd.DataFrame, axes: gm.Axes, rc: cl.RunClusters, table: 
                  names: dict[int, str]) -> pd.DataFrame:
     """`rings` (x, y, note) and each cluster's centre placed on the axes as a diamond, for
     `map_chart(marked=...)`; on a time axis a centre sits at its frames' mean time."""
-    members = pd.Series(rc.clustering.labels, index=rc.ids)
+    members = pd.Series(rc.clustering.labels_, index=rc.ids)
     times = table.set_index("frame_id")["time"]
     k = rc.clustering.k
     mean_t = np.array([times.reindex(members.index[members == c]).mean() for c in range(k)])
-    xy = axes.transform(rc.clustering.centres, np.nan_to_num(mean_t))
+    xy = axes.transform(rc.clustering.cluster_centers_, np.nan_to_num(mean_t))
     keep = np.flatnonzero(rc.clustering.sizes > 0)
     centres = pd.DataFrame({"x": xy[keep, 0], "y": xy[keep, 1], "shape": "diamond",
                             "note": [f"centre of {cluster_title(int(c), names)}" for c in keep]})
@@ -195,9 +195,8 @@ def timeline(w: Workspace, run_id: str, latents_key: str, n_frames: int) -> None
                          index=usable.index("smile") if "smile" in usable else 0,
                          help="A probe learnt from your labelled frames scores every frame; drag across the "
                               "timeline to ring that stretch of the video on the map.")
-    version = hash(tuple(sorted(counts.items())))
     try:
-        df = label_over_time(str(w.path), run_id, latents_key, label, version).round({"p": 3})
+        df = label_over_time(str(w.path), run_id, latents_key, label, labels.version(w)).round({"p": 3})
     except ProbeError as e:
         st.caption(md(e))
         return

@@ -1,4 +1,4 @@
-"""Pieces of the Shift page: the run's PCA plane, probes and bounds (cached), and what the
+"""Pieces of the Shift page: the run's PCA map, probes and bounds (cached), and what the
 sliders make of a face."""
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ import numpy as np
 import streamlit as st
 
 from facelab import dataset, edit
-from facelab.directions import MIN_EXAMPLES, Direction, LinearProbe, labelled_latents
+from facelab.directions import MIN_EXAMPLES, Direction, labelled_latents
+from facelab.probe import LinearProbe
 from facelab.edit import LatentBounds
-from facelab.latent_map import plain_map_table, plane
+from facelab.latent_map import plain_map_table
+from facelab.projection import Projector
 from facelab.workspace import Workspace
 
 
@@ -19,14 +21,15 @@ from facelab.workspace import Workspace
 # model file, the crops and the deleted ids: `facelab.latent`); so they do not hash the arrays
 # again (6-15 ms each at 15,000 x 32, on every slider move).
 @st.cache_resource(max_entries=4)
-def run_plane(latents_key: str, _mu: np.ndarray):
-    return plane(_mu)
+def run_plane(latents_key: str, _mu: np.ndarray) -> Projector:
+    """The run's PCA map, the one Explore shows: its `transform` places a shifted or live face."""
+    return Projector().fit(_mu)
 
 
 @st.cache_data(max_entries=4)
 def light_map(ws_path: str, latents_key: str, _ids: np.ndarray, _mu: np.ndarray, axes_key: str = "",
               _placer=None):
-    """The frames' points for a chart redrawn often: on the run's PCA plane, or placed by
+    """The frames' points for a chart redrawn often: on the run's PCA map, or placed by
     `_placer` (fitted `generative_map.Axes`, named by `axes_key`)."""
     xy = (_placer or run_plane(latents_key, _mu)).transform(_mu)
     return plain_map_table(xy, _ids, dataset.face_times(Workspace(Path(ws_path)), _ids))

@@ -22,16 +22,17 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from facelab.errors import FacelabError
 from facelab.directions import Direction, moves_of
 from facelab.generative_map import Axes
 from facelab.latent import LatentsMissing, encode_run
 from facelab.live import LiveError, LivePipeline, LiveResult
 from facelab.photo import PhotoError
-from facelab.recording import FrameRecorder, RecordingError, add_recording
+from facelab.recording import FrameRecorder, add_recording
 from facelab.ui import state
+from facelab.ui.cache import model_stamp
 from facelab.ui.text import count, md
-from facelab.video import VideoError
-from facelab.workspace import Workspace, WorkspaceError
+from facelab.workspace import Workspace
 
 PIPE = "fl_webcam_pipe"  # (identity, LivePipeline) of this browser session
 RECORDER = "fl_webcam_recorder"  # this session's FrameRecorder
@@ -89,8 +90,7 @@ def live_pipeline(w: Workspace, run_id: str, latents_key: str) -> LivePipeline:
     One per session (its tracker and frame rate belong to one camera); a new one when the run,
     its model file or its latents change (another run picked, retrained, crops added).
     """
-    model = w.run_dir(run_id) / "model.pt"
-    identity = (str(w.path), run_id, model.stat().st_mtime if model.exists() else 0.0, latents_key)
+    identity = (str(w.path), run_id, model_stamp(w, run_id), latents_key)
     held = st.session_state.get(PIPE)
     if held is None or held[0] != identity:
         with st.spinner("Loading the model for the live view…"):
@@ -204,7 +204,8 @@ def thin(table: pd.DataFrame, max_points: int = MAX_MAP_POINTS) -> pd.DataFrame:
 
 def live_marked(plane, latent: np.ndarray | None, note: str = LIVE_NOTE) -> pd.DataFrame | None:
     """The live face's ring for `latent_map.map_chart(marked=...)`: `latent` placed by what
-    placed the map's points (`plane`: the run's 2D PCA, or fitted `generative_map.Axes`)."""
+    placed the map's points (`plane`: the run's fitted PCA `projection.Projector`, or fitted
+    `generative_map.Axes`)."""
     if latent is None:
         return None
     xy = plane.transform(np.asarray(latent, np.float32).reshape(1, -1))[0]
@@ -279,7 +280,7 @@ def recording_panel(w: Workspace, run_id: str, rec: FrameRecorder, playing: bool
             try:
                 with st.spinner("Finding faces in the recording…"):
                     report = add_recording(w, rec.frames(), s.fps)
-            except (RecordingError, VideoError, WorkspaceError) as e:
+            except FacelabError as e:  # nothing is added: a bad frame, a full disk, a locked workspace
                 st.error(md(e))  # the frames stay: the user can try again or discard them
                 return
             rec.clear()
