@@ -1,4 +1,4 @@
-"""How much memory does `facelab.dataset.build` take for 720p, 4K and 8K videos?
+"""How much memory does `facelab.data.dataset.build` take for 720p, 4K and 8K videos?
 
 For each resolution it writes a short MJPG clip (frames of sample/WolfgangLanger_Pexels.mp4,
 upscaled), then builds it in a fresh child process (every frame sampled, so the pipeline is
@@ -29,7 +29,8 @@ CHILD = """
 import os, resource, sys, tempfile
 os.environ["FACELAB_HOME"] = tempfile.mkdtemp()
 sys.path.insert(0, {repo!r})
-from facelab import dataset, workspace
+from facelab.data import dataset
+from facelab.store import workspace
 if {video!r}:
     w = workspace.create("bench")
     r = dataset.build(w, __import__("pathlib").Path({video!r}), dataset.BuildSettings(fps=30))

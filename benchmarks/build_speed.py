@@ -1,16 +1,16 @@
-"""How fast is `facelab.dataset.build` on a long 720p video, against decoding alone?
+"""How fast is `facelab.data.dataset.build` on a long 720p video, against decoding alone?
 
 Makes (once, then reuses) a 720p 30 fps H.264 video from real frames: the Pexels clip in
 ../shared/data, upscaled to 1280x720 and looped to the wanted length, written with PyAV
 (OpenCV cannot write H.264; x264's "veryfast" preset, B-frames as most encoders make them).
 Then, in the same run, it times
 
-  decode every frame    `facelab.video.sample_frames(planned=False)`: OpenCV decodes every
+  decode every frame    `facelab.data.video.sample_frames(planned=False)`: OpenCV decodes every
                         frame (grab) and converts the sampled ones (retrieve): the build's
                         floor until it stopped decoding every frame;
   decode sampled        `sample_frames` as the build calls it: the sampled frames and only
                         the frames they depend on are decoded;
-  full build            `facelab.dataset.build` into a fresh temporary workspace;
+  full build            `facelab.data.dataset.build` into a fresh temporary workspace;
 
 and prints them, the build's ratio to each (target: build / decode-every-frame < 1.0),
 faces/s, and the time a 30-minute 720p video would take at the measured rate (target <= 60 s).
@@ -80,8 +80,8 @@ def make_video(minutes: float, cache: Path = CACHE) -> Path:
 
 def decode_only(video: Path, fps: float, planned: bool) -> tuple[float, float, int]:
     """Wall and CPU seconds (all threads) to sample the video, and the frames sampled."""
-    from facelab.dataset import BuildSettings
-    from facelab.video import sample_frames
+    from facelab.data.dataset import BuildSettings
+    from facelab.data.video import sample_frames
 
     keep = BuildSettings(fps=fps).keep_short_side()  # frames shrunk as the build shrinks them
     t0, c0 = time.perf_counter(), time.process_time()
@@ -90,8 +90,8 @@ def decode_only(video: Path, fps: float, planned: bool) -> tuple[float, float, i
 
 
 def full_build(video: Path, fps: float) -> tuple[float, float, "BuildReport"]:  # noqa: F821
-    from facelab import workspace
-    from facelab.dataset import BuildSettings, build
+    from facelab.data.dataset import BuildSettings, build
+    from facelab.store import workspace
 
     with tempfile.TemporaryDirectory() as home:
         ws = workspace.create("bench", home)
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import cv2
 
-    from facelab.video import probe
+    from facelab.data.video import probe
 
     video = make_video(minutes)
     info = probe(video)

@@ -3,7 +3,7 @@
 For every clip in ../shared/data (or FACELAB_SHARED_DATA), builds the dataset twice into
 temporary workspaces, with `BuildSettings(smooth=0)` (raw Haar boxes) and with the default
 smoothing, and prints |Δsize| / size between consecutive kept crops of the clip: its median
-(`facelab.faces.size_jitter`), mean and 90th percentile, plus the crops kept. A still head
+(`facelab.data.faces.size_jitter`), mean and 90th percentile, plus the crops kept. A still head
 should give a still crop.
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/crop_jitter.py [--fps 8]
@@ -32,8 +32,9 @@ def jitter_of(video: Path, root: Path, smooth: int, fps: float) -> tuple[str, in
     """('median mean p90' of the size jitter, crops kept) of one build of `video`."""
     import numpy as np
 
-    from facelab import dataset, workspace
-    from facelab.faces import Box, size_jitter
+    from facelab.data import dataset
+    from facelab.data.faces import Box, size_jitter
+    from facelab.store import workspace
 
     ws = workspace.create(f"s{smooth}-{video.stem}", root)
     dataset.build(ws, video, dataset.BuildSettings(fps=fps, smooth=smooth))
@@ -52,7 +53,7 @@ def main() -> int:
     if not clips:
         print(f"skipped: no clips found in {DATA} (set FACELAB_SHARED_DATA to the shared data folder)")
         return 0
-    from facelab.dataset import BuildSettings
+    from facelab.data.dataset import BuildSettings
 
     smooth = BuildSettings().smooth
     print(f"|Δsize|/size between consecutive kept crops, {args.fps:g} fps sampled\n")

@@ -4,13 +4,13 @@ In one run, on N crops (default 15,000; 64×64 frames cut from the Pexels clip i
 ../shared/data, jittered, so thumbnails compress like real faces):
 
   baseline        fp32 torch.mm 2048² (GFLOP/s): how busy the machine is right now
-  encode          `facelab.latent.encode_run` with the shipped sample model (models/sample; random
+  encode          `facelab.space.latent.encode_run` with the shipped sample model (models/sample; random
                   weights when it is missing) into a fresh workspace (includes writing the
                   cache); target ≤ 10 s
-  pca / tsne / umap   `facelab.projection.project` on the μ; t-SNE is openTSNE (FFT), and is
+  pca / tsne / umap   `facelab.space.projection.project` on the μ; t-SNE is openTSNE (FFT), and is
                   compared with scikit-learn's TSNE (the fallback when openTSNE is missing) on
                   the same points (or the first --sklearn-n of them: sklearn takes minutes)
-  kmeans / gmm    `facelab.clusters.fit` (k = 6), and a k = 2..12 `sweep`
+  kmeans / gmm    `facelab.space.clusters.fit` (k = 6), and a k = 2..12 `sweep`
   pca + kmeans    the page's first map; target ≤ 2 s
   decode anywhere per map (issue 15): fit the map's inverse, decode one place (target ≤ 0.3 s),
                   the 10×10 face field (target ≤ 1 s), Explore's 16×16 hover cells with their
@@ -101,9 +101,9 @@ def real_crops(n: int, size: int = 64) -> np.ndarray:
 
 def fake_workspace(crops: np.ndarray):
     """A temporary workspace holding `crops` and run 'bench' with random BetaVAE weights."""
-    from facelab import models
-    from facelab import workspace as ws_mod
-    from facelab.dataset import append_crops
+    from facelab.data.dataset import append_crops
+    from facelab.model import models
+    from facelab.store import workspace as ws_mod
 
     home = Path(tempfile.mkdtemp(prefix="facelab-bench-"))
     w = ws_mod.create("bench", home)
@@ -123,9 +123,9 @@ def decode_anywhere(w, mu: np.ndarray, maps: dict[str, np.ndarray], r: dict) -> 
     """Issue 15's figures: a place back to a face, the 10 x 10 face field (target <= 1 s), the
     Explore page's hover cells (16 x 16, decoded and made thumbnails), and where a decoded place
     lands when placed back on the map (PCA: exactly; t-SNE / UMAP: mean error, % of the map's span)."""
-    from facelab import generative_map as gm
-    from facelab.models import load_codec
-    from facelab.thumbs import data_uris
+    from facelab.data.thumbs import data_uris
+    from facelab.model.models import load_codec
+    from facelab.space import generative_map as gm
 
     codec = load_codec(w.run_dir("bench"))
     codec.decode(mu[:1])  # the first decode loads the weights: not a hover's cost
@@ -149,7 +149,7 @@ def decode_anywhere(w, mu: np.ndarray, maps: dict[str, np.ndarray], r: dict) -> 
 
 def sklearn_tsne(mu: np.ndarray) -> np.ndarray:
     """`project(mu, "tsne")` as it runs without openTSNE: scikit-learn's TSNE (the fallback)."""
-    from facelab import projection as pj
+    from facelab.space import projection as pj
 
     saved = sys.modules.get("openTSNE")
     sys.modules["openTSNE"] = None  # makes `import openTSNE` raise ImportError
@@ -164,7 +164,7 @@ def sklearn_tsne(mu: np.ndarray) -> np.ndarray:
 
 def tsne_vs_sklearn(mu: np.ndarray, sklearn_n: int | None, r: dict) -> np.ndarray:
     """t-SNE of `mu` with openTSNE, and scikit-learn's on (a part of) the same points; the map."""
-    from facelab import projection as pj
+    from facelab.space import projection as pj
 
     n = len(mu)
     if not np.ptp(mu, axis=0).any():  # a random-weight model can map every crop to the same μ
@@ -199,9 +199,9 @@ def main() -> int:
     import sklearn.decomposition  # noqa: F401
     import sklearn.mixture  # noqa: F401
 
-    from facelab import clusters as cl
-    from facelab import projection as pj
-    from facelab.latent import encode_run
+    from facelab.space import clusters as cl
+    from facelab.space import projection as pj
+    from facelab.space.latent import encode_run
 
     import_s = time.perf_counter() - t
 
@@ -213,14 +213,14 @@ def main() -> int:
     r: dict[str, float] = {}
     crops = real_crops(args.n)
     try:
-        import facelab.models  # noqa: F401
+        import facelab.model.models  # noqa: F401
 
         w, home = fake_workspace(crops)
         lat = timed("encode (encode_run)", lambda: encode_run(w, "bench"), r, 10.0)
         print(f"{'':<22} {args.n / r['encode (encode_run)']:8.0f} crops/s")
         mu = lat.mu
     except ModuleNotFoundError:
-        print("facelab.models is missing: encode not timed; using random latents")
+        print("facelab.model.models is missing: encode not timed; using random latents")
         w, home = None, None
         mu = np.random.default_rng(0).normal(size=(args.n, 32)).astype(np.float32)
     try:
@@ -231,8 +231,8 @@ def main() -> int:
 
 
 def measure(args: argparse.Namespace, crops: np.ndarray, mu: np.ndarray, w, r: dict) -> int:
-    from facelab import clusters as cl
-    from facelab import projection as pj
+    from facelab.space import clusters as cl
+    from facelab.space import projection as pj
 
     if args.tsne_only:
         tsne_vs_sklearn(mu, args.sklearn_n, r)

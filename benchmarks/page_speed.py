@@ -60,7 +60,7 @@ def page_loads(page, url: str, repeats: int) -> dict[str, tuple[float, float]]:
 
 def label_clicks(page, url: str, w, repeats: int) -> list[float]:
     """Seconds from a click on a Label grid cell to its label in the database."""
-    from facelab import labels
+    from facelab.data import labels
 
     page.goto(f"{url}/label")
     cells = page.locator(".fl-label-grid .cell")
@@ -118,8 +118,8 @@ def decode_anywhere(page, url: str, repeats: int, hover: bool = True) -> dict[st
 
 def start_training(w) -> str:
     """A background training run with the defaults, as the Train page starts one."""
-    from facelab import jobs
-    from facelab.models import ModelConfig
+    from facelab.model import jobs
+    from facelab.model.models import ModelConfig
 
     run_id = jobs.create_run(w, ModelConfig(), name="page_speed: busy")
     jobs.start(w, run_id)
@@ -128,11 +128,12 @@ def start_training(w) -> str:
 
 def large_explore(n: int, repeats: int) -> dict:
     """Explore timings on a workspace of n crops, in its own home and server."""
+    from explore_speed import fake_workspace, real_crops
     from playwright.sync_api import sync_playwright
 
-    from explore_speed import fake_workspace, real_crops
-    from facelab import latent, transfer
+    from facelab.model import transfer
     from facelab.sample import MODEL_DIR, RUN_ID
+    from facelab.space import latent
 
     w, home = fake_workspace(real_crops(n))  # its random-weight model stays unregistered
     transfer.import_run(w, MODEL_DIR, RUN_ID)
@@ -215,7 +216,7 @@ def main() -> None:
         browser.close()
 
     if busy:
-        from facelab import jobs
+        from facelab.model import jobs
 
         jobs.cancel(w, busy)
     print(f"sample workspace: {points} points on the map; Chromium headless, 2 cores"

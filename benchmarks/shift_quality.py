@@ -1,8 +1,8 @@
 """Does a label direction move the *picture*? The independent judge on every direction method.
 
 For one workspace (default: the bundled sample with its labels) and one label (default smile),
-for every way `facelab.directions` fits a label direction (mouth, mean_diff, logistic, svm) and
-for the run's stored direction of that label, `facelab.judge.judge_shifts` shifts held-out
+for every way `facelab.edits.directions` fits a label direction (mouth, mean_diff, logistic, svm) and
+for the run's stored direction of that label, `facelab.edits.judge.judge_shifts` shifts held-out
 frames without the label by a few slider settings (1 = the labelled faces' mean projection,
 "your average smile") and shows them three ways: detail (the original plus the decoded change),
 masked (the same through a feathered mouth-box mask) and decoded (the plain decoded face). It
@@ -42,9 +42,10 @@ sys.path.insert(0, str(REPO))
 
 def open_target(args: argparse.Namespace):
     """(workspace, run id): the sample (made in a temp home) or the workspace folder given."""
-    from facelab import jobs, sample
-    from facelab import workspace as ws
-    from facelab.storage import WORKSPACES_DIR
+    from facelab import sample
+    from facelab.model import jobs
+    from facelab.store import workspace as ws
+    from facelab.store.storage import WORKSPACES_DIR
 
     if args.workspace is None:
         home = Path(tempfile.gettempdir()) / "facelab-bench-shift"
@@ -77,8 +78,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(2)
-    from facelab import animate, directions, edit, judge
-    from facelab.models import load_codec
+    from facelab.edits import animate, directions, edit, judge
+    from facelab.model.models import load_codec
 
     w, run_id = open_target(args)
     codec = load_codec(w.run_dir(run_id))

@@ -4,7 +4,7 @@
         [--clips pexels8,lp_d11] [--candidates default,paper] [--steps 800] [--out bench-out/quality]
 
 Each clip is built into a workspace of its own (under --home, kept between runs) with the real
-builder, `facelab.dataset.build`, and its split; each candidate trains through the real code path
+builder, `facelab.data.dataset.build`, and its split; each candidate trains through the real code path
 (`jobs.create_run` + `train.train_run`). Per clip it prints the mean-crop and PCA-32 held-out PSNR
 and, per candidate, held-out PSNR, SSIM, active units, wall seconds and CPU milliseconds per step
 (CPU time, so that candidates compare fairly on a machine shared with other work); it writes a
@@ -77,9 +77,9 @@ def trim(video: Path, seconds: float, out: Path) -> Path:
 
 def clip_workspace(name: str, home: Path):
     """The clip's workspace, built once with the real builder (reused when it exists)."""
-    from facelab import workspace as ws
-    from facelab.dataset import BuildSettings, build
-    from facelab.video import probe
+    from facelab.data.dataset import BuildSettings, build
+    from facelab.data.video import probe
+    from facelab.store import workspace as ws
 
     try:
         return ws.open_workspace(name, home)
@@ -112,7 +112,7 @@ def labels_at(times: np.ndarray) -> np.ndarray:
 
 def expression_check(codec, w, split, train_x, val_x) -> str:
     """Share of labelled frames whose reconstruction the judge labels as the original."""
-    from facelab.judge import hog_classifier
+    from facelab.edits.judge import hog_classifier
 
     tr_lab, va_lab = labels_at(times_of(w, split.train_ids)), labels_at(times_of(w, split.val_ids))
     x_all = np.concatenate([train_x, val_x])
@@ -120,7 +120,7 @@ def expression_check(codec, w, split, train_x, val_x) -> str:
     keep = lab_all != ""
     if len(set(lab_all[keep])) < 2:
         return "expression check: fewer than 2 labels in this clip"
-    judge = hog_classifier().fit(x_all[keep], lab_all[keep])  # facelab.judge's HOG + logreg
+    judge = hog_classifier().fit(x_all[keep], lab_all[keep])  # facelab.edits.judge's HOG + logreg
     parts = []
     for what, x, lab in (("held-out", val_x, va_lab), ("all labelled", x_all, lab_all)):
         m = lab != ""
@@ -147,9 +147,9 @@ def main() -> None:
     torch.set_num_threads(2)
     os.environ.setdefault("FACELAB_THREADS", "2")
 
-    from facelab import evaluate, jobs, quality
-    from facelab.models import ModelConfig, load_codec
-    from facelab.train import load_images, split_ids, train_run
+    from facelab.model import evaluate, jobs, quality
+    from facelab.model.models import ModelConfig, load_codec
+    from facelab.model.train import load_images, split_ids, train_run
 
     out, home = Path(args.out), Path(args.home)
     base = ModelConfig()

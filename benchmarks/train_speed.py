@@ -5,7 +5,7 @@
 All train on real 64×64 face crops from the Pexels clip.
 - reference: the β-VAE paper network, a `Dataset` that decodes one PNG crop from disk per
   item, a DataLoader with the default collate, NCHW, eager, batch 128, default Adam;
-- ours: `facelab.train.Trainer` (whole dataset one uint8 tensor, batches by indexing,
+- ours: `facelab.model.train.Trainer` (whole dataset one uint8 tensor, batches by indexing,
   channels_last, fused Adam, no per-step sync) on the paper network (`arch="paper"`) at batch
   64 and 128, and on the default network (`arch="pcares"`) at batch 64.
 Prints images/s, the ratio to the reference, and the fraction of the machine's matmul limit:
@@ -86,8 +86,8 @@ def mflop_per_image(images: np.ndarray, arch: str, batch: int = 64) -> float:
     """MFLOP of one training step per image (forward, loss, backward) of network `arch`."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from facelab.models import ModelConfig
-    from facelab.train import Trainer
+    from facelab.model.models import ModelConfig
+    from facelab.model.train import Trainer
 
     config = ModelConfig(kind="betavae", arch=arch, latent_dim=32, image_size=64, batch_size=batch)
     trainer = Trainer(config, images, images[:64], device=torch.device("cpu"))
@@ -101,8 +101,8 @@ def mflop_per_image(images: np.ndarray, arch: str, batch: int = 64) -> float:
 
 def bench_ours(images: np.ndarray, batch: int, steps: int, compile: bool = False, warmup: int = 5,
                arch: str = "paper") -> float:
-    from facelab.models import ModelConfig
-    from facelab.train import Trainer
+    from facelab.model.models import ModelConfig
+    from facelab.model.train import Trainer
 
     config = ModelConfig(kind="betavae", arch=arch, latent_dim=32, image_size=64, batch_size=batch, compile=compile)
     trainer = Trainer(config, images, images[:64], device=torch.device("cpu"))
@@ -144,7 +144,7 @@ class PngCrops(torch.utils.data.Dataset):
 def bench_reference(images: np.ndarray, steps: int, batch: int = 128, warmup: int = 2) -> float:
     from PIL import Image
 
-    from facelab.models import BetaVAE, ModelConfig
+    from facelab.model.models import BetaVAE, ModelConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         for i, im in enumerate(images):

@@ -7,11 +7,11 @@ one consistent set (never half of a slider change) and never waits for the page.
 
 Per frame: find faces (a full Haar search every `detect_every` frames, a cheap local search
 around the last faces in between), crop each the way the dataset crops video frames, encode
-them in one batch, shift the codes by the current sliders (`facelab.edit.compose`, as the
+them in one batch, shift the codes by the current sliders (`facelab.edits.edit.compose`, as the
 Shift page and the CLI do), decode, and draw: a box around each face, the shifted face beside it
 (never over any face) and optionally pasted back over it through a soft elliptical mask, and the
 frame rate and latency. The shifted face is detail-preserving by default: the live face's own
-square of the frame plus the decoded change (`facelab.edit.with_change`), so it is still you.
+square of the frame plus the decoded change (`facelab.edits.edit.with_change`), so it is still you.
 A frame without a face passes through with a note.
 
 How familiar the live face is to the model (`LivePipeline.psnr_drop`, `.unfamiliar`): a model of
@@ -20,7 +20,7 @@ mush, and the page should say why. The measure is the reconstruction PSNR of the
 face (its 64-px crop against decode(μ), which the detail-preserving view decodes anyway) against
 the run's held-out PSNR (median over its 'val' crops, `heldout_psnr`): the drop in dB, a running
 median over the last FAMILIAR_WINDOW frames with a face so that one odd frame (a hand, a blink,
-motion blur) does not flash the note. PSNR is OpenCV's (the same figure as `facelab.metrics.psnr`,
+motion blur) does not flash the note. PSNR is OpenCV's (the same figure as `facelab.model.metrics.psnr`,
 which would import torch here). Measured on the bundled sample model (held-out median
 20.6 dB), every frame streamed through this pipeline: its own clip (472 frames) a drop of -9.3 to
 +0.6 dB (median -6.8), the GRID speaker in tests/data/bbaf2n.mpg (75 frames) 6.3 to 6.5 dB (live
@@ -41,14 +41,22 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from facelab.edit import LatentBounds, compose, decode_change, with_change
+from facelab.data.faces import (
+    DEFAULT_MARGIN,
+    DEFAULT_SHIFT,
+    Box,
+    FaceDetector,
+    crop_box,
+    crop_face,
+    frame_square,
+    same_place,
+)
+from facelab.edits.edit import LatentBounds, compose, decode_change, with_change
 from facelab.errors import FacelabError
-from facelab.faces import (DEFAULT_MARGIN, DEFAULT_SHIFT, Box, FaceDetector, crop_box, crop_face, frame_square,
-                           same_place)
 
 if TYPE_CHECKING:
-    from facelab.directions import Direction
-    from facelab.models import Codec
+    from facelab.edits.directions import Direction
+    from facelab.model.models import Codec
 
 STAGES = ("detect", "crop", "encode", "shift", "decode", "paste")
 BAND_H = 26  # the top band where the note and the stats are written; nothing else draws there
@@ -99,7 +107,7 @@ class LiveResult:
     timings: dict[str, float] = field(default_factory=dict)  # ms per stage, plus 'total'
     cluster: str | None = None  # nearest cluster of the largest face
     note: str = ""
-    edited: np.ndarray | None = None  # the codes after the shift (faces x D), `facelab.edit.compose`
+    edited: np.ndarray | None = None  # the codes after the shift (faces x D), `facelab.edits.edit.compose`
 
 
 class FaceTracker:
@@ -176,9 +184,9 @@ class LivePipeline:
         """The pipeline for a workspace's trained run: its codec, latent bounds from its faces'
         codes, and the crop geometry the workspace's faces were cut with (so live crops look
         like the training crops)."""
-        from facelab.dataset import build_settings_of
-        from facelab.latent import active_latents, load_latents
-        from facelab.models import load_codec
+        from facelab.data.dataset import build_settings_of
+        from facelab.model.models import load_codec
+        from facelab.space.latent import active_latents, load_latents
 
         codec = load_codec(ws.run_dir(run_id))
         lat = load_latents(ws, run_id, compute=True, codec=codec)
@@ -422,7 +430,7 @@ def heldout_psnr(codec: "Codec", faces: np.ndarray, mu: np.ndarray) -> float | N
     At most HELDOUT_FACES evenly spaced crops (it runs when the page loads a model); None for none."""
     if len(faces) == 0:
         return None
-    from facelab.models import resize_images
+    from facelab.model.models import resize_images
 
     pick = np.unique(np.linspace(0, len(faces) - 1, min(len(faces), HELDOUT_FACES)).round().astype(int))
     decoded = codec.decode(np.asarray(mu, np.float32)[pick])

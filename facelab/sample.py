@@ -13,8 +13,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from facelab import dataset, directions, jobs, labels, latent, transfer
-from facelab import workspace as ws
+from facelab.data import dataset, labels
+from facelab.edits import directions
+from facelab.model import jobs, transfer
+from facelab.space import latent
+from facelab.store import workspace as ws
 
 NAME = "sample"
 REPO = Path(__file__).resolve().parents[1]

@@ -4,12 +4,12 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from facelab import dataset, preview
+from facelab.data import dataset, preview
+from facelab.store.workspace import WorkspaceError
 from facelab.ui import nav, state
 from facelab.ui.build import build_from_upload, confirm_again, report_interrupted_build, upload_key
 from facelab.ui.grid import pager, thumbnail_grid
 from facelab.ui.text import md
-from facelab.workspace import WorkspaceError
 
 VIDEO_TYPES = ["mp4", "mov", "avi", "webm", "mkv", "m4v", "mpg", "mpeg"]
 PER_PAGE = 48

@@ -4,17 +4,29 @@ import altair as alt
 import numpy as np
 import streamlit as st
 
-from facelab import clusters as cl
-from facelab import directions as dr
-from facelab import labels, preview
-from facelab import projection as pj
-from facelab.generative_map import MapInverse
-from facelab.latent_map import PALETTE, cluster_title, find_frames, map_chart, nearest, selected_ids, swatch
+from facelab.data import labels, preview
+from facelab.edits import directions as dr
+from facelab.space import clusters as cl
+from facelab.space import projection as pj
+from facelab.space.generative_map import MapInverse
+from facelab.space.latent_map import PALETTE, cluster_title, find_frames, map_chart, nearest, selected_ids, swatch
 from facelab.ui import state
 from facelab.ui.cache import codec, model_stamp
 from facelab.ui.explore import (
-    AXES, MAX_HOVER_THUMBNAILS, METHOD_NAMES, axes_projection, decoded_places, focus_frame, focused_frame, k_sweep,
-    send_to_label, table_for, timeline, timeline_span, wait_for_map, with_centres,
+    AXES,
+    MAX_HOVER_THUMBNAILS,
+    METHOD_NAMES,
+    axes_projection,
+    decoded_places,
+    focus_frame,
+    focused_frame,
+    k_sweep,
+    send_to_label,
+    table_for,
+    timeline,
+    timeline_span,
+    wait_for_map,
+    with_centres,
 )
 from facelab.ui.runs import open_run_page
 from facelab.ui.text import HELP, count, md

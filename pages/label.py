@@ -4,14 +4,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from facelab import clusters as cl
-from facelab import dataset, jobs, labels, probe
-from facelab.latent import active_latents, load_latents
+from facelab.data import dataset, labels
+from facelab.model import jobs
+from facelab.space import clusters as cl
+from facelab.space import probe
+from facelab.space.latent import active_latents, load_latents
+from facelab.store.workspace import Workspace
 from facelab.ui import state
 from facelab.ui.grid import label_grid, last_label
 from facelab.ui.runs import learned_nothing
 from facelab.ui.text import HELP, count, md
-from facelab.workspace import Workspace
 
 PER_PAGE = 48
 COLUMNS = 8  # of the label counts

@@ -4,15 +4,16 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from facelab import animate, edit, labels
-from facelab.animate import for_display
-from facelab import projection as pj
-from facelab import clusters as cl
-from facelab import directions as dr
-from facelab.generative_map import path_frames
-from facelab.latent_map import map_chart, selected_ids
-from facelab.dataset import sharp_faces
-from facelab.photo import PhotoError, faces_in_photo, photo_face_crop
+from facelab.data import labels
+from facelab.data.dataset import sharp_faces
+from facelab.data.photo import PhotoError, faces_in_photo, photo_face_crop
+from facelab.edits import animate, edit
+from facelab.edits import directions as dr
+from facelab.edits.animate import for_display
+from facelab.space import clusters as cl
+from facelab.space import projection as pj
+from facelab.space.generative_map import path_frames
+from facelab.space.latent_map import map_chart, selected_ids
 from facelab.ui import state
 from facelab.ui.cache import codec
 from facelab.ui.explore import table_for

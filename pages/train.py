@@ -3,10 +3,10 @@
 import pandas as pd
 import streamlit as st
 
-from facelab import charts, evaluate, jobs, quality
-from facelab.latent import dataset_key
-from facelab.metrics import ACTIVE_KL_NATS
-from facelab.models import ARCHS, AUGMENTS, RECONS, ModelConfig, ModelError, kind_of, kinds
+from facelab.model import charts, evaluate, jobs, quality
+from facelab.model.metrics import ACTIVE_KL_NATS
+from facelab.model.models import ARCHS, AUGMENTS, RECONS, ModelConfig, ModelError, kind_of, kinds
+from facelab.space.latent import dataset_key
 from facelab.ui import nav, state
 from facelab.ui.cache import evaluation_grids, model_stamp
 from facelab.ui.text import HELP, db, md, when

@@ -3,11 +3,11 @@
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
-from facelab import clusters as cl
-from facelab import edit
-from facelab import directions as dr
-from facelab.latent_map import map_chart
+from facelab.edits import directions as dr
+from facelab.edits import edit
 from facelab.live import LiveError
+from facelab.space import clusters as cl
+from facelab.space.latent_map import map_chart
 from facelab.ui import state
 from facelab.ui import webcam as wc
 from facelab.ui.runs import open_run_page

@@ -13,12 +13,13 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from facelab.data.dataset import append_crops
+from facelab.space.latent import encode_run
+from facelab.store import workspace as ws
+from facelab.store.db import now_iso
+from facelab.store.workspace import Workspace
+
 from media import media_file
-from facelab import workspace as ws
-from facelab.dataset import append_crops
-from facelab.db import now_iso
-from facelab.latent import encode_run
-from facelab.workspace import Workspace
 
 SIZE = 16  # side of the generated crops of the map tests
 SMALL = dict(image_size=32, latent_dim=8, batch_size=16, lr=1e-3, beta=1.0)  # a model that trains in seconds

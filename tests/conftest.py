@@ -42,7 +42,7 @@ def stop_background_work(home: Path) -> None:
     Left alone they would train on through the next tests, slowing them (a fake camera's video
     stalled under such load). Said as a warning, so a test that leaks one is seen.
     """
-    from facelab import db, processes, workspace
+    from facelab.store import db, processes, workspace
 
     root = workspace.workspaces_root(home)
     for folder in sorted(root.iterdir()) if root.is_dir() else []:

@@ -18,10 +18,14 @@ import numpy as np
 import pytest
 import torch
 
+from facelab.data import dataset, labels
+from facelab.model import jobs
+from facelab.model.models import ModelConfig, load_codec
+from facelab.space import clusters, latent, projection
+from facelab.store import archive, db
+from facelab.store import workspace as ws
+
 from media import media_file
-from facelab import archive, clusters, dataset, db, jobs, labels, latent, projection
-from facelab import workspace as ws
-from facelab.models import ModelConfig, load_codec
 
 RUN_FILES = ("config.json", "model.pt", "latents.npz")
 
@@ -358,7 +362,7 @@ def test_cli_register_builds_both_commands() -> None:
 def _widgets_script() -> None:
     import streamlit as st
 
-    from facelab import workspace as ws
+    from facelab.store import workspace as ws
     from facelab.ui import archive as ui_archive
     from facelab.ui import state
 

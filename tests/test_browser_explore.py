@@ -8,10 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from facelab import sample
+from facelab.data import dataset, labels, preview
+
 from conftest import (
-    choose, click_point, drag, empty_place, hover_point, map_points, move_slider_until_face_changes, wait_for_app,
+    choose,
+    click_point,
+    drag,
+    empty_place,
+    hover_point,
+    map_points,
+    move_slider_until_face_changes,
+    wait_for_app,
 )
-from facelab import dataset, labels, preview, sample
 
 pytestmark = pytest.mark.browser
 
@@ -137,6 +146,7 @@ def test_shift_slider_and_two_point_interpolation(page, sample_app) -> None:
     click_point(page, points, 150)  # a third: the path goes on through it
     page.get_by_text(re.compile(r"^frame \d+ → frame \d+ → frame \d+, 10 decoded steps")).wait_for(timeout=30_000)
     page.get_by_role("button", name="Download animation (GIF)").wait_for(timeout=30_000)
+    wait_for_app(page)  # a click during a rerun can be lost with the button it pressed
     with page.expect_download() as got:
         page.get_by_role("button", name="Download video (MP4)").click()
     video = Path(got.value.path()).read_bytes()

@@ -8,8 +8,10 @@ import time
 
 import pytest
 
+from facelab import sample
+from facelab.data import labels
+
 from conftest import FOCUSED_ID, choose, wait_for_app
-from facelab import labels, sample
 
 pytestmark = pytest.mark.browser
 CELLS = ".fl-label-grid .cell"

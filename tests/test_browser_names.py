@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import choose, click_point, free_port, map_points, wait_for_app
-from facelab import clusters as cl
-from facelab import directions as dr
-from facelab import labels as lb
 from facelab import sample
+from facelab.data import labels as lb
+from facelab.edits import directions as dr
+from facelab.space import clusters as cl
+
+from conftest import choose, click_point, free_port, map_points, wait_for_app
 
 pytestmark = pytest.mark.browser
 

@@ -28,12 +28,26 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, FOCUSED_ID, LOCAL_PREFIXES, choose, click_point, drag,
-                      map_points, move_slider_until_face_changes, streamlit_server, wait_for_app)
-from media import media_file
+from facelab.data import labels
+from facelab.store import archive
+from facelab.store import workspace as ws
+
+from conftest import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    FOCUSED_ID,
+    LOCAL_PREFIXES,
+    choose,
+    click_point,
+    drag,
+    map_points,
+    move_slider_until_face_changes,
+    streamlit_server,
+    wait_for_app,
+)
 from fakecam import fake_camera_args, namespaces_possible, network_namespace, start_camera, write_y4m
-from facelab import archive, labels
-from facelab import workspace as ws
+from media import media_file
 
 pytestmark = pytest.mark.browser
 

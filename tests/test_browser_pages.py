@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import REPO, wait_for_app
 from facelab import sample
+
+from conftest import REPO, wait_for_app
 
 pytestmark = pytest.mark.browser
 SHOTS = REPO / "docs" / "screenshots"

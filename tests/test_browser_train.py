@@ -7,10 +7,11 @@ import time
 
 import pytest
 
+from facelab.data import dataset
+from facelab.store import workspace as ws
+
 from conftest import choose, wait_for_app
 from media import media_file
-from facelab import dataset
-from facelab import workspace as ws
 
 pytestmark = pytest.mark.browser
 

@@ -19,9 +19,8 @@ import numpy as np
 import pytest
 
 from conftest import ARTIFACTS, CHROMIUM, LOCAL_PREFIXES, streamlit_server, wait_for_app
+from fakecam import fake_camera_args, namespaces_possible, network_namespace, start_camera, write_y4m, y4m_frames
 from media import media_file
-from fakecam import (fake_camera_args, namespaces_possible, network_namespace, start_camera, write_y4m,
-                     y4m_frames)
 
 pytestmark = pytest.mark.browser
 GREEN_RGB = (80, 220, 80)  # facelab.live.BOX_COLOUR (BGR (80, 220, 80)) as RGB
@@ -36,7 +35,8 @@ def green_pixels(rgb: np.ndarray, tol: int = 45) -> int:
 def test_webcam_streams_processed_frames_and_places_the_face_on_the_map(home, tmp_path) -> None:
     if why := namespaces_possible():
         pytest.skip(f"the webcam test needs a network namespace: {why}")
-    from facelab import dataset, sample
+    from facelab import sample
+    from facelab.data import dataset
 
     w = sample.ensure_sample(say=lambda _: None)  # crops, an imported β-VAE, labels, the smile direction
     y4m = write_y4m(media_file("WolfgangLanger_Pexels.mp4"), tmp_path / "face.y4m")

@@ -5,12 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from conftest import REPO
-from media import media_file
-from facelab import workspace as wsmod
 from facelab.cli import main
 from facelab.cli.build import progress_line
-from facelab.dataset import BuildProgress
+from facelab.data.dataset import BuildProgress
+from facelab.store import workspace as wsmod
+
+from conftest import REPO
+from media import media_file
 
 
 def test_build_with_create_prints_the_counts(home, capsys):

@@ -15,19 +15,21 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from media import media_file
 from PIL import Image
 
-from facelab import workspace as ws
 from facelab.cli import main as cli
-from facelab.directions import Direction, fit_label_direction, load_directions, save_direction
+from facelab.edits.directions import Direction, fit_label_direction, load_directions, save_direction
+from facelab.store import workspace as ws
+
+from media import media_file
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from facelab import dataset, jobs, labels, train
-    from facelab.latent import active_latents, load_latents
-    from facelab.models import ModelConfig
+    from facelab.data import dataset, labels
+    from facelab.model import jobs, train
+    from facelab.model.models import ModelConfig
+    from facelab.space.latent import active_latents, load_latents
 
     home = tmp_path_factory.mktemp("home")
     w = ws.create("me", home)
@@ -72,7 +74,7 @@ def test_interpolate_writes_a_pingpong_gif_and_a_png_strip(trained: dict, tmp_pa
                    "--scale", "2") == 0
     img = np.asarray(Image.open(png))
     assert img.shape == (256, 5 * 256, 3)
-    from facelab.dataset import sharp_faces
+    from facelab.data.dataset import sharp_faces
 
     sharp = sharp_faces(trained["ws"], [int(a), int(b)])
     np.testing.assert_array_equal(img[::2, :256:2], sharp[0])
@@ -135,13 +137,13 @@ def test_shift_a_photo(trained: dict, photo: Path, tmp_path: Path, capsys) -> No
 def test_page_cli_and_webcam_make_the_same_edit(trained: dict, photo: Path, tmp_path: Path) -> None:
     """The same sliders (a direction's alpha and a strength toward a centre) give the same latent
     and the same face on the Shift page (its helper), in `facelab shift` and in the webcam's
-    pipeline: all of them call `facelab.edit.compose`, with the default ("mouth") direction and
+    pipeline: all of them call `facelab.edits.edit.compose`, with the default ("mouth") direction and
     the slider's unit (1 = the labelled faces' mean projection)."""
-    from facelab.directions import DEFAULT_METHOD, load_direction
-    from facelab.edit import LatentBounds
+    from facelab.data.photo import faces_in_photo, photo_face_crop
+    from facelab.edits.directions import DEFAULT_METHOD, load_direction
+    from facelab.edits.edit import LatentBounds
     from facelab.live import LivePipeline
-    from facelab.models import load_codec
-    from facelab.photo import faces_in_photo, photo_face_crop
+    from facelab.model.models import load_codec
     from facelab.ui.shift import slider_edit
 
     w, run_id = trained["ws"], trained["run"]
@@ -244,8 +246,8 @@ def test_shift_eval_with_too_few_labels(trained: dict, capsys) -> None:
 def test_live_pipeline_for_a_trained_run(trained: dict, photo: Path) -> None:
     """`LivePipeline.for_run` (what the Webcam page uses) on this run: same crop geometry as the
     workspace's faces, bounds from their codes, and the stored direction moves the codes."""
-    from facelab.directions import load_direction
-    from facelab.dataset import build_settings_of
+    from facelab.data.dataset import build_settings_of
+    from facelab.edits.directions import load_direction
     from facelab.live import LivePipeline
 
     w, run_id = trained["ws"], trained["run"]
@@ -289,9 +291,9 @@ def test_direction_commands(trained: dict, capsys) -> None:
 
 def test_decode_at_field_and_path(trained: dict, tmp_path: Path, capsys) -> None:
     """The map as an instrument from the shell: a place on the PCA map, the face field, a path."""
-    from facelab import generative_map as gm
-    from facelab import projection as pj
-    from facelab.models import load_codec
+    from facelab.model.models import load_codec
+    from facelab.space import generative_map as gm
+    from facelab.space import projection as pj
 
     w, run = trained["ws"], trained["run"]
     at = tmp_path / "at.png"

@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facelab.data import labels as lb
+from facelab.space import clusters as cl
+
 from builders import mapped_workspace
-from facelab import clusters as cl
-from facelab import labels as lb
 
 
 def blobs(k: int = 2, n_per: int = 60, d: int = 6, gap: float = 10.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -118,7 +119,7 @@ def test_run_clusters_cached_named_and_labelled(home: Path) -> None:
 
 
 def test_a_clustering_saved_before_clusterer_still_loads(home: Path) -> None:
-    from facelab.latent import require_latents
+    from facelab.space.latent import require_latents
 
     w, _ = mapped_workspace(20)
     key = require_latents(w, "r1").key
@@ -176,9 +177,10 @@ def test_k_advice_says_when_bic_has_no_minimum_in_the_range() -> None:
 def test_explore_offers_the_advised_k(home) -> None:
     from streamlit.testing.v1 import AppTest
 
-    from conftest import REPO
     from facelab import sample
     from facelab.ui import state
+
+    from conftest import REPO
 
     sample.ensure_sample(say=lambda _: None)
     at = AppTest.from_file(str(REPO / "pages" / "explore.py"), default_timeout=180)
@@ -198,10 +200,9 @@ def test_explore_offers_the_advised_k(home) -> None:
 
 def test_map_colours_are_distinct_and_labelled_points_stand_out() -> None:
     import numpy as np
-
     import pandas as pd
 
-    from facelab.latent_map import PALETTE, UNLABELLED, UNLABELLED_COLOUR, category_colours, map_chart, swatch
+    from facelab.space.latent_map import PALETTE, UNLABELLED, UNLABELLED_COLOUR, category_colours, map_chart, swatch
 
     rgb = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in PALETTE], float)
     gaps = np.sqrt(((rgb[:, None] - rgb[None]) ** 2).sum(-1)) + np.eye(len(rgb)) * 999
@@ -222,7 +223,7 @@ def test_map_colours_are_distinct_and_labelled_points_stand_out() -> None:
 def test_find_frames_by_number_time_label_or_cluster() -> None:
     import pandas as pd
 
-    from facelab.latent_map import UNLABELLED, find_frames
+    from facelab.space.latent_map import UNLABELLED, find_frames
 
     table = pd.DataFrame({"frame_id": [3, 4, 9], "time": [0.5, 1.0, 12.4], "label": ["smile, sad", UNLABELLED, "Smile"],
                           "cluster": ["cluster 0", "happy", "cluster 0"]})

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from facelab.data import dataset
+from facelab.data.faces import Box, BoxSmoother, size_jitter
+from facelab.store import workspace as wsmod
+
 from media import media_file
-from facelab import dataset
-from facelab import workspace as wsmod
-from facelab.faces import Box, BoxSmoother, size_jitter
 
 
 def smooth_all(boxes: list[Box | None], **kw) -> list[Box | None]:

@@ -1,4 +1,4 @@
-"""facelab.dataset: building, appending, pruning; every bad input leaves the workspace as it was."""
+"""facelab.data.dataset: building, appending, pruning; every bad input leaves the workspace as it was."""
 
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-from media import media_file
-from facelab import workspace as wsmod
-from facelab.dataset import (
+from facelab.data.dataset import (
     SHARP_DIR,
     SHARP_SIZE,
     BuildCancelled,
@@ -29,8 +27,11 @@ from facelab.dataset import (
     skip_counts,
     split_for,
 )
-from facelab.video import VideoError, sample_frames
-from facelab.workspace import WorkspaceError
+from facelab.data.video import VideoError, sample_frames
+from facelab.store import workspace as wsmod
+from facelab.store.workspace import WorkspaceError
+
+from media import media_file
 
 CONTACT_SHEET = Path("/tmp/contact_sheet.png")
 
@@ -132,7 +133,7 @@ def test_the_planned_decoder_builds_what_decoding_every_frame_builds(pexels, hom
     decodes every frame of the real clip."""
     import functools
 
-    import facelab.dataset as dataset
+    import facelab.data.dataset as dataset
 
     fast, fast_report, _ = pexels
     monkeypatch.setattr(dataset, "sample_frames", functools.partial(sample_frames, planned=False))
@@ -302,7 +303,7 @@ def test_progress_callback_that_raises_keeps_nothing(filled):
 
 @pytest.mark.parametrize("first", [True, False])
 def test_full_disk_keeps_the_workspace_as_it_was(home, monkeypatch, first):
-    import facelab.storage as storage
+    import facelab.store.storage as storage
 
     w = wsmod.create("disk", home)
     if not first:
@@ -320,7 +321,7 @@ def test_full_disk_keeps_the_workspace_as_it_was(home, monkeypatch, first):
 
 def test_crash_between_array_and_rows_is_invisible(filled, monkeypatch):
     """The array is renamed into place, then the process 'dies' before the rows commit."""
-    import facelab.dataset as dataset
+    import facelab.data.dataset as dataset
 
     real = dataset.save_npy_atomic
     n = filled.face_count()

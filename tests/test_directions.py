@@ -1,4 +1,4 @@
-"""Directions (facelab.directions): fitted on generated latents, stored per run in SQLite."""
+"""Directions (facelab.edits.directions): fitted on generated latents, stored per run in SQLite."""
 
 from __future__ import annotations
 
@@ -7,11 +7,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facelab import workspace as ws
-from facelab.probe import LinearProbe
-from facelab.directions import (
-    CentreTarget, ConditionalDirection, Direction, DirectionError, LabelDirection, binary_targets, delete_direction, load_direction, load_directions, orthogonalize, save_direction,
+from facelab.edits.directions import (
+    CentreTarget,
+    ConditionalDirection,
+    Direction,
+    DirectionError,
+    LabelDirection,
+    binary_targets,
+    delete_direction,
+    load_direction,
+    load_directions,
+    orthogonalize,
+    save_direction,
 )
+from facelab.space.probe import LinearProbe
+from facelab.store import workspace as ws
 
 
 def separable(n: int = 400, dim: int = 16, seed: int = 0, margin: float = 1.5):
@@ -96,8 +106,8 @@ def test_probe_scores_rise_along_the_direction() -> None:
 
 
 def _workspace_with_run() -> tuple[ws.Workspace, str]:
-    from facelab.jobs import create_run
-    from facelab.models import ModelConfig
+    from facelab.model.jobs import create_run
+    from facelab.model.models import ModelConfig
 
     w = ws.create("alice")
     return w, create_run(w, ModelConfig(latent_dim=8))

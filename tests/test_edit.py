@@ -1,4 +1,4 @@
-"""Interpolation, shifts and their pictures (facelab.edit, facelab.animate) on generated latents."""
+"""Interpolation, shifts and their pictures (facelab.edits.edit, facelab.edits.animate) on generated latents."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from facelab.edits import animate, edit
+from facelab.edits.directions import Direction
+
 from builders import FlatCodec
-from facelab import animate, edit
-from facelab.directions import Direction
 
 
 # --- interpolation ------------------------------------------------------------------------

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from builders import blob_images
-from facelab import evaluate, metrics
-from facelab.models import ModelConfig, PCABaseline, TorchCodec, build_model
+from facelab.model import evaluate, metrics
+from facelab.model.models import ModelConfig, PCABaseline, TorchCodec, build_model
 
+from builders import blob_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # bit-equal results, no crawling
 

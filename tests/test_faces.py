@@ -1,4 +1,4 @@
-"""facelab.faces: geometry and crops on drawn frames; detection, tracking, alignment on real ones."""
+"""facelab.data.faces: geometry and crops on drawn frames; detection, tracking, alignment on real ones."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from media import media_file
-from facelab.faces import (
+from facelab.data.faces import (
     Box,
     FaceDetector,
     crop_box,
@@ -20,7 +19,9 @@ from facelab.faces import (
     same_place,
     sharpness,
 )
-from facelab.video import sample_frames
+from facelab.data.video import sample_frames
+
+from media import media_file
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,15 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO, choose, streamlit_server, wait_for_app
-from facelab import jobs, labels, train
-from facelab import workspace as ws
-from facelab.models import ModelConfig
+from facelab.data import labels
+from facelab.model import jobs, train
+from facelab.model.models import ModelConfig
 from facelab.sample import ensure_sample
+from facelab.store import processes
+from facelab.store import workspace as ws
 from facelab.ui import state
+
+from conftest import REPO, choose, streamlit_server, wait_for_app
 
 
 def wait_until(check, timeout: float, what: str, every: float = 0.2):
@@ -62,7 +65,7 @@ def test_training_survives_app_restart_and_page_reattaches(page, home: Path) -> 
         assert pid
     try:
         # The server is gone: the training is not.
-        assert jobs._pid_alive(pid, run_id), "stopping the app killed the training"
+        assert processes.pid_alive(pid, run_id), "stopping the app killed the training"
         before = jobs.status(w, run_id)
         assert before.state == "running" and before.pid == pid
         with streamlit_server(home) as url:
@@ -79,7 +82,7 @@ def test_training_survives_app_restart_and_page_reattaches(page, home: Path) -> 
             page.get_by_text(re.compile(r"cancelled · step")).wait_for(timeout=30_000)
     finally:
         jobs.cancel(w, run_id)
-        wait_until(lambda: not jobs._pid_alive(pid, run_id), 30, "the training did not stop")
+        wait_until(lambda: not processes.pid_alive(pid, run_id), 30, "the training did not stop")
     assert jobs.status(w, run_id).state == "cancelled"
 
 

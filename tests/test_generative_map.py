@@ -1,13 +1,14 @@
-"""The map as an instrument (facelab.generative_map): places back to latents, the face field, paths."""
+"""The map as an instrument (facelab.space.generative_map): places back to latents, the face field, paths."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from facelab.space import generative_map as gm
+from facelab.space import projection as pj
+
 from builders import FlatCodec
-from facelab import generative_map as gm
-from facelab import projection as pj
 
 
 def latents(n: int = 200, dim: int = 8, seed: int = 0) -> np.ndarray:
@@ -101,7 +102,7 @@ def test_a_path_through_three_frames_starts_ends_and_passes_through_them() -> No
 
 
 def test_two_orthogonal_directions_as_axes_separate_two_labelled_blobs() -> None:
-    from facelab.directions import Direction
+    from facelab.edits.directions import Direction
 
     rng = np.random.default_rng(2)
     e = np.eye(6, dtype=np.float32)
@@ -127,7 +128,7 @@ def test_axes_place_a_new_face_and_a_centre_where_the_frames_put_them() -> None:
     """Fitted on the frames, the axes place any latent on the same map: a frame given alone lands
     on its own point, a cluster's centre (its members' mean) on its members' mean place, and a
     face without a time is refused on a time axis."""
-    from facelab.directions import Direction
+    from facelab.edits.directions import Direction
 
     rng = np.random.default_rng(3)
     mu = rng.normal(size=(50, 4)).astype(np.float32) + 2.0  # off the origin: the frames' mean matters

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from builders import add_faces, blob_crops
-from facelab import archive
-from facelab import labels as lb
-from facelab import workspace as ws
 from facelab.cli import main as cli
+from facelab.data import labels as lb
+from facelab.store import archive
+from facelab.store import workspace as ws
+
+from builders import add_faces, blob_crops
 
 FORMULAS = ["=cmd|' /C calc'!A0", "@SUM(1+1)", "+1+1", "-2+3", "'=already quoted"]
 

@@ -13,13 +13,14 @@ from dataclasses import replace
 import pytest
 import torch
 
-from builders import blob_images, training_workspace, wait_for
-from facelab import jobs
-from facelab import workspace as ws
 from facelab.cli import main as cli
-from facelab.latent import load_latents
-from facelab.models import ModelConfig
-from facelab.train import CHECKPOINT_FILE, train_run
+from facelab.model import jobs
+from facelab.model.models import ModelConfig
+from facelab.model.train import CHECKPOINT_FILE, train_run
+from facelab.space.latent import load_latents
+from facelab.store import workspace as ws
+
+from builders import blob_images, training_workspace, wait_for
 
 CONFIG = ModelConfig(image_size=32, latent_dim=8, batch_size=16, lr=1e-3, beta=1.0, steps=40, eval_every=8)
 IMAGES = blob_images(160, seed=3)
@@ -119,7 +120,7 @@ def test_a_failed_encoding_leaves_the_trained_run_done(home, monkeypatch) -> Non
         kwargs["progress"](0, 40)
         raise OSError("disk full")
 
-    monkeypatch.setattr("facelab.latent.encode_run", broken)
+    monkeypatch.setattr("facelab.space.latent.encode_run", broken)
     summary = jobs.run_job(w, run, echo=seen.append)  # in this process, as `facelab train --run` does
     assert summary["state"] == "done"
     st = jobs.status(w, run)
@@ -234,7 +235,7 @@ def test_cli_train_runs_and_eval(home, capsys, tmp_path) -> None:
 
 
 def test_a_finished_job_leaves_the_train_pages_baselines_cached(home, monkeypatch) -> None:
-    from facelab import quality
+    from facelab.model import quality
 
     w = training_workspace("warm", IMAGES[:40])
     run = jobs.create_run(w, ModelConfig(**{**CONFIG.__dict__, "steps": 8}))
@@ -246,7 +247,7 @@ def test_a_finished_job_leaves_the_train_pages_baselines_cached(home, monkeypatc
 def test_one_heartbeat_for_every_worker_never_beats_after_stop() -> None:
     """Training jobs and map workers share processes.Heartbeat: once stop() returns, no beat
     runs, so a worker's final status is never overwritten by a late "running"."""
-    from facelab import processes
+    from facelab.store import processes
 
     beats: list[float] = []
     inside = threading.Event()

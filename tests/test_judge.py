@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facelab import judge as jd
+from facelab.edits import judge as jd
 
 
 def mouths(n_per: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

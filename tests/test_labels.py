@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from builders import add_faces, blob_crops
-from facelab import labels as lb
-from facelab import workspace as ws_mod
 from facelab.cli import main as cli
+from facelab.data import labels as lb
+from facelab.store import workspace as ws_mod
+
+from builders import add_faces, blob_crops
 
 
 def make(n: int = 20, name: str = "w") -> ws_mod.Workspace:
@@ -90,7 +91,7 @@ def test_deleted_faces_do_not_count(home: Path) -> None:
 def test_labels_version_changes_with_every_change_a_probe_would_see(home: Path) -> None:
     """Caches of probes and judges key on it: a swap that keeps every count the same (the old
     key, a hash of the counts, missed it) and a deleted face must each give a new version."""
-    from facelab.dataset import delete_faces
+    from facelab.data.dataset import delete_faces
 
     w = make()
     seen = [lb.version(w)]
@@ -164,7 +165,7 @@ def test_two_tabs_labelling_at_once_keep_both(home: Path) -> None:
     w = make(40)
     ids = list(range(40))
     # Two other processes (as two tabs' servers would be) and two threads label at once.
-    script = ("import sys; from facelab import labels, workspace; "
+    script = ("import sys; from facelab.data import labels; from facelab.store import workspace; "
               "w = workspace.open_workspace('w', sys.argv[1]); "
               "[labels.set_labels(w, [int(i)], sys.argv[2]) for i in sys.argv[3].split(',')]")
     procs = [

@@ -8,11 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from builders import LinearCodec, add_faces, add_run, blob_crops, delete_faces, mapped_workspace
-from facelab import workspace as ws_mod
-from facelab.latent import (
-    LatentsMissing, active_latents, encode_run, latents_path, load_latents, require_latents,
+from facelab.space.latent import (
+    LatentsMissing,
+    active_latents,
+    encode_run,
+    latents_path,
+    load_latents,
+    require_latents,
 )
+from facelab.store import workspace as ws_mod
+
+from builders import LinearCodec, add_faces, add_run, blob_crops, delete_faces, mapped_workspace
 
 
 def test_encode_caches_every_row_and_reports_progress(home: Path) -> None:

@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facelab.model import jobs
+from facelab.model.models import ModelConfig
+from facelab.space import projection as pj
+from facelab.store import archive, processes
+from facelab.store import workspace as ws
+from facelab.store.storage import save_npy_atomic, write_bytes_atomic
+
 from builders import blob_images, mapped_workspace, training_workspace, wait_for
-from facelab import archive, jobs, processes
-from facelab import projection as pj
-from facelab import workspace as ws
-from facelab.models import ModelConfig
-from facelab.storage import save_npy_atomic, write_bytes_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 LONG_RUN = ModelConfig(image_size=32, latent_dim=4, batch_size=16)  # the default length: minutes
@@ -113,13 +115,13 @@ def test_leftovers_of_a_killed_import_and_delete_are_cleaned(home: Path, tmp_pat
     root = ws.workspaces_root()
     killed_import = run_python(f"""
         import os, signal
-        from facelab import archive
+        from facelab.store import archive
         archive._check_runs = lambda runs: os.kill(os.getpid(), signal.SIGKILL)
         archive.import_workspace({str(zip_path)!r}, "copy")
     """, home)
     killed_delete = run_python("""
         import os, shutil, signal
-        from facelab import workspace
+        from facelab.store import workspace
         shutil.rmtree = lambda path, *a, **k: os.kill(os.getpid(), signal.SIGKILL)
         workspace.delete("w")
     """, home)
@@ -138,9 +140,9 @@ def test_an_upload_copy_of_a_killed_server_is_removed(home: Path) -> None:
     w = ws.create("w")
     killed = run_python("""
         import os, signal
-        from facelab import dataset
+        from facelab.data import dataset
         from facelab.ui.build import build_from_upload
-        from facelab.workspace import open_workspace
+        from facelab.store.workspace import open_workspace
 
         class Upload:  # a browser upload whose server is killed while it is copied
             name = "clip.mp4"

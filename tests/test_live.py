@@ -8,13 +8,25 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
-from media import media_file
+
+from facelab.data.faces import Box, FaceDetector
+from facelab.edits.directions import Direction
+from facelab.live import (
+    BAND_H,
+    FAMILIAR_MIN,
+    FAMILIAR_WINDOW,
+    NO_FACE_NOTE,
+    STAGES,
+    UNFAMILIAR_DB,
+    LiveError,
+    LivePipeline,
+    LiveSettings,
+    heldout_psnr,
+    side_place,
+)
 
 from builders import ThirdsCodec
-from facelab.directions import Direction
-from facelab.faces import Box, FaceDetector
-from facelab.live import (BAND_H, FAMILIAR_MIN, FAMILIAR_WINDOW, NO_FACE_NOTE, STAGES, UNFAMILIAR_DB, LiveError,
-                          LivePipeline, LiveSettings, heldout_psnr, side_place)
+from media import media_file
 
 
 class CountingDetector(FaceDetector):
@@ -249,7 +261,7 @@ def test_real_codec_in_a_callback_thread(face_frames: list[np.ndarray]) -> None:
     streamlit-webrtc does; the one-torch-thread limit stays in that thread."""
     import torch
 
-    from facelab.models import ModelConfig, TorchCodec, build_model
+    from facelab.model.models import ModelConfig, TorchCodec, build_model
 
     # The paper's network: its random weights make the shift change the face (the default one
     # starts from a PCA basis fitted to data, all zeros untrained).

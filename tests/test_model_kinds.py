@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from facelab.model import model_config, quality
+from facelab.model.evaluate import evaluate_run
+from facelab.model.jobs import create_run, default_name, epoch_metrics
+from facelab.model.model_config import Kind, ModelConfig, ModelError, kind_of, kinds, register_kind
+from facelab.model.models import load_codec
+from facelab.model.train import train_run
+
 from builders import SMALL, real_crops, training_workspace
-from facelab import model_config, quality
-from facelab.evaluate import evaluate_run
-from facelab.jobs import create_run, default_name, epoch_metrics
-from facelab.model_config import Kind, ModelConfig, ModelError, kind_of, kinds, register_kind
-from facelab.models import load_codec
-from facelab.train import train_run
 
 
 @pytest.fixture

@@ -8,10 +8,18 @@ import numpy as np
 import pytest
 import torch
 
-from builders import blob_images
-from facelab.models import (
-    BetaVAE, ModelConfig, ModelError, PCABaseline, TorchCodec, build_model, load_codec, save_model,
+from facelab.model.models import (
+    BetaVAE,
+    ModelConfig,
+    ModelError,
+    PCABaseline,
+    TorchCodec,
+    build_model,
+    load_codec,
+    save_model,
 )
+
+from builders import blob_images
 
 
 def test_config_round_trips_json_and_rejects_bad_values() -> None:

@@ -7,11 +7,12 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from facelab.data import dataset
+from facelab.store import workspace as ws
+from facelab.ui import state
+
 from conftest import REPO
 from media import media_file
-from facelab import dataset
-from facelab import workspace as ws
-from facelab.ui import state
 
 TIMEOUT = 60
 

@@ -9,10 +9,15 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO
-from facelab import clusters, directions, jobs, labels, latent, sample
-from facelab import workspace as ws
+from facelab import sample
+from facelab.data import labels
+from facelab.edits import directions
+from facelab.model import jobs
+from facelab.space import clusters, latent
+from facelab.store import workspace as ws
 from facelab.ui import state
+
+from conftest import REPO
 
 TIMEOUT = 120
 
@@ -148,7 +153,7 @@ def test_shift_page_uses_the_default_method_the_unit_and_the_sharp_crop(
         w: ws.Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     """The page learns a direction with the default ("mouth") method, labels its slider in the
     unit a person reads, and draws the shift on the frame's 128-px crop."""
-    from facelab import dataset
+    from facelab.data import dataset
 
     shown = []
     real = dataset.sharp_faces
@@ -175,9 +180,9 @@ def test_shift_page_uses_the_default_method_the_unit_and_the_sharp_crop(
 def test_detail_preserving_faces_with_the_sample_model(w: ws.Workspace) -> None:
     """With a real decoder: no move shows the original crop exactly, a move changes it, and an
     interpolation between two real frames starts and ends on them exactly."""
-    from facelab import edit
-    from facelab.directions import load_direction
-    from facelab.models import load_codec
+    from facelab.edits import edit
+    from facelab.edits.directions import load_direction
+    from facelab.model.models import load_codec
     from facelab.ui.shift import slider_edit
 
     codec = load_codec(w.run_dir(sample.RUN_ID))
@@ -204,10 +209,11 @@ def test_detail_preserving_faces_with_the_sample_model(w: ws.Workspace) -> None:
 
 
 def test_shift_photo_with_several_faces_asks_which(w: ws.Workspace) -> None:
-    # AppTest cannot upload files: the page's photo path is the shared facelab.photo code,
+    # AppTest cannot upload files: the page's photo path is the shared facelab.data.photo code,
     # tested here directly on the group photo.
+    from facelab.data.photo import PhotoError, choose_face, photo_detector, read_image
+
     from media import media_file
-    from facelab.photo import PhotoError, choose_face, photo_detector, read_image
 
     frame = read_image(media_file("multi_face.jpg"))
     boxes = photo_detector().detect(frame)

@@ -10,13 +10,16 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO
-from builders import blob_images, training_workspace
-from facelab import jobs, latent, sample
-from facelab import projection as pj
-from facelab import workspace as ws
-from facelab.models import ModelConfig
+from facelab import sample
+from facelab.model import jobs
+from facelab.model.models import ModelConfig
+from facelab.space import latent
+from facelab.space import projection as pj
+from facelab.store import workspace as ws
 from facelab.ui import state
+
+from builders import blob_images, training_workspace
+from conftest import REPO
 
 TIMEOUT = 120
 
@@ -150,7 +153,7 @@ def test_plain_words_and_one_number_format(sample_ws: ws.Workspace) -> None:
     """Issue 13 item 15: no raw dicts or ISO stamps on screen, one PSNR format, "1 frame"."""
     import re
 
-    from facelab import directions as dr
+    from facelab.edits import directions as dr
     from facelab.ui.text import count, db, when
 
     assert (count(1, "frame"), count(1200, "frame"), db(19.387), db(None)) == ("1 frame", "1,200 frames", "19.4 dB", "–")

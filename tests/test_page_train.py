@@ -7,11 +7,13 @@ from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
+from facelab.data import dataset
+from facelab.model import jobs
+from facelab.store import workspace as ws
+from facelab.ui import state
+
 from conftest import REPO
 from media import media_file
-from facelab import dataset, jobs
-from facelab import workspace as ws
-from facelab.ui import state
 
 TIMEOUT = 120
 
@@ -63,7 +65,7 @@ def test_start_from_form_then_evaluate(home: Path) -> None:
 def test_cancel_and_resume_buttons(home: Path) -> None:
     w = ws.create("c")
     dataset.build(w, media_file("single_face.mp4"))
-    from facelab.models import ModelConfig
+    from facelab.model.models import ModelConfig
 
     run_id = jobs.create_run(w, ModelConfig(steps=100_000, latent_dim=4))
     jobs.start(w, run_id)

@@ -1,4 +1,4 @@
-"""The opt-in video preview (facelab.preview): never made unless asked, small, on the crops' time
+"""The opt-in video preview (facelab.data.preview): never made unless asked, small, on the crops' time
 base, and erased with its button, with any crop of its video, and with the workspace."""
 
 from __future__ import annotations
@@ -8,11 +8,12 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-from media import media_file
 
-from facelab import dataset, preview
-from facelab import workspace as ws
 from facelab.cli import main as cli
+from facelab.data import dataset, preview
+from facelab.store import workspace as ws
+
+from media import media_file
 
 
 @pytest.fixture
@@ -78,7 +79,7 @@ def test_archives_do_not_carry_previews(home: Path) -> None:
     import io
     import zipfile
 
-    from facelab import archive
+    from facelab.store import archive
 
     w = ws.create("a")
     report = dataset.build(w, media_file("single_face.mp4"), dataset.BuildSettings(fps=4))

@@ -18,13 +18,16 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
-from facelab import archive, clusters, dataset, latent, projection
-from facelab import workspace as wsmod
 from facelab.cli import main
-from facelab.jobs import create_run
-from facelab.models import ModelConfig
-from facelab.train import split_ids, train_run
+from facelab.data import dataset
+from facelab.model.jobs import create_run
+from facelab.model.models import ModelConfig
+from facelab.model.train import split_ids, train_run
+from facelab.space import clusters, latent, projection
+from facelab.store import archive
+from facelab.store import workspace as wsmod
+
+from conftest import REPO
 
 CLIP = REPO / "sample" / "WolfgangLanger_Pexels.mp4"
 TINY = ModelConfig(image_size=64, latent_dim=8, batch_size=16, steps=2, eval_every=2,
@@ -128,7 +131,7 @@ def test_deleted_crops_leave_no_trace_in_files_or_exports(built, tmp_path, capsy
 def test_a_build_keeps_sharper_crops_of_the_same_boxes(built):
     import cv2
 
-    from facelab.faces import sharpness
+    from facelab.data.faces import sharpness
 
     w, _ = built
     ids = w.active_face_ids()[:6]
@@ -159,7 +162,7 @@ def test_pixels_are_overwritten_where_they_lie(built):
 
 
 def test_a_failed_overwrite_keeps_the_crops_deleted_and_can_be_repeated(built, monkeypatch):
-    import facelab.erase as erase
+    import facelab.store.erase as erase
 
     w, _ = built
     target = int(w.active_face_ids()[0])

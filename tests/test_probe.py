@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facelab.data import labels as lb
+from facelab.space import probe as pr
+from facelab.space import projection as pj
+
 from builders import mapped_workspace
-from facelab import labels as lb
-from facelab import probe as pr
-from facelab import projection as pj
 
 
 def two_blobs(n_per: int = 40, d: int = 8, gap: float = 6.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -133,9 +134,10 @@ def test_insights_say_how_uncertain_the_auc_is() -> None:
 def test_label_page_shows_the_interval_and_what_to_label(home: Path) -> None:
     from streamlit.testing.v1 import AppTest
 
-    from conftest import REPO
     from facelab import sample
     from facelab.ui import state
+
+    from conftest import REPO
 
     sample.ensure_sample(say=lambda _: None)
     at = AppTest.from_file(str(REPO / "pages" / "label.py"), default_timeout=120)

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from facelab.space import projection as pj
+from facelab.space.latent import active_latents, encode_run, require_latents
+
 from builders import LinearCodec, delete_faces, mapped_workspace
-from facelab import projection as pj
-from facelab.latent import active_latents, encode_run, require_latents
 
 
 def two_blobs(n: int = 60, d: int = 8, gap: float = 8.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -11,15 +11,17 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from facelab.cli import main
+from facelab.data import dataset
+from facelab.data.dataset import split_for
+from facelab.model import jobs, quality
+from facelab.model.models import ModelConfig
+from facelab.model.train import load_images, split_ids
+from facelab.store import workspace as wsmod
+from facelab.ui import state
+
 from conftest import REPO
 from media import SAMPLE, media_file
-from facelab import dataset, jobs, quality
-from facelab import workspace as wsmod
-from facelab.cli import main
-from facelab.dataset import split_for
-from facelab.models import ModelConfig
-from facelab.train import load_images, split_ids
-from facelab.ui import state
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def test_baselines_match_a_direct_computation(trained) -> None:
 def test_the_pages_warning_needs_only_the_mean_crop(tmp_path: Path, monkeypatch) -> None:
     """The model picker's "learned nothing" check runs on every page of a run; it must not fit
     PCA-32 (7 s on 15,000 crops) when only the mean crop's figure decides it."""
-    from facelab.models import PCABaseline
+    from facelab.model.models import PCABaseline
 
     w = wsmod.create("m", tmp_path)
     dataset.build(w, media_file("WolfgangLanger_Pexels.mp4"), dataset.BuildSettings(fps=2, size=32))

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import REPO
 
-# What a workspace holds (see facelab.workspace): any of these in git would be someone's faces.
+# What a workspace holds (see facelab.store.workspace): any of these in git would be someone's faces.
 WORKSPACE_FILE = re.compile(
     r"(^|/)(faces\.npy|[^/]*\.sqlite(-wal|-shm|-journal)?|checkpoint\.pt|latents\.npz|train\.log)$"
     r"|(^|/)(workspaces|\.facelab|\.facelab-home)/"

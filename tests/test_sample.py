@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facelab import directions, jobs, labels, latent, sample
-from facelab import workspace as ws
+from facelab import sample
 from facelab.cli import main as cli
+from facelab.data import labels
+from facelab.edits import directions
+from facelab.model import jobs
+from facelab.space import latent
+from facelab.store import workspace as ws
 
 
 def test_sample_workspace_is_ready_to_explore(home: Path) -> None:

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from builders import SMALL, blob_images, real_crops, training_workspace
-from facelab import workspace as ws
-from facelab.jobs import create_run, epoch_metrics
-from facelab.models import ModelConfig, load_codec
-from facelab.train import CHECKPOINT_FILE, Trainer, TrainError, split_ids, train_run
+from facelab.model.jobs import create_run, epoch_metrics
+from facelab.model.models import ModelConfig, load_codec
+from facelab.model.train import CHECKPOINT_FILE, Trainer, TrainError, split_ids, train_run
+from facelab.store import workspace as ws
 
+from builders import SMALL, blob_images, real_crops, training_workspace
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # bit-equal results, no crawling
 
@@ -65,7 +65,7 @@ def test_training_learns_on_generated_images() -> None:
 def test_augmentation_moves_whole_pixels_and_mirrors_the_same_way_at_each_step() -> None:
     """Each augmented crop is its original (or mirror image) moved by at most SHIFT_PX whole
     pixels; the same step always gives the same batch (so resuming needs no state)."""
-    from facelab.models import SHIFT_PX, to_float_images
+    from facelab.model.models import SHIFT_PX, to_float_images
 
     images = (np.random.default_rng(0).random((24, 32, 32, 3)) * 255).astype(np.uint8)
     x = to_float_images(torch.from_numpy(images))

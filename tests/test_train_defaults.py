@@ -11,14 +11,16 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO
-from builders import SMALL, blob_images, training_workspace
-from facelab import dataset, jobs, quality
-from facelab import workspace as ws
 from facelab.cli import main as cli
-from facelab.models import BetaVAE, ModelConfig, ModelError, load_codec, save_model
-from facelab.train import load_images, split_ids
+from facelab.data import dataset
+from facelab.model import jobs, quality
+from facelab.model.models import BetaVAE, ModelConfig, ModelError, load_codec, save_model
+from facelab.model.train import load_images, split_ids
+from facelab.store import workspace as ws
 from facelab.ui import state
+
+from builders import SMALL, blob_images, training_workspace
+from conftest import REPO
 
 LEGACY_CONFIG = ('{"batch_size": 64, "beta": 1.0, "compile": false, "epochs": 300, "image_size": 64, '
                  '"kind": "betavae", "kl_warmup_epochs": 0, "latent_dim": 32, "lr": 0.001, "recon": "bce", '

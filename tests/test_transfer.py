@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from facelab import jobs, transfer
-from facelab import workspace as ws
-from facelab.models import BetaVAE, ModelConfig, load_codec, save_model
+from facelab.model import jobs, transfer
+from facelab.model.models import BetaVAE, ModelConfig, load_codec, save_model
+from facelab.store import workspace as ws
 
 
 def make_run_folder(path: Path, size: int = 64) -> ModelConfig:
@@ -70,6 +70,7 @@ def test_train_elsewhere_and_bring_the_run_back_with_the_cli(tmp_path: Path, mon
     """README's GPU recipe: export the workspace, import it on the other machine, train there,
     export the run, import it back here."""
     from facelab.cli import main as cli
+
     from builders import blob_images, training_workspace
 
     here, there = tmp_path / "here", tmp_path / "there"

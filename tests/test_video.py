@@ -1,4 +1,4 @@
-"""facelab.video: probing files and sampling frames (synthetic videos and the real clips)."""
+"""facelab.data.video: probing files and sampling frames (synthetic videos and the real clips)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
+from facelab.data.video import VideoError, is_sampled, probe, sample_frames, sample_step, sampled_count
+
 from media import media_file
-from facelab.video import VideoError, is_sampled, probe, sample_frames, sample_step, sampled_count
 
 
 def write_counter_video(path: Path, n: int = 48, fps: float = 24.0, size=(96, 64)) -> Path:
@@ -51,7 +52,7 @@ def test_sampling_faster_than_the_video_keeps_every_frame(tmp_path):
 
 @pytest.mark.parametrize("video_fps,fps,n", [(23.976, 8, 472), (30, 8, 54000), (25, 7.3, 75), (5, 8, 40)])
 def test_sampled_count_matches_the_sampling_rule(video_fps, fps, n):
-    from facelab.video import VideoInfo
+    from facelab.data.video import VideoInfo
 
     step = sample_step(video_fps, fps)
     kept = sum(is_sampled(i, step) for i in range(n))
@@ -113,7 +114,7 @@ def test_truncated_video_is_refused_before_or_during_sampling(tmp_path):
 
 
 def test_skipped_frames_are_grabbed_not_decoded_to_pixels(tmp_path, monkeypatch):
-    import facelab.video as video
+    import facelab.data.video as video
 
     calls = {"grab": 0, "retrieve": 0, "set": 0}
 
@@ -142,7 +143,7 @@ def test_skipped_frames_are_grabbed_not_decoded_to_pixels(tmp_path, monkeypatch)
 def test_planned_sampling_gives_the_grabbed_frames_converting_only_those(clip, monkeypatch):
     """The planned way (packets listed first, unneeded frames not decoded) yields the very
     frames, indices and times of decoding every frame, and converts only the kept ones."""
-    import facelab.video as video
+    import facelab.data.video as video
 
     path = media_file(clip)
     grabbed = list(sample_frames(path, 8, planned=False))
@@ -159,7 +160,7 @@ def test_planned_sampling_gives_the_grabbed_frames_converting_only_those(clip, m
 
 
 def test_planned_sampling_goes_on_the_grabbed_way_where_decoding_fails(tmp_path, monkeypatch):
-    import facelab.video as video
+    import facelab.data.video as video
 
     path = media_file("WolfgangLanger_Pexels.mp4")
     grabbed = [(i, t) for i, t, _ in sample_frames(path, 8, planned=False)]

@@ -14,11 +14,12 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO, wait_for_app
-from facelab import dataset
-from facelab import workspace as wsmod
 from facelab.cli import main
-from facelab.video import sample_frames
+from facelab.data import dataset
+from facelab.data.video import sample_frames
+from facelab.store import workspace as wsmod
+
+from conftest import REPO, wait_for_app
 
 SAMPLE = REPO / "sample" / "WolfgangLanger_Pexels.mp4"
 FACE_START = 380  # the sample's frames from here on show a clear face

@@ -1,4 +1,4 @@
-"""The Webcam page's plain helpers (facelab.ui.webcam) and the recorder (facelab.recording).
+"""The Webcam page's plain helpers (facelab.ui.webcam) and the recorder (facelab.data.recording).
 
 The page itself calls `webrtc_streamer()`, which AppTest cannot run: it is driven in real
 Chromium by test_browser_webcam.py.
@@ -16,27 +16,28 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
 from streamlit.testing.v1 import AppTest
 
-from conftest import REPO
-from media import media_file
-from builders import ThirdsCodec
-from facelab import dataset, sample
-from facelab import workspace as ws
-from facelab.directions import Direction
-from facelab.live import BOX_COLOUR, FAMILIAR_WINDOW, UNFAMILIAR_DB, LivePipeline, LiveSettings
-from facelab.photo import PhotoError
-from facelab.projection import Projector
-from facelab.recording import (
+from facelab import sample
+from facelab.data import dataset
+from facelab.data.photo import PhotoError
+from facelab.data.recording import (
     FrameRecorder,
     RecordingError,
     RecordSettings,
     add_recording,
     common_size,
 )
+from facelab.edits.directions import Direction
+from facelab.live import BOX_COLOUR, FAMILIAR_WINDOW, UNFAMILIAR_DB, LivePipeline, LiveSettings
+from facelab.space.projection import Projector
+from facelab.store import workspace as ws
 from facelab.ui import state
 from facelab.ui import webcam as wc
+
+from builders import ThirdsCodec
+from conftest import REPO
+from media import media_file
 
 
 class Clock:
@@ -280,8 +281,8 @@ def test_live_point_is_placed_like_the_map_points() -> None:
     assert (marked["x"][0], marked["y"][0]) == pytest.approx(tuple(xy[7]), abs=1e-5)
     assert wc.live_marked(p, None) is None
     # on two stored directions as axes (the live map's "Your axes"), the same
-    from facelab.directions import Direction
-    from facelab.generative_map import Axes, axes_map
+    from facelab.edits.directions import Direction
+    from facelab.space.generative_map import Axes, axes_map
 
     a, b = (Direction(n, "logistic", v / np.linalg.norm(v), spread=0.7)
             for n, v in (("smile", mu[0]), ("surprise", mu[1])))
@@ -331,7 +332,7 @@ def _pipeline_script() -> None:
     import streamlit as st
 
     from facelab import sample
-    from facelab import workspace as ws
+    from facelab.store import workspace as ws
     from facelab.ui import webcam as wc
 
     w = ws.open_workspace("sample")
@@ -357,7 +358,7 @@ def _axes_picker_script(n_directions: int) -> None:
     import numpy as np
     import streamlit as st
 
-    from facelab.directions import Direction
+    from facelab.edits.directions import Direction
     from facelab.ui import webcam as wc
 
     mu = np.random.default_rng(0).normal(size=(40, 5)).astype(np.float32)

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facelab import db
-from facelab import workspace as ws
 from facelab.cli import main as cli
-from facelab.storage import load_npy, save_npy_atomic
+from facelab.store import db
+from facelab.store import workspace as ws
+from facelab.store.storage import load_npy, save_npy_atomic
 
 
 def test_create_list_rename_delete(home: Path) -> None:

@@ -36,8 +36,8 @@ def check_out(out: Path, *suffixes: str) -> None:
 
 def resolve_workspace(value: str, home: str | None):
     """A workspace by name (under the home folder) or by the path of its folder."""
-    from facelab import db
-    from facelab.workspace import DB_FILE, Workspace, WorkspaceError, open_workspace
+    from facelab.store import db
+    from facelab.store.workspace import DB_FILE, Workspace, WorkspaceError, open_workspace
 
     if "/" in value or value.startswith("."):
         path = Path(value).expanduser().resolve()

@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from facelab.archive import export_workspace
+    from facelab.store.archive import export_workspace
 
     w = resolve_workspace(args.workspace, args.home)
     out = Path(args.out or f"{w.name}.zip").expanduser()
@@ -53,7 +53,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _import(args: argparse.Namespace) -> int:
-    from facelab.archive import import_workspace
+    from facelab.store.archive import import_workspace
 
     w = import_workspace(Path(args.zip).expanduser(), name=args.name, home=args.home)
     s = w.summary()
@@ -62,7 +62,7 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _run_export(args: argparse.Namespace) -> int:
-    from facelab.transfer import export_run
+    from facelab.model.transfer import export_run
 
     w = resolve_workspace(args.workspace, args.home)
     out = Path(args.out or args.run).expanduser()
@@ -74,7 +74,7 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _run_import(args: argparse.Namespace) -> int:
-    from facelab.transfer import import_run
+    from facelab.model.transfer import import_run
 
     w = resolve_workspace(args.workspace, args.home)
     run_id = import_run(w, Path(args.folder).expanduser(), args.run_id)

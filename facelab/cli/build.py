@@ -6,10 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from facelab import workspace as ws
 from facelab.cli import CliError, add_workspace_arg, resolve_workspace
-from facelab.dataset import CROP_SIZES, BuildProgress, BuildSettings, DuplicateVideo, build
-from facelab.faces import DEFAULT_MARGIN
+from facelab.data.dataset import CROP_SIZES, BuildProgress, BuildSettings, DuplicateVideo, build
+from facelab.data.faces import DEFAULT_MARGIN
+from facelab.store import workspace as ws
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,7 +74,7 @@ def _build(args: argparse.Namespace) -> int:
         raise CliError(report.message())
     print(report.message())
     if args.preview:
-        from facelab.preview import PreviewError, make_preview
+        from facelab.data.preview import PreviewError, make_preview
 
         try:
             print(f"kept a preview: {make_preview(w, report.source_id, args.video)}")

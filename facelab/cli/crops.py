@@ -1,5 +1,5 @@
 """`facelab crops delete -w W ID [ID ...]`: delete crops for good, as the Dataset page does;
-`facelab crops delete-previews -w W`: erase the opt-in video previews (`facelab.preview`)."""
+`facelab crops delete-previews -w W`: erase the opt-in video previews (`facelab.data.preview`)."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _parse_ids(values: list[str]) -> list[int]:
 
 
 def _delete(args: argparse.Namespace) -> int:
-    from facelab.dataset import RETRAIN_NOTE, delete_faces
+    from facelab.data.dataset import RETRAIN_NOTE, delete_faces
 
     ids = _parse_ids(args.ids)
     w = resolve_workspace(args.workspace, args.home)
@@ -41,7 +41,7 @@ def _delete(args: argparse.Namespace) -> int:
 
 
 def _delete_previews(args: argparse.Namespace) -> int:
-    from facelab.preview import delete_previews
+    from facelab.data.preview import delete_previews
 
     w = resolve_workspace(args.workspace, args.home)
     n = delete_previews(w)

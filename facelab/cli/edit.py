@@ -8,7 +8,7 @@
     facelab path -w W RUN A B C --out path.gif                     (through several faces in order)
 
 Alpha is the sliders' unit: 0 = as is, 1 = the labelled faces' average along the direction
-("your average smile"), 2 = twice as far (`facelab.edit.compose`).
+("your average smile"), 2 = twice as far (`facelab.edits.edit.compose`).
 """
 
 from __future__ import annotations
@@ -21,13 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from facelab import animate, edit
-from facelab import generative_map as gm
 from facelab.cli import CliError, add_workspace_arg, check_out, resolve_workspace
-from facelab.directions import DEFAULT_METHOD, METHOD_NAMES, NEGATIVES, DirectionError
-from facelab.storage import write_bytes_atomic
-
-
+from facelab.edits import animate, edit
+from facelab.edits.directions import DEFAULT_METHOD, METHOD_NAMES, NEGATIVES, DirectionError
+from facelab.space import generative_map as gm
+from facelab.store.storage import write_bytes_atomic
 
 METHOD_HELP = ("how to fit the direction from labels: " + "; ".join(f"{k}: {v}" for k, v in METHOD_NAMES.items())
                + f" (default {DEFAULT_METHOD})")
@@ -173,7 +171,7 @@ def _picture_options(p: argparse.ArgumentParser) -> None:
 
 
 def _map_options(p: argparse.ArgumentParser) -> None:
-    from facelab.projection import METHODS
+    from facelab.space.projection import METHODS
 
     p.add_argument("--map", choices=METHODS, default="pca", help="which map (default pca; "
                    "t-SNE and UMAP with their default settings, computed once and cached)")
@@ -184,8 +182,8 @@ class _Run:
     """A workspace's trained run: its codec and the codes of its active faces."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from facelab.latent import active_latents, load_latents
-        from facelab.models import load_codec
+        from facelab.model.models import load_codec
+        from facelab.space.latent import active_latents, load_latents
 
         self.ws = resolve_workspace(args.workspace, args.home)
         self.run_id = args.run
@@ -209,7 +207,7 @@ class _Run:
 
     def map_inverse(self, method: str) -> gm.MapInverse:
         """The run's map of its active faces (cached, or computed now) and its way back to codes."""
-        from facelab import projection as pj
+        from facelab.space import projection as pj
 
         settings = pj.ProjectionSettings(method=method)
         proj = pj.get_projection(self.ws, self.run_id, settings)
@@ -238,7 +236,7 @@ def _interpolate(args: argparse.Namespace) -> int:
     crops = run.crops([args.a, args.b])
     mu, _ = run.codec.encode(crops)
     if not args.plain:  # drawn on the sharper 128-px crops
-        from facelab.dataset import sharp_faces
+        from facelab.data.dataset import sharp_faces
 
         sharp = sharp_faces(run.ws, [args.a, args.b])
     detail = None if args.plain else (sharp[0], sharp[1])
@@ -246,7 +244,7 @@ def _interpolate(args: argparse.Namespace) -> int:
     # the detail-preserving strip already starts and ends on the real faces
     ends = None if args.no_ends or detail is not None else (crops[0], crops[1])
     if ends is not None and crops.shape[1] != frames.shape[1]:
-        from facelab.models import resize_images
+        from facelab.model.models import resize_images
 
         resized = resize_images(crops, frames.shape[1])
         ends = (resized[0], resized[1])
@@ -292,7 +290,7 @@ def _path(args: argparse.Namespace) -> int:
     if args.plain:
         ends = None
     else:
-        from facelab.dataset import sharp_faces
+        from facelab.data.dataset import sharp_faces
 
         ends = sharp_faces(run.ws, args.ids)
     frames = gm.path_frames(run.codec, mu, args.steps, ends)
@@ -303,7 +301,7 @@ def _path(args: argparse.Namespace) -> int:
 
 
 def _shift(args: argparse.Namespace) -> int:
-    from facelab.directions import load_directions
+    from facelab.edits.directions import load_directions
 
     check_out(args.out, ".png")
     if not args.direction and not args.toward:
@@ -334,7 +332,7 @@ def _shift(args: argparse.Namespace) -> int:
             raise CliError(f"{args.toward!r} is a direction, not a centre: use --direction")
         target = centre.vector
     z = edit.compose(mu, pairs, target, args.strength if target is not None else 0.0, run.bounds())
-    from facelab.models import resize_images
+    from facelab.model.models import resize_images
 
     if args.plain:  # the decoded face's size: the crop as the model sees it
         crop = resize_images(crop[None], run.codec.config.image_size)[0]
@@ -354,16 +352,16 @@ def _shift(args: argparse.Namespace) -> int:
 
 def _photo_crop(run: _Run, image: Path, face: int | None) -> np.ndarray:
     """The photo's face cropped with the workspace's own build settings (RGB, crop size)."""
-    from facelab.photo import faces_in_photo, photo_face_crop
+    from facelab.data.photo import faces_in_photo, photo_face_crop
 
     frame, boxes = faces_in_photo(image)
     return photo_face_crop(run.ws, frame, boxes, face, image.name, run.codec.config.image_size, "--face")
 
 
 def _shift_eval(args: argparse.Namespace) -> int:
-    from facelab.directions import LabelDirection, check_examples, labelled_latents, load_direction
-    from facelab.probe import LinearProbe
-    from facelab.labels import validate_label_name
+    from facelab.data.labels import validate_label_name
+    from facelab.edits.directions import LabelDirection, check_examples, labelled_latents, load_direction
+    from facelab.space.probe import LinearProbe
 
     label = validate_label_name(args.label)
     run = _Run(args)
@@ -415,9 +413,9 @@ def _shift_eval(args: argparse.Namespace) -> int:
 
 
 def _judgement(args: argparse.Namespace, run: "_Run", label: str, direction) -> tuple[dict, str | None]:
-    """The independent judge's figures for `shift-eval` (`facelab.judge`), with keys that do not
+    """The independent judge's figures for `shift-eval` (`facelab.edits.judge`), with keys that do not
     clash with the probe's; ({}, why) when it cannot judge (too few labelled pictures)."""
-    from facelab.judge import JudgeError, judge_shift
+    from facelab.edits.judge import JudgeError, judge_shift
 
     try:
         j = judge_shift(run.ws, args.run, label, args.alpha, direction=direction, method=args.method,
@@ -430,7 +428,7 @@ def _judgement(args: argparse.Namespace, run: "_Run", label: str, direction) -> 
 
 
 def _direction_list(args: argparse.Namespace) -> int:
-    from facelab.directions import load_directions
+    from facelab.edits.directions import load_directions
 
     run = _Run(args)
     found = load_directions(run.ws, args.run)
@@ -447,10 +445,14 @@ def _direction_list(args: argparse.Namespace) -> int:
 def _direction_fit(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from facelab.directions import (
-        ConditionalDirection, fit_label_direction, labelled_latents, load_direction, save_direction,
+    from facelab.data.labels import validate_label_name
+    from facelab.edits.directions import (
+        ConditionalDirection,
+        fit_label_direction,
+        labelled_latents,
+        load_direction,
+        save_direction,
     )
-    from facelab.labels import validate_label_name
 
     label = validate_label_name(args.label)
     run = _Run(args)
@@ -471,8 +473,8 @@ def _direction_fit(args: argparse.Namespace) -> int:
 def _direction_centre(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from facelab.directions import CentreTarget, save_direction
-    from facelab.labels import labels_of, validate_label_name
+    from facelab.data.labels import labels_of, validate_label_name
+    from facelab.edits.directions import CentreTarget, save_direction
 
     label = validate_label_name(args.label)
     run = _Run(args)
@@ -486,7 +488,7 @@ def _direction_centre(args: argparse.Namespace) -> int:
 
 
 def _direction_delete(args: argparse.Namespace) -> int:
-    from facelab.directions import delete_direction
+    from facelab.edits.directions import delete_direction
 
     w = resolve_workspace(args.workspace, args.home)
     delete_direction(w, args.run, args.name)

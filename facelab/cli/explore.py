@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from facelab import clusters as cl
-from facelab import labels as lb
-from facelab import projection as pj
 from facelab.cli import CliError, add_workspace_arg, check_out, resolve_workspace
-from facelab.latent import Latents, load_latents
-from facelab.workspace import Workspace
+from facelab.data import labels as lb
+from facelab.space import clusters as cl
+from facelab.space import projection as pj
+from facelab.space.latent import Latents, load_latents
+from facelab.store.workspace import Workspace
 
 
 def _workspace(args: argparse.Namespace) -> Workspace:
@@ -32,7 +32,7 @@ def _latents(w: Workspace, run_id: str) -> Latents:
         print(f"\rencoding {done}/{total} crops", end="", file=sys.stderr, flush=True)
 
     try:
-        import facelab.models  # noqa: F401  (torch)
+        import facelab.model.models  # noqa: F401  (torch)
     except ModuleNotFoundError as e:
         raise CliError(f"cannot encode: {e.name} is not available") from None
     lat = load_latents(w, run_id, compute=True, progress=progress)
@@ -141,8 +141,8 @@ def _map(args: argparse.Namespace) -> int:
 
 
 def _timeline(args: argparse.Namespace) -> int:
-    from facelab.storage import write_bytes_atomic
-    from facelab.timeline import label_timeline, timeline_png
+    from facelab.space.timeline import label_timeline, timeline_png
+    from facelab.store.storage import write_bytes_atomic
 
     check_out(args.out, ".png", ".csv")
     w = _workspace(args)
@@ -167,7 +167,7 @@ def _clusters(args: argparse.Namespace) -> int:
     for c, size in enumerate(rc.clustering.sizes.tolist()):
         print(f"{c:>7} {size:>7} {int(medoids[c]):>7}  {names.get(c, '')}")
     if args.sweep:
-        from facelab.latent import active_latents
+        from facelab.space.latent import active_latents
 
         _, mu = active_latents(w, lat)
         rows = cl.sweep(mu, seed=args.seed)

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_workspace_arg(p)
     p.add_argument("--run", help="id of an existing run to train or resume (default: a new run)")
     p.add_argument("--name", help="display name of a new run")
-    from facelab.model_config import ARCHS, AUGMENTS, LR_SCHEDULES, RECONS, ModelConfig, kinds  # no torch
+    from facelab.model.model_config import ARCHS, AUGMENTS, LR_SCHEDULES, RECONS, ModelConfig, kinds  # no torch
 
     d = ModelConfig()  # the one set of defaults, shared with the Train page
     g = p.add_argument_group("model options (for a new run; defaults in brackets)")
@@ -75,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _config_from_args(args: argparse.Namespace):
-    from facelab.models import ModelConfig
+    from facelab.model.models import ModelConfig
 
     if getattr(args, "epochs", None) is not None:
         raise CliError("training length is counted in optimizer steps now: use --steps "
@@ -86,7 +86,7 @@ def _config_from_args(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from facelab import jobs
+    from facelab.model import jobs
 
     w = resolve_workspace(args.workspace, args.home)
     config, given = _config_from_args(args)
@@ -113,7 +113,7 @@ def _train(args: argparse.Namespace) -> int:
         return 1
     if summary.get("split_note"):
         print(f"note: {summary['split_note']}")
-    from facelab.quality import run_report
+    from facelab.model.quality import run_report
 
     report = run_report(w, jobs.status(w, run_id))
     print(f"run {run_id}: done" + _versus_baselines(report))
@@ -156,8 +156,8 @@ def _versus_baselines(report: dict) -> str:
 def _runs(args: argparse.Namespace) -> int:
     import json
 
-    from facelab import jobs
-    from facelab.quality import run_report
+    from facelab.model import jobs
+    from facelab.model.quality import run_report
 
     w = resolve_workspace(args.workspace, args.home)
     runs = jobs.list_runs(w)
@@ -181,7 +181,7 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from facelab.evaluate import evaluate_run
+    from facelab.model.evaluate import evaluate_run
 
     w = resolve_workspace(args.workspace, args.home)
     out = Path(args.out) if args.out else w.run_dir(args.run) / "eval"
@@ -200,7 +200,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _compression(args: argparse.Namespace) -> int:
-    from facelab.evaluate import workspace_compression_curve
+    from facelab.model.evaluate import workspace_compression_curve
 
     w = resolve_workspace(args.workspace, args.home)
     try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from facelab import workspace as ws
+from facelab.store import workspace as ws
 
 
 def register(sub: argparse._SubParsersAction) -> None:

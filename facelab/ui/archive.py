@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from facelab.archive import ArchiveError, export_bytes, import_workspace
+from facelab.store.archive import ArchiveError, export_bytes, import_workspace
+from facelab.store.workspace import Workspace
 from facelab.ui import state
 from facelab.ui.text import md
-from facelab.workspace import Workspace
 
 ERROR = "fl_archive_error"  # an import error to show on the next run
 NAME = "fl_archive_name"  # the optional new name typed for an import

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from facelab import dataset, preview
-from facelab.processes import owned_name
-from facelab.video import VideoError
+from facelab.data import dataset, preview
+from facelab.data.video import VideoError
+from facelab.store.processes import owned_name
+from facelab.store.workspace import UPLOAD_PREFIX, Workspace
 from facelab.ui import state
 from facelab.ui.text import md
-from facelab.workspace import UPLOAD_PREFIX, Workspace
 
 BUILDING = "fl_building"  # set while a build runs; still set on the next run = it was stopped
 DUPLICATE = "fl_build_duplicate"  # (upload's file_id, message): a video built before, to confirm

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from facelab.model_config import weights_path
-from facelab.models import Codec, load_codec
-from facelab.workspace import Workspace
+from facelab.model.model_config import weights_path
+from facelab.model.models import Codec, load_codec
+from facelab.store.workspace import Workspace
 
 
 def _stamp(run_dir: Path) -> float:
@@ -43,10 +43,10 @@ def evaluation_grids(ws_path: str, run_id: str, stamp: float, seed: int,
                      faces_key: str = "") -> dict[str, np.ndarray]:
     """Reconstructions, prior samples, the three-point triangle and traversals of one run.
 
-    `faces_key` (`facelab.latent.dataset_key`) changes when crops are deleted, so grids showing
+    `faces_key` (`facelab.space.latent.dataset_key`) changes when crops are deleted, so grids showing
     a deleted crop are never served again."""
-    from facelab import evaluate
-    from facelab.train import load_images, split_ids
+    from facelab.model import evaluate
+    from facelab.model.train import load_images, split_ids
 
     w = Workspace(Path(ws_path))
     c = _codec(str(w.run_dir(run_id)), stamp)

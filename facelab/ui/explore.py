@@ -9,18 +9,18 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from facelab import clusters as cl
-from facelab import dataset, labels
-from facelab import generative_map as gm
-from facelab import projection as pj
-from facelab.latent_map import cluster_title, map_table
-from facelab.directions import MIN_EXAMPLES
-from facelab.probe import ProbeError
-from facelab.timeline import label_timeline
-from facelab.thumbs import data_uris
+from facelab.data import dataset, labels
+from facelab.data.thumbs import data_uris
+from facelab.edits.directions import MIN_EXAMPLES
+from facelab.space import clusters as cl
+from facelab.space import generative_map as gm
+from facelab.space import projection as pj
+from facelab.space.latent_map import cluster_title, map_table
+from facelab.space.probe import ProbeError
+from facelab.space.timeline import label_timeline
+from facelab.store.workspace import Workspace
 from facelab.ui import nav, state
 from facelab.ui.text import md
-from facelab.workspace import Workspace
 
 HOVER_PX = 96  # hover thumbnails: big enough to read an expression (40 px was not)
 MAX_HOVER_THUMBNAILS = 1500  # each adds ~2.9 KB (96-px JPEG) to the chart spec sent to the browser
@@ -179,7 +179,7 @@ def timeline_span() -> tuple[float, float] | None:
 
 @st.cache_data(max_entries=8, show_spinner="Fitting the probe over the whole video…")
 def label_over_time(ws_path: str, run_id: str, latents_key: str, label: str, labels_version: int) -> pd.DataFrame:
-    """`facelab.timeline.label_timeline`, once per latents and labels."""
+    """`facelab.space.timeline.label_timeline`, once per latents and labels."""
     return label_timeline(Workspace(Path(ws_path)), run_id, label)
 
 

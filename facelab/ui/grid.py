@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from facelab import labels
-from facelab.thumbs import data_uris
+from facelab.data import labels
+from facelab.data.thumbs import data_uris
+from facelab.store.workspace import Workspace
 from facelab.ui import state
-from facelab.workspace import Workspace
 
 
 def pager(total: int, per_page: int, key: str) -> tuple[int, int]:

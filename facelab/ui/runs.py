@@ -7,11 +7,11 @@ from typing import NamedTuple
 import numpy as np
 import streamlit as st
 
-from facelab import jobs, quality
-from facelab.latent import Latents, active_latents, encode_run, load_latents
+from facelab.model import jobs, quality
+from facelab.space.latent import Latents, active_latents, encode_run, load_latents
+from facelab.store.workspace import Workspace
 from facelab.ui import state
 from facelab.ui.text import db
-from facelab.workspace import Workspace
 
 
 def learned_nothing(w: Workspace, run: jobs.RunStatus) -> bool:

@@ -8,17 +8,18 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from facelab import dataset, edit
-from facelab.directions import MIN_EXAMPLES, Direction, labelled_latents
-from facelab.probe import LinearProbe
-from facelab.edit import LatentBounds
-from facelab.latent_map import plain_map_table
-from facelab.projection import Projector
-from facelab.workspace import Workspace
+from facelab.data import dataset
+from facelab.edits import edit
+from facelab.edits.directions import MIN_EXAMPLES, Direction, labelled_latents
+from facelab.edits.edit import LatentBounds
+from facelab.space.latent_map import plain_map_table
+from facelab.space.probe import LinearProbe
+from facelab.space.projection import Projector
+from facelab.store.workspace import Workspace
 
 
 # The caches below are keyed on the latents key, which fixes μ and the active ids (it covers the
-# model file, the crops and the deleted ids: `facelab.latent`); so they do not hash the arrays
+# model file, the crops and the deleted ids: `facelab.space.latent`); so they do not hash the arrays
 # again (6-15 ms each at 15,000 x 32, on every slider move).
 @st.cache_resource(max_entries=4)
 def run_plane(latents_key: str, _mu: np.ndarray) -> Projector:
@@ -51,9 +52,9 @@ def probe(ws_path: str, run_id: str, label: str, labels_version: int) -> LinearP
 
 @st.cache_resource(max_entries=8, show_spinner="Training the independent judge on your labelled frames…")
 def judge_of(ws_path: str, label: str, labels_version: int):
-    """`facelab.judge.label_judge` of `label`, or None with too few labelled frames."""
-    from facelab.directions import DirectionError
-    from facelab.judge import JudgeError, label_judge
+    """`facelab.edits.judge.label_judge` of `label`, or None with too few labelled frames."""
+    from facelab.edits.directions import DirectionError
+    from facelab.edits.judge import JudgeError, label_judge
 
     try:
         return label_judge(Workspace(Path(ws_path)), label)

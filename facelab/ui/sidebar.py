@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from facelab import workspace as ws
+from facelab.store import workspace as ws
 from facelab.ui import archive as ui_archive
 from facelab.ui import state
 from facelab.ui.text import md

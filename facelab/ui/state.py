@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from facelab import workspace as ws
+from facelab.store import workspace as ws
 from facelab.ui.text import md
 
 WORKSPACE = "fl_workspace"  # name of the open workspace

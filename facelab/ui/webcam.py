@@ -22,17 +22,17 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from facelab.data.photo import PhotoError
+from facelab.data.recording import FrameRecorder, add_recording
+from facelab.edits.directions import Direction, moves_of
 from facelab.errors import FacelabError
-from facelab.directions import Direction, moves_of
-from facelab.generative_map import Axes
-from facelab.latent import LatentsMissing, encode_run
 from facelab.live import LiveError, LivePipeline, LiveResult
-from facelab.photo import PhotoError
-from facelab.recording import FrameRecorder, add_recording
+from facelab.space.generative_map import Axes
+from facelab.space.latent import LatentsMissing, encode_run
+from facelab.store.workspace import Workspace
 from facelab.ui import state
 from facelab.ui.cache import model_stamp
 from facelab.ui.text import count, md
-from facelab.workspace import Workspace
 
 PIPE = "fl_webcam_pipe"  # (identity, LivePipeline) of this browser session
 RECORDER = "fl_webcam_recorder"  # this session's FrameRecorder
@@ -231,10 +231,10 @@ def process_snapshot(pipe: LivePipeline, image: bytes, centres: np.ndarray | Non
     """Run one still (e.g. from `st.camera_input`) through the live pipeline's model and sliders.
 
     A fresh one-frame pipeline sharing the codec and settings, with the photo search
-    (`facelab.photo`): the live one's tracker would look for the face where the video had it.
+    (`facelab.data.photo`): the live one's tracker would look for the face where the video had it.
     Raises `PhotoError` for bytes that are not an image.
     """
-    from facelab.photo import photo_detector, read_image
+    from facelab.data.photo import photo_detector, read_image
 
     frame = read_image(image, name)
     one = LivePipeline(
