@@ -95,7 +95,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=_shift_eval)
 
-
     p = sub.add_parser("decode-at", help="the face the model draws at a place on the map",
                        description="Turn a place (x, y) on the run's map into a code and decode it: "
                                    "on a PCA map exactly (every other direction at the average face), "
@@ -415,11 +414,11 @@ def _shift_eval(args: argparse.Namespace) -> int:
 def _judgement(args: argparse.Namespace, run: "_Run", label: str, direction) -> tuple[dict, str | None]:
     """The independent judge's figures for `shift-eval` (`facelab.edits.judge`), with keys that do not
     clash with the probe's; ({}, why) when it cannot judge (too few labelled pictures)."""
-    from facelab.edits.judge import JudgeError, judge_shift
+    from facelab.edits.judge import JudgeError, judge_shifts
 
     try:
-        j = judge_shift(run.ws, args.run, label, args.alpha, direction=direction, method=args.method,
-                        negatives=args.negatives, detail=not args.plain, codec=run.codec)
+        j = judge_shifts(run.ws, args.run, label, (args.alpha,), direction=direction, method=args.method,
+                         negatives=args.negatives, detail=not args.plain, codec=run.codec)[0]
     except (JudgeError, DirectionError) as e:
         return {}, str(e)
     renamed = {"n": "judge_n", "direction": "judge_direction", "held_out": "judge_held_out"}

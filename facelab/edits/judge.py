@@ -7,7 +7,7 @@ shares nothing with the model: it is a HOG descriptor (OpenCV) and a logistic re
 trained only on the user's labelled original crops, and it only ever sees uint8 pictures;
 `Judge.p` refuses anything else (latents included).
 
-`judge_shift` measures one direction on held-out frames without the label: the judge's
+`judge_shifts` measures one direction on held-out frames without the label: the judge's
 P(label) on the originals, on their plain reconstructions (what the model alone does to the
 expression) and on the shifted faces, and where the pixels changed (the mouth box against the
 rest, the lower half against the upper).
@@ -212,33 +212,6 @@ def held_out_negatives(workspace: "Workspace", ids: np.ndarray, negatives: np.nd
     return held, f"{len(HELD_OUT_PICK)} of {HELD_OUT_CHUNKS} runs of negatives, held back from fitting"
 
 
-def judge_shift(
-    workspace: "Workspace",
-    run_id: str,
-    label: str,
-    alpha: float = FULL_ALPHA,
-    *,
-    direction: "Direction | str | None" = None,
-    method: str = DEFAULT_METHOD,
-    negatives: str = "auto",
-    detail: bool = True,
-    codec: "Codec | None" = None,
-    masked: bool = False,
-) -> ShiftJudgement:
-    """Judge the shift by `alpha` (the slider's unit, `facelab.edits.edit.unit_of`) along a direction on
-    held-out frames without `label`.
-
-    `direction`: a `Direction`, a stored direction's name, or None to fit one with `method`
-    (`facelab.edits.directions.LabelDirection`) on the labelled frames minus the held-out ones.
-    The judge learns from the same labelled crops minus the held-out ones. The shifted faces
-    are judged as the app shows them (`facelab.edits.edit.shift_faces`): detail=True, the original
-    plus the decoded change (the face at alpha 0 is the original); False, the plain decoded
-    face (at alpha 0, the reconstruction).
-    """
-    return judge_shifts(workspace, run_id, label, (alpha,), direction=direction, method=method,
-                        negatives=negatives, detail=detail, codec=codec, masked=masked)[0]
-
-
 def judge_shifts(
     workspace: "Workspace",
     run_id: str,
@@ -252,8 +225,17 @@ def judge_shifts(
     codec: "Codec | None" = None,
     masked: bool = False,
 ) -> list[ShiftJudgement]:
-    """`judge_shift` at several alphas, fitting the judge (and direction) once. masked=True
-    (with detail): the decoded change lands through `edit.feathered_mask` of the mouth box."""
+    """Judge the shift by each of `alphas` (the slider's unit, `facelab.edits.edit.unit_of`) along
+    a direction on held-out frames without `label`, fitting the judge (and direction) once.
+
+    `direction`: a `Direction`, a stored direction's name, or None to fit one with `method`
+    (`facelab.edits.directions.LabelDirection`) on the labelled frames minus the held-out ones.
+    The judge learns from the same labelled crops minus the held-out ones. The shifted faces
+    are judged as the app shows them (`facelab.edits.edit.shift_faces`): detail=True, the original
+    plus the decoded change (the face at alpha 0 is the original); False, the plain decoded
+    face (at alpha 0, the reconstruction). masked=True (with detail): the decoded change lands
+    through `edit.feathered_mask` of the mouth box.
+    """
     from facelab.data.labels import labels_of
     from facelab.edits import edit
     from facelab.edits.directions import (
