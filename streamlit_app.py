@@ -6,9 +6,13 @@ import streamlit as st
 
 from facelab.ui import nav
 from facelab.ui.sidebar import workspace_picker
+from facelab.ui.warm import warm_imports
 
 st.set_page_config(page_title="facelab", page_icon=str(Path(__file__).parent / "facelab" / "ui" / "icon.png"), layout="wide")
 
 pages = [nav.page(name, default=name == "dataset") for name in nav.ICONS]
 workspace_picker()
-st.navigation(pages).run()
+try:
+    st.navigation(pages).run()
+finally:  # after the page (also one that stops early): the maps' imports, before anyone opens Explore
+    warm_imports()
