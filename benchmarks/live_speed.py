@@ -1,4 +1,4 @@
-"""How fast is the webcam pipeline (`facelab.live.LivePipeline.process`) on this CPU?
+"""How fast is the webcam pipeline (`facelab.live.LivePipeline.process`) on this CPU, and the live preview in a browser?
 
 Frames: the real clips in ../shared/data (the Pexels clip and single_face.mp4), resized to
 640x480 as a webcam would give them. Model: a random-weight BetaVAE (64x64, 32 latents; the
@@ -17,6 +17,16 @@ the Shift page (compose, decode two faces, add the change; target < 100 ms).
     .venv/bin/python benchmarks/live_speed.py
     .venv/bin/python benchmarks/live_speed.py --frames 600 --paste-back --torch-threads 0
 
+With --browser it measures the whole path instead (camera → WebRTC → processing → WebRTC → page):
+the Webcam page of `streamlit run` on the sample workspace, in headless Chromium with a 640x480
+fake camera whose frames carry their own numbers, inside a private network namespace (needs
+root): frames shown per second, the delay from camera frame to processed frame on screen, and
+where the time goes (see benchmarks/live_browser.py for the method). Targets on a quiet
+machine: >= 20 fps shown, <= 100 ms added delay.
+
+    .venv/bin/python benchmarks/live_speed.py --browser --seconds 15 --repeats 2
+    .venv/bin/python benchmarks/live_speed.py --browser --busy    # a training job runs beside
+
 Timings on a shared machine are noisy: compare ratios measured within one run.
 """
 
@@ -31,6 +41,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 
 DATA = Path(os.environ.get("FACELAB_SHARED_DATA", REPO.parent / "shared" / "data"))
 CLIPS = ("WolfgangLanger_Pexels.mp4", "single_face.mp4")
@@ -62,7 +73,7 @@ def cv2_threads() -> int:
 
 
 def make_codec(run_dir: str | None):
-    from facelab.models import ModelConfig, TorchCodec, build_model, load_codec
+    from facelab.model.models import ModelConfig, TorchCodec, build_model, load_codec
 
     if run_dir:
         return load_codec(Path(run_dir))
@@ -78,14 +89,35 @@ def main() -> None:
     ap.add_argument("--torch-threads", type=int, default=1,
                     help="torch threads of the pipeline's thread (default 1, the pipeline's own; 0: torch's choice)")
     ap.add_argument("--cv-threads", type=int, help="cv2.setNumThreads (default: OpenCV's choice)")
+    ap.add_argument("--browser", action="store_true",
+                    help="measure the live preview in Chromium instead (frames shown, delay; needs root)")
+    ap.add_argument("--seconds", type=float, default=15, help="--browser: seconds measured per stream")
+    ap.add_argument("--repeats", type=int, default=2, help="--browser: streams (a fresh Chromium each)")
+    ap.add_argument("--busy", action="store_true", help="--browser: with a training job running beside")
+    ap.add_argument("--camera-fps", type=int, default=30, help="--browser: the fake camera's frame rate")
+    ap.add_argument("--settle", type=float, default=3, help="--browser: seconds streamed before measuring")
+    ap.add_argument("--home", help="--browser: a FACELAB_HOME to use and keep (default: a temporary one); "
+                                   "the sample workspace is made there if absent")
+    ap.add_argument("--what-if", action="append", default=[], choices=["no-page-timers", "unbuffered-relay"],
+                    help="--browser: run the server with one change, to see what it is worth (repeatable; "
+                         "see benchmarks/live_browser.py WHAT_IFS)")
+    ap.add_argument("--server-stacks", metavar="PATH",
+                    help="--browser: also sample the server's thread stacks every 5 ms into PATH (JSON)")
     args = ap.parse_args()
+    if args.browser:
+        from live_browser import run
+
+        run(args.seconds, args.repeats, args.busy, args.camera_fps, args.home, args.settle, args.server_stacks,
+            args.what_if)
+        return
 
     import numpy as np
     import torch
 
-    from facelab.directions import Direction
-    from facelab.edit import compose, shift_faces
     from facelab.live import STAGES, LivePipeline, LiveSettings
+
+    from facelab.edits.directions import Direction
+    from facelab.edits.edit import compose, shift_faces
 
     if args.cv_threads is not None:
         import cv2

@@ -65,10 +65,10 @@ def controls() -> None:
         st.error(md(e))
 
 
-@st.fragment(run_every=0.5 if playing else None)
+@st.fragment(run_every=wc.LIVE_MAP_EVERY_S if playing else None)
 def live_map() -> None:
-    """The map with the live face as a red ring, redrawn twice a second while the camera runs,
-    under a note when the live face is far from the model's training faces."""
+    """The map with the live face as a red ring, redrawn every few seconds while the camera
+    runs, under a note when the live face is far from the model's training faces."""
     with st.container(key="fl_webcam_unfamiliar"):
         if note := wc.unfamiliar_note(pipe):
             st.warning(note)

@@ -42,7 +42,12 @@ NO_TARGET = "(nothing)"
 CLUSTER_PREFIX = "cluster: "
 CENTRE_PREFIX = "centre: "
 LIVE_NOTE = "live face"
-MAX_MAP_POINTS = 2000  # background points of the live map (it is redrawn twice a second)
+MAX_MAP_POINTS = 2000  # background points of the live map (redrawn every LIVE_MAP_EVERY_S)
+# Timed redraws while the camera runs. Every rerun takes the interpreter's lock from the video
+# threads: with the map at 0.5 s and the recording panel at 1 s, the page showed 0.9 processed
+# frames a second, 9 s late, where 27 fps came through without them (benchmarks/live_browser.py).
+LIVE_MAP_EVERY_S = 2.0
+RECORD_EVERY_S = 1.0  # the recording's count, only while it records
 HELP = (
     "Press **START** to stream your camera through the model: the video comes back with your face "
     "boxed and the shifted face beside it. Nothing leaves this computer. No camera, or it does not "
@@ -194,7 +199,7 @@ def unfamiliar_note(pipe: LivePipeline) -> str | None:
 
 # --- the live point on the map ------------------------------------------------------------
 def thin(table: pd.DataFrame, max_points: int = MAX_MAP_POINTS) -> pd.DataFrame:
-    """At most `max_points` evenly spaced rows: the live map is resent twice a second, and
+    """At most `max_points` evenly spaced rows: the live map is resent every LIVE_MAP_EVERY_S, and
     its background only needs to show where the data lies."""
     if len(table) <= max_points:
         return table
@@ -251,15 +256,18 @@ def bgr_to_rgb(frame: np.ndarray) -> np.ndarray:
 
 # --- widgets --------------------------------------------------------------------------------
 def recording_panel(w: Workspace, run_id: str, rec: FrameRecorder, playing: bool) -> None:
-    """The "Record to dataset" toggle and buttons. Redrawn every second while the camera runs,
-    so the count on the button follows the recording.
+    """The "Record to dataset" toggle and buttons. Redrawn every RECORD_EVERY_S while it
+    records, so the count on the button follows the recording (and never otherwise: a timed
+    redraw slows the live video).
 
     Adding the recording also encodes the new crops with `run_id`'s model before the page
     reruns: with stale latents the page would stop at "Compute latents", dropping the camera and
     the map, and a live-map redraw racing that rerun would address the map's old place, now the
     button, which blanks the page (Streamlit's "'setIn' cannot be called on an ElementNode")."""
 
-    @st.fragment(run_every=1.0 if playing else None)
+    ticking = playing and rec.recording
+
+    @st.fragment(run_every=RECORD_EVERY_S if ticking else None)
     def panel() -> None:
         if st.session_state.pop(RECORD_OFF, False):
             st.session_state[RECORD] = False
@@ -270,6 +278,8 @@ def recording_panel(w: Workspace, run_id: str, rec: FrameRecorder, playing: bool
             rec.start()
         else:
             rec.stop()
+        if playing and rec.recording != ticking:  # started, stopped or full: the timer follows
+            st.rerun()
         n = len(rec)
         if rec.recording or n:
             st.caption(f"Recorded {count(n, 'frame')} ({rec.seconds:.1f} s)" + (" · full" if rec.full else ""))
