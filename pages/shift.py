@@ -7,7 +7,7 @@ import streamlit as st
 from facelab.data import labels
 from facelab.data.dataset import sharp_faces
 from facelab.data.photo import PhotoError, faces_in_photo, photo_face_crop
-from facelab.edits import animate, edit
+from facelab.edits import edit
 from facelab.edits import directions as dr
 from facelab.edits.animate import for_display
 from facelab.space import clusters as cl
@@ -18,7 +18,7 @@ from facelab.ui import state
 from facelab.ui.cache import codec
 from facelab.ui.explore import table_for
 from facelab.ui.runs import open_run_page
-from facelab.ui.shift import bounds, judge_caption, judge_of, light_map, probe, run_plane, slider_edit
+from facelab.ui.shift import bounds, judge_caption, judge_of, light_map, path_files, probe, run_plane, slider_edit
 from facelab.ui.text import count, md
 
 w, run_id, lat, ids, mu = open_run_page("Shift")
@@ -193,10 +193,8 @@ with interp_tab:
             else "real frames at the ends"))
         st.image(list(for_display(shown)))  # 192 px each: at 64 px an expression change is invisible
         name = "path-" + "-".join(map(str, picked))
-        d1, d2, d3 = st.columns(3)  # each file made when its button is pressed (GIF + MP4: 1-3 s a rerun)
-        d1.download_button("Download strip (PNG)", lambda: animate.png_bytes(animate.strip_image(frames, ends=ends)),
-                           file_name=f"{name}.png", mime="image/png")
-        d2.download_button("Download animation (GIF)", lambda: animate.gif_bytes(frames), file_name=f"{name}.gif",
-                           mime="image/gif")
-        d3.download_button("Download video (MP4)", lambda: animate.mp4_bytes(frames), file_name=f"{name}.mp4",
-                           mime="video/mp4")
+        png, gif, mp4 = path_files(frames, ends)
+        d1, d2, d3 = st.columns(3)
+        d1.download_button("Download strip (PNG)", png, file_name=f"{name}.png", mime="image/png")
+        d2.download_button("Download animation (GIF)", gif, file_name=f"{name}.gif", mime="image/gif")
+        d3.download_button("Download video (MP4)", mp4, file_name=f"{name}.mp4", mime="video/mp4")

@@ -9,7 +9,7 @@ import numpy as np
 import streamlit as st
 
 from facelab.data import dataset
-from facelab.edits import edit
+from facelab.edits import animate, edit
 from facelab.edits.directions import MIN_EXAMPLES, Direction, labelled_latents
 from facelab.edits.edit import LatentBounds
 from facelab.space.latent_map import plain_map_table
@@ -83,3 +83,13 @@ def slider_edit(
     z = edit.compose(z0, [(moves[n], a) for n, a in alphas.items()], centre, strength, limits)
     recon, shown = edit.shift_faces(model, original, z0, z, detail)
     return z, recon, shown[0]
+
+
+@st.cache_data(max_entries=2, show_spinner="Making the strip, the GIF and the video…")
+def path_files(frames: np.ndarray, ends: tuple[np.ndarray, np.ndarray] | None) -> tuple[bytes, bytes, bytes]:
+    """An interpolation path's PNG strip, GIF and MP4, made once per path (1-3 s), not on every
+    rerun. Given to the download buttons as bytes: made on the click instead (Streamlit's
+    deferred data), a click now and then downloaded nothing, since Streamlit drops a deferred
+    file's callable when a run elsewhere on the server cleans up files no session refers to."""
+    return (animate.png_bytes(animate.strip_image(frames, ends=ends)), animate.gif_bytes(frames),
+            animate.mp4_bytes(frames))
