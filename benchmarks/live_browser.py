@@ -25,10 +25,11 @@ What it does
    process installs them) log each frame, by the number in its pixels, on the wall clock:
      dec    aiortc's VP8 (or H.264) decoder produced the camera frame;
      in     the processing track took it (through aiortc's track queue and a MediaRelay queue);
-     cb     streamlit-webrtc's frame callback ran (and which frames were queued: async
-            processing keeps only the newest), `proc` its `LivePipeline.process` and stages;
-     out    the processed frame was passed on (streamlit-webrtc's async track does that when
-            the next camera frame arrives);
+     cb     streamlit-webrtc's frame callback ran, `proc` its `LivePipeline.process` and stages
+            (a `cb` without `proc`: a frame the page's LateFrames skipped as late), `queued`
+            which frames async processing found waiting (it keeps only the newest);
+     out    the processed frame was passed on (at once in sync processing, the page's mode;
+            streamlit-webrtc's async track does it when the next camera frame arrives);
      relay  the sender took it from the MediaRelay queue between the processing track and the
             peer connection (with how many frames were still waiting there);
      enc    aiortc encoded it;
@@ -61,8 +62,8 @@ Each delay as median and p90; the ratio to the targets (>= 20 fps, <= 100 ms add
 What-ifs (`--what-if`, `WHAT_IFS`): the server runs with one change patched in at import, to
 measure what it is worth; the output says so in capitals. They are experiments, not the app.
 
-The page is a real one: its map redraws twice a second while the camera runs, as it does for a
-user. The benchmark's own reads cost a small canvas read per presented frame in the browser and
+The page is a real one: its map redraws every few seconds while the camera runs, as it does for
+a user. The benchmark's own reads cost a small canvas read per presented frame in the browser and
 a few hundred pixels and a log line per record in the server.
 """
 
@@ -246,18 +247,26 @@ def install_probes(log_path: str) -> None:
         module.LivePipeline.process = process
 
     def patch_models(module) -> None:
-        original = module.CallbackAttachableProcessor.recv_queued
+        cls = module.CallbackAttachableProcessor
+        recv, recv_queued = cls.recv, cls.recv_queued
 
-        async def recv_queued(self, frames):
+        def timed_recv(self, frame):  # the frame callback, in either processing mode
             t0 = time.time()
-            out = await original(self, frames)
-            log("cb", ks=[number_of_av(f) for f in frames], t0=t0, t1=time.time())
+            out = recv(self, frame)
+            log("cb", k=number_of_av(frame), t0=t0, t1=time.time())
             return out
 
-        module.CallbackAttachableProcessor.recv_queued = recv_queued
+        async def logged_recv_queued(self, frames):  # async mode: all but the newest are dropped
+            log("queued", ks=[number_of_av(f) for f in frames], t=time.time())
+            return await recv_queued(self, frames)
+
+        cls.recv, cls.recv_queued = timed_recv, logged_recv_queued
 
     def patch_process(module) -> None:
-        cls = module.AsyncMediaProcessTrack
+        for cls in (module.MediaProcessTrack, module.AsyncMediaProcessTrack):  # sync, async mode
+            patch_track(cls)
+
+    def patch_track(cls) -> None:
         original = cls.recv
 
         async def recv(self):
@@ -502,10 +511,9 @@ def cpu_snapshot() -> dict[str, float]:
 
 def drive(home: str, y4m: str, seconds: float, repeats: int, settle: float, probe_log: str) -> list[dict]:
     """In the namespace: the probed app and, per repeat, a fresh Chromium streaming for `seconds`."""
-    from playwright.sync_api import sync_playwright
-
     from conftest import CHROMIUM, LOCAL_PREFIXES, streamlit_server, wait_for_app
     from fakecam import fake_camera_args, start_camera
+    from playwright.sync_api import sync_playwright
 
     # the server (only it: its children do not inherit this) installs the probes at start
     os.environ[PROBE_ENV] = probe_log
@@ -627,16 +635,18 @@ def analyse(run: dict, server: list[dict], fps: float, n: int) -> dict:
     queued, dropped = [], 0
     for e in server:
         kind = e["kind"]
-        if kind not in first or (kind == "out" and not e.get("processed")):
+        if kind == "out" and not e.get("processed"):
             continue  # a raw camera frame passed on before the first processed one
         t = e.get("t", e.get("t0"))
-        kk = un(t, e["ks"][-1] if kind == "cb" else e["k"])
+        if kind == "queued" and t0 <= t <= t1:  # async processing kept only the newest of these
+            queued.append(len(e["ks"]))
+            dropped += len(e["ks"]) - 1
+        if kind not in first:
+            continue
+        kk = un(t, e["k"])
         if kk is None:
             continue
         first[kind].setdefault(kk, e)
-        if kind == "cb" and t0 <= t <= t1:
-            queued.append(len(e["ks"]))
-            dropped += len(e["ks"]) - 1
     dec, s_in, cb, proc, out, relay, enc = (first[k] for k in ("dec", "in", "cb", "proc", "out", "relay", "enc"))
     relay_queue = [e["queued"] for e in relay.values() if t0 <= e["t"] <= t1]
 
@@ -666,7 +676,7 @@ def analyse(run: dict, server: list[dict], fps: float, n: int) -> dict:
         "taken → processing starts (thread busy)": [(cb[k]["t0"] - s_in[k]["t"]) * ms for k in full],
         "frame callback": [(cb[k]["t1"] - cb[k]["t0"]) * ms for k in full],
         "  of which LivePipeline.process": [(proc[k]["t1"] - proc[k]["t0"]) * ms for k in full if k in proc],
-        "processed → passed on (at the next camera frame)": [(out[k]["t"] - cb[k]["t1"]) * ms for k in full],
+        "processed → passed on (async mode: at the next camera frame)": [(out[k]["t"] - cb[k]["t1"]) * ms for k in full],
         "passed on → taken by the sender (relay queue)": [(relay[k]["t"] - out[k]["t"]) * ms for k in full],
         "taken → encoded (aiortc VP8 encode and its wait)": [(enc[k]["t1"] - relay[k]["t"]) * ms for k in full],
         "  of which the encode itself": [(enc[k]["t1"] - enc[k]["t0"]) * ms for k in full],
@@ -694,10 +704,10 @@ def analyse(run: dict, server: list[dict], fps: float, n: int) -> dict:
         "camera_rate": ((local_ks[-1] - local_ks[0]) / (shown_local[local_ks[-1]] - shown_local[local_ks[0]])
                         if len(local_ks) > 1 else float("nan")),
         "decoded_fps": rate(e["t1"] for e in dec.values()), "server_in_fps": rate(e["t"] for e in s_in.values()),
-        "processed_fps": rate(e["t0"] for e in cb.values()), "sent_fps": rate(e["t1"] for e in enc.values()),
+        "processed_fps": rate(e["t0"] for e in proc.values()), "sent_fps": rate(e["t1"] for e in enc.values()),
         "passed_all_fps": rate(e["t"] for e in server if e["kind"] == "out"),
         "encoded_all_fps": rate(e["t1"] for e in server if e["kind"] == "enc"),
-        "dropped": dropped, "queued_mean": float(np.mean(queued)) if queued else 0.0,
+        "dropped": dropped, "late": sum(t0 <= e["t0"] <= t1 and k not in proc for k, e in cb.items()), "queued_mean": float(np.mean(queued)) if queued else 0.0,
         "delay": delay, "delay_local": delay_local, "added": added, "parts": parts, "stages": stages,
         "unreadable": unreadable, "sizes": sorted(sizes), "captured": ref is capture, "full": len(full),
         "shown": len(in_window), "relay_queue": relay_queue, "cpu": run["cpu"], "threads_cpu": threads_cpu, "load_s": run["load_s"], "start_s": run["start_s"], "outside": run["outside"],
@@ -752,8 +762,9 @@ def report(results: list[dict], fps: float, busy: bool, seconds: float) -> None:
         vals = [fps] * len(results) if key is None else [r[key] for r in results]
         print(f"  {name:<56}{statistics.median(vals):8.1f}{min(vals):8.1f}")
     arrived = sum(r["server_in_fps"] * r["seconds"] for r in results)  # taken from aiortc's queue
-    print(f"  camera frames skipped by async processing (only the newest queued is processed): "
-          f"{sum(r['dropped'] for r in results)} of {arrived:.0f} "
+    print(f"  camera frames skipped: {sum(r['late'] for r in results)} as late (sync processing, "
+          f"the page's LateFrames), {sum(r['dropped'] for r in results)} by async processing (only the "
+          f"newest queued is processed), of {arrived:.0f} "
           f"(mean queue {statistics.fmean(r['queued_mean'] for r in results):.2f})")
     print(f"  frames waiting in the relay's queue to the sender when one is taken: median "
           f"{q(pool('relay_queue'), 50):.0f}, p90 {q(pool('relay_queue'), 90):.0f}, max {q(pool('relay_queue'), 100):.0f}")

@@ -7,7 +7,6 @@ from facelab.edits import directions as dr
 from facelab.edits import edit
 from facelab.live import LiveError
 from facelab.space import clusters as cl
-from facelab.space.latent_map import map_chart
 from facelab.ui import state
 from facelab.ui import webcam as wc
 from facelab.ui.runs import open_run_page
@@ -35,7 +34,7 @@ with video_col:
     ctx = webrtc_streamer(
         key="fl_webcam", mode=WebRtcMode.SENDRECV, video_frame_callback=wc.frame_callback(pipe, rec),
         rtc_configuration={"iceServers": []}, media_stream_constraints={"video": True, "audio": False},
-        async_processing=True,
+        async_processing=False,  # see wc.LateFrames: the processed frame goes out at once
     )
     cameras = wc.cameras_found()
 playing = bool(ctx.state.playing)
@@ -77,9 +76,9 @@ def live_map() -> None:
         return
     axes, axes_key = wc.pick_axes(stored, mu)
     marked = wc.live_marked(axes or run_plane(lat.key, mu), pipe.last_latent)
+    spec = wc.live_map_spec(str(w.path), lat.key, axes_key, light_map(str(w.path), lat.key, ids, mu, axes_key, axes))
     with st.container(key="fl_webcam_map_box"):
-        st.altair_chart(map_chart(wc.thin(light_map(str(w.path), lat.key, ids, mu, axes_key, axes)), "time",
-                                  box=False, marked=marked, height=320), width="stretch", key="fl_webcam_map")
+        st.vega_lite_chart(spec=wc.with_ring(spec, marked), width="stretch", key="fl_webcam_map")
     with st.container(key="fl_webcam_live_text"):
         st.markdown(wc.live_caption(marked, pipe.nearest_cluster, pipe.fps, playing))
 

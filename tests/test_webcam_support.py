@@ -199,6 +199,57 @@ def test_frame_callback_returns_the_processed_frame_and_records(faces) -> None:
     assert callback(tiny).to_ndarray(format="bgr24").shape == (4, 4, 3)
 
 
+class AlwaysLate(wc.LateFrames):
+    def late(self, frame_time, now) -> bool:
+        return True
+
+
+def test_a_late_frame_is_recorded_and_the_last_processed_picture_goes_out_again(faces) -> None:
+    pipe = LivePipeline(ThirdsCodec())
+    offered = []
+    rec = FrameRecorder()
+    rec.offer = offered.append
+    callback = wc.frame_callback(pipe, rec, AlwaysLate())
+    first = callback(av.VideoFrame.from_ndarray(faces[0], format="bgr24"))  # nothing to repeat yet
+    latent = pipe.last_latent
+    again = callback(av.VideoFrame.from_ndarray(faces[-1], format="bgr24"))
+    assert again is not first and (again.to_ndarray(format="bgr24") == first.to_ndarray(format="bgr24")).all()
+    assert pipe.last_latent is latent, "the late frame was not processed"
+    assert len(offered) == 2 and (offered[1] == faces[-1]).all(), "but it was offered to the recording"
+
+
+def simulate_sync_loop(late, process_s: float, frames: int = 300, period: float = 1 / 30,
+                       skip_s: float = 0.002) -> tuple[list[float], int]:
+    """Frames of a 30 fps camera through a one-at-a-time callback taking `process_s` a frame
+    (`skip_s` for a skipped one): the waits of the processed frames, and how many were skipped."""
+    busy_until, waits, skipped = 0.0, [], 0
+    for i in range(frames):
+        start = max(busy_until, 0.04 + i * period)  # arrives 40 ms after its camera time
+        if late is not None and late.late(1000.0 + i * period, start):
+            busy_until, skipped = start + skip_s, skipped + 1
+        else:
+            busy_until = start + process_s
+            waits.append(start - (0.04 + i * period))
+    return waits, skipped
+
+
+def test_late_frames_keep_a_slow_callback_on_the_camera() -> None:
+    waits, skipped = simulate_sync_loop(wc.LateFrames(), process_s=0.010)
+    assert skipped == 0 and max(waits) == 0, "a callback that keeps up processes every frame"
+    waits, skipped = simulate_sync_loop(None, process_s=0.080)
+    assert max(waits) > 10, "without it, a slow callback falls ever further behind"
+    waits, skipped = simulate_sync_loop(wc.LateFrames(max_late_s=0.05), process_s=0.080)
+    assert max(waits) <= 0.05 + 0.080 and skipped > 150 and len(waits) > 100
+
+
+def test_late_frames_start_afresh_after_a_clock_jump() -> None:
+    late = wc.LateFrames(max_late_s=0.05, reset_s=2.0)
+    assert not late.late(10.0, 100.0) and not late.late(10.1, 100.1)
+    assert late.late(10.2, 100.3), "150 ms behind"
+    assert not late.late(-50.0, 100.4) and not late.late(-49.9, 100.5), "a new stream: a new base"
+    assert not late.late(None, 101.0), "no time stamp: processed"
+
+
 # --- controls -------------------------------------------------------------------------------
 def test_cluster_labels_are_distinct() -> None:
     assert wc.cluster_labels(4, {0: "smile", 2: "smile", 3: "  "}) == ["smile", "cluster 1", "smile (2)", "cluster 3"]
@@ -301,6 +352,21 @@ def test_the_live_map_background_is_thinned_evenly() -> None:
     assert 1000 < len(thinned) <= 2000 and thinned["frame_id"].iloc[0] == 0
     assert set(np.diff(thinned["frame_id"])) == {3}
     assert len(wc.thin(table.head(10), 2000)) == 10
+
+
+def test_the_live_map_spec_is_made_once_and_only_its_ring_moves() -> None:
+    table = pd.DataFrame({"frame_id": np.arange(6), "x": np.arange(6.0), "y": 0.0, "time": 0.0, "source": "",
+                          "cluster": "", "label": "", "image": ""})
+    spec = wc.live_map_spec.__wrapped__("ws", "key", "", table)
+    ring = spec["layer"][-1]
+    assert ring["mark"]["color"] == "#d62728" and spec["datasets"][ring["data"]["name"]]
+    marked = pd.DataFrame({"x": [2.5], "y": [1.0], "note": [wc.LIVE_NOTE]})
+    drawn = wc.with_ring(spec, marked)
+    assert drawn["datasets"][ring["data"]["name"]] == [{"x": 2.5, "y": 1.0, "note": wc.LIVE_NOTE}]
+    assert wc.with_ring(spec, None)["datasets"][ring["data"]["name"]] == []
+    points = spec["layer"][0]["data"]["name"]
+    assert len(drawn["datasets"][points]) == 6 and drawn["datasets"][points] is spec["datasets"][points]
+    assert spec["datasets"][ring["data"]["name"]] != drawn["datasets"][ring["data"]["name"]], "the cached spec is kept"
 
 
 # --- the snapshot fallback ------------------------------------------------------------------

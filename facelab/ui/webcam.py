@@ -4,7 +4,7 @@ what the sliders hand the pipeline, and the live face's point on the map.
 Most functions here are plain (no Streamlit) so they are tested with pytest: AppTest cannot
 run a script that calls `webrtc_streamer()`. streamlit-webrtc itself is imported by the page.
 
-Threads: streamlit-webrtc calls the frame callback in its own thread, where
+Threads: streamlit-webrtc calls the frame callback in its WebRTC event loop's thread, where
 `st.session_state` is not available; the callback gets the pipeline and the recorder through
 its closure, and the page talks to them only through their thread-safe methods
 (`LivePipeline.update`, `.last_latent`, `.unfamiliar`, `FrameRecorder.start/stop`).
@@ -13,8 +13,9 @@ its closure, and the page talks to them only through their thread-safe methods
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -29,6 +30,7 @@ from facelab.errors import FacelabError
 from facelab.live import LiveError, LivePipeline, LiveResult
 from facelab.space.generative_map import Axes
 from facelab.space.latent import LatentsMissing, encode_run
+from facelab.space.latent_map import map_chart
 from facelab.store.workspace import Workspace
 from facelab.ui import state
 from facelab.ui.cache import model_stamp
@@ -43,6 +45,7 @@ CLUSTER_PREFIX = "cluster: "
 CENTRE_PREFIX = "centre: "
 LIVE_NOTE = "live face"
 MAX_MAP_POINTS = 2000  # background points of the live map (redrawn every LIVE_MAP_EVERY_S)
+LIVE_MAP_HEIGHT = 320
 # Timed redraws while the camera runs. Every rerun takes the interpreter's lock from the video
 # threads: with the map at 0.5 s and the recording panel at 1 s, the page showed 0.9 processed
 # frames a second, 9 s late, where 27 fps came through without them (benchmarks/live_browser.py).
@@ -113,19 +116,57 @@ def recorder() -> FrameRecorder:
     return rec
 
 
-# --- the frame callback (runs in streamlit-webrtc's thread) -------------------------------
-def frame_callback(pipe: LivePipeline, rec: FrameRecorder | None = None) -> Callable[[Any], Any]:
-    """`av.VideoFrame` in, the processed `av.VideoFrame` out (streamlit-webrtc copies the timing)."""
+# --- the frame callback (runs in streamlit-webrtc's event loop) ---------------------------
+@dataclass
+class LateFrames:
+    """Which camera frames to skip so the live view never falls behind the camera.
+
+    The callback runs synchronously, in the WebRTC event loop: a processed frame goes out at once
+    rather than with the next camera frame, which async processing waits for (about 55 ms of
+    the added delay, benchmarks/live_browser.py). Sync processing has no queue to drop from, so
+    when the machine is busy and processing falls behind, frames would pile up without bound.
+    This spots them: a frame's lateness is (now − its camera time) less the smallest such gap
+    seen, which is the network's own delay; a frame more than `max_late_s` behind is skipped.
+    A gap more than `reset_s` above that smallest one is a new stream or a clock jump, not a
+    backlog (skipping empties a backlog at hundreds of frames a second): it starts afresh.
+    """
+
+    max_late_s: float = 0.05
+    reset_s: float = 2.0
+    _base: float | None = field(default=None, init=False)
+
+    def late(self, frame_time: float | None, now: float) -> bool:
+        if frame_time is None:
+            return False
+        gap = now - frame_time
+        if self._base is None or gap < self._base or gap - self._base > self.reset_s:
+            self._base = gap
+        return gap - self._base > self.max_late_s
+
+
+def frame_callback(pipe: LivePipeline, rec: FrameRecorder | None = None,
+                   late: LateFrames | None = None) -> Callable[[Any], Any]:
+    """`av.VideoFrame` in, the processed `av.VideoFrame` out (streamlit-webrtc copies the timing).
+
+    A frame `late` says is behind the camera is recorded but not processed: the last processed
+    picture goes out again (a fresh frame, as streamlit-webrtc stamps the one it is given)."""
     import av
+
+    late = late or LateFrames()
+    last: list[np.ndarray] = []
 
     def callback(frame):
         img = frame.to_ndarray(format="bgr24")
         if rec is not None:
             rec.offer(img)
+        behind = late.late(frame.time, time.monotonic())
+        if behind and last:
+            return av.VideoFrame.from_ndarray(last[0], format="bgr24")
         try:
             out = pipe.process(img).frame
         except LiveError:  # an odd frame (e.g. a tiny one while the stream starts): pass it on
             out = img
+        last[:] = [out]
         return av.VideoFrame.from_ndarray(out, format="bgr24")
 
     return callback
@@ -215,6 +256,23 @@ def live_marked(plane, latent: np.ndarray | None, note: str = LIVE_NOTE) -> pd.D
         return None
     xy = plane.transform(np.asarray(latent, np.float32).reshape(1, -1))[0]
     return pd.DataFrame({"x": [float(xy[0])], "y": [float(xy[1])], "note": [note]})
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def live_map_spec(ws_path: str, latents_key: str, axes_key: str, _table: pd.DataFrame) -> dict:
+    """The live map's Vega-Lite spec, its ring still empty, made once per map (the map's
+    workspace, latents and axes; `_table` its points): building the Altair chart and checking it
+    took 40-60 ms of the interpreter's lock at every redraw, which the video waited for.
+    Read-only: `with_ring` copies what it changes."""
+    ring = pd.DataFrame({"x": [0.0], "y": [0.0], "note": [LIVE_NOTE]})
+    return map_chart(thin(_table), "time", box=False, marked=ring, height=LIVE_MAP_HEIGHT).to_dict()
+
+
+def with_ring(spec: dict, marked: pd.DataFrame | None) -> dict:
+    """`spec` (from `live_map_spec`) with the live face's ring (`live_marked`), or none."""
+    ring = spec["layer"][-1]["data"]["name"]
+    rows = [] if marked is None else marked.to_dict("records")
+    return {**spec, "datasets": {**spec["datasets"], ring: rows}}
 
 
 def live_caption(marked: pd.DataFrame | None, cluster: str | None, fps: float, playing: bool) -> str:
