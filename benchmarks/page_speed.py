@@ -134,16 +134,18 @@ DRAWN_MAP = ".st-key-fl_map_box canvas, .st-key-fl_map_box g.mark-symbol.role-ma
 
 
 def large_home(n: int) -> Path:
-    """A fresh home with one workspace of n crops encoded by the sample's model."""
+    """A fresh home with one workspace of n crops and the sample's model as a finished run, left
+    as a training job leaves its run: its latents encoded and the Train page's baselines cached."""
     from explore_speed import fake_workspace, real_crops
 
-    from facelab.model import transfer
+    from facelab.model import jobs, transfer
     from facelab.sample import MODEL_DIR, RUN_ID
     from facelab.space import latent
 
     w, home = fake_workspace(real_crops(n))  # its random-weight model stays unregistered
     transfer.import_run(w, MODEL_DIR, RUN_ID)
     latent.encode_run(w, RUN_ID)
+    jobs.warm_baselines(w, RUN_ID)
     return home
 
 

@@ -27,7 +27,7 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from facelab.model.models import ModelConfig
+from facelab.model.model_config import ModelConfig
 from facelab.store import processes
 from facelab.store.db import now_iso
 from facelab.store.processes import pid_alive

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from facelab.model import metrics
 from facelab.model.model_config import kind_of
 from facelab.space.latent import dataset_key
 from facelab.store.storage import write_json_atomic
@@ -50,6 +49,7 @@ def compute_baselines(train_images: np.ndarray, val_images: np.ndarray, pca: boo
     """Mean held-out PSNR (dB) of the mean training crop and of PCA-32 fitted on the training
     crops (uint8 N×S×S×3 arrays of one size); with pca=False the PCA figure is None (fitting
     it takes 7 s on 15,000 crops, the mean crop well under one)."""
+    from facelab.model import metrics
     from facelab.model.models import ModelConfig, PCABaseline
     from facelab.model.train import pca_metrics
 
@@ -67,13 +67,8 @@ def baselines(workspace: Workspace, image_size: int, pca: bool = True) -> dict:
     """{mean_crop_psnr, pca32_psnr} on the workspace's train/held-out split (`train.split_ids`,
     its fallback included) at `image_size`; both None when the workspace cannot be split.
     pca=False: the mean crop's figure is enough (PCA-32's is what was cached, or None)."""
-    from facelab.model.train import TrainError, load_images, split_ids
-
-    try:
-        split = split_ids(workspace)
-    except TrainError:
-        return dict(NO_BASELINES)
-    key = _cache_key(workspace, split.val_ids, image_size)
+    _, val_ids, _ = workspace.held_out_split()  # what `split_ids` holds out, without torch on a hit
+    key = _cache_key(workspace, val_ids, image_size)
     path = Path(workspace.path) / CACHE_FILE
     try:
         cache = json.loads(path.read_text())
@@ -84,6 +79,12 @@ def baselines(workspace: Workspace, image_size: int, pca: bool = True) -> dict:
     hit = cache.get(str(image_size))
     if isinstance(hit, dict) and hit.get("key") == key and (hit.get("pca32_psnr") is not None or not pca):
         return {k: hit.get(k) for k in NO_BASELINES}
+    from facelab.model.train import TrainError, load_images, split_ids  # torch: only to compute them
+
+    try:
+        split = split_ids(workspace)
+    except TrainError:
+        return dict(NO_BASELINES)
     found = compute_baselines(load_images(workspace, split.train_ids[::_fit_step(len(split.train_ids))], image_size),
                               load_images(workspace, split.val_ids, image_size), pca)
     cache[str(image_size)] = {"key": key, **found}

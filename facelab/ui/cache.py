@@ -6,13 +6,16 @@ Keys include the model file's mtime, so a retrained or replaced run is never ser
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
 
 from facelab.model.model_config import weights_path
-from facelab.model.models import Codec, load_codec
 from facelab.store.workspace import Workspace
+
+if TYPE_CHECKING:
+    from facelab.model.models import Codec
 
 
 def _stamp(run_dir: Path) -> float:
@@ -26,6 +29,9 @@ def _stamp(run_dir: Path) -> float:
 
 @st.cache_resource(max_entries=8, show_spinner="Loading the model…")
 def _codec(run_dir: str, stamp: float) -> Codec:
+    from facelab.model.models import load_codec  # torch: imported when a page first needs a model, so
+    # a page can draw what needs none (Explore's map) before the 2 s of importing it
+
     return load_codec(Path(run_dir))
 
 

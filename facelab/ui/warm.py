@@ -1,7 +1,7 @@
 """Heavy imports done once per server process, in the background, after the first page is drawn.
 
 Explore's first visit on 15,000 frames spent 3-6 of its seconds importing scikit-learn (its PCA
-and K-means) and Altair. The app opens on the Dataset page, so a visit to Explore is rarely
+and K-means), Altair and torch. The app opens on the Dataset page, so a visit to Explore is rarely
 the first page of a server: importing them on a side thread once a page has been drawn takes
 that wait off the first map. Started after the page's script (not before), so the page itself
 never waits on these imports for the interpreter's lock.
@@ -12,7 +12,9 @@ from __future__ import annotations
 import importlib
 import threading
 
-MODULES = ("sklearn.decomposition", "sklearn.cluster", "altair")
+# torch last: Explore draws its map before it needs a model (`facelab.ui.cache` imports torch
+# on first use), and the model pages (Shift, Webcam) gain its 2 s
+MODULES = ("sklearn.decomposition", "sklearn.cluster", "altair", "torch")
 _started = threading.Lock()
 
 
