@@ -145,7 +145,7 @@ def large_home(n: int) -> Path:
     w, home = fake_workspace(real_crops(n))  # its random-weight model stays unregistered
     transfer.import_run(w, MODEL_DIR, RUN_ID)
     latent.encode_run(w, RUN_ID)
-    jobs.warm_baselines(w, RUN_ID)
+    jobs.warm_caches(w, RUN_ID)
     return home
 
 

@@ -61,7 +61,7 @@ def ensure_sample(home: str | Path | None = None, reset: bool = False,
         if (MODEL_DIR / "config.json").exists():
             directions.save_direction(w, RUN_ID, directions.fit_label_direction(w, RUN_ID, "smile"))
             say("  stored the smile direction")
-            jobs.warm_baselines(w, RUN_ID)  # the Train page's mean-crop and PCA-32 figures, ready
+            jobs.warm_caches(w, RUN_ID)  # the Train page's baselines, Explore's map and clusters, ready
     except BaseException:
         ws.delete(NAME, home)  # never leave a half-made sample behind
         raise

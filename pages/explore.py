@@ -43,8 +43,8 @@ colour_options = ["cluster", "label", "time", "source"] + [f"z{i}" for i in rang
 colour = c2.selectbox("Colour by", colour_options, key="fl_map_colour", help=HELP["z"])
 cluster_method = c3.radio("Clusters", list(cl.METHODS), horizontal=True, key="fl_cluster_method",
                           format_func={"kmeans": "K-means", "gmm": "Gaussian mixture"}.get)
-k_max = min(12, len(ids) - 1)
-k = c4.slider("Number of clusters k", 2, k_max, min(6, k_max), key="fl_k")
+k_max, k_default = cl.k_range(len(ids))
+k = c4.slider("Number of clusters k", 2, k_max, k_default, key="fl_k")
 st.session_state[state.LAST_CLUSTERING] = (cluster_method, k)  # the Label page filters by it
 
 if st.toggle("Help me choose k (elbow, BIC and silhouette for k = 2…12)", key="fl_k_help"):

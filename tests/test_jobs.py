@@ -234,14 +234,21 @@ def test_cli_train_runs_and_eval(home, capsys, tmp_path) -> None:
     assert "has no faces" in capsys.readouterr().err
 
 
-def test_a_finished_job_leaves_the_train_pages_baselines_cached(home, monkeypatch) -> None:
+def test_a_finished_job_leaves_what_the_pages_first_read_cached(home, monkeypatch) -> None:
+    """The Train page's baselines, and Explore's PCA map and default clustering: on 15,000
+    crops, making those on a fresh server's first visit took over a second (scikit-learn's import)."""
     from facelab.model import quality
+    from facelab.space import clusters, projection
 
     w = training_workspace("warm", IMAGES[:40])
     run = jobs.create_run(w, ModelConfig(**{**CONFIG.__dict__, "steps": 8}))
     jobs.run_job(w, run)
     monkeypatch.setattr(quality, "compute_baselines", lambda *a: pytest.fail("computed again on the page"))
     assert quality.run_report(w, jobs.status(w, run))["pca32_psnr"] is not None
+    assert projection.load_projection(w, run, projection.ProjectionSettings(method="pca")) is not None
+    k_max, k = clusters.k_range(40)
+    assert (k_max, k) == (12, 6)
+    assert clusters.load_clusters(w, run, clusters.METHODS[0], k) is not None
 
 
 def test_one_heartbeat_for_every_worker_never_beats_after_stop() -> None:

@@ -377,15 +377,27 @@ def encode_after_training(workspace: Workspace, run_id: str, progress=None) -> b
     return True
 
 
-def warm_baselines(workspace: Workspace, run_id: str) -> None:
-    """The mean-crop and PCA-32 figures the Train page shows beside the run, computed here (a
-    few seconds) so the page's next visit reads them from the workspace's cache."""
+def warm_caches(workspace: Workspace, run_id: str) -> None:
+    """What the pages first read of a finished run, made here (a few seconds) so their first
+    visit reads it from the workspace's caches: the Train page's mean-crop and PCA-32 figures,
+    and Explore's PCA map and default clustering (on 15,000 crops, importing scikit-learn to
+    make those took over a second of Explore's first visit on a fresh server)."""
     from facelab.model import quality
+    from facelab.space import clusters, projection
+    from facelab.space.latent import active_latents, require_latents
 
-    try:
-        quality.baselines(workspace, status(workspace, run_id).config.image_size)
-    except Exception:  # noqa: BLE001 - only a cache: the page computes them itself otherwise
-        traceback.print_exc()
+    def explore() -> None:
+        projection.get_projection(workspace, run_id, projection.ProjectionSettings(method="pca"))
+        lat = require_latents(workspace, run_id)
+        n = len(active_latents(workspace, lat)[0])
+        if n >= 3:  # Explore draws no map below that
+            clusters.cluster_run(workspace, run_id, clusters.METHODS[0], clusters.k_range(n)[1])
+
+    for warm in (lambda: quality.baselines(workspace, status(workspace, run_id).config.image_size), explore):
+        try:
+            warm()
+        except Exception:  # noqa: BLE001 - only caches: the pages make them themselves otherwise
+            traceback.print_exc()
 
 
 def _claim(workspace: Workspace, run_id: str) -> None:
@@ -462,7 +474,7 @@ def run_job(workspace: Workspace, run_id: str, *, echo=None) -> dict:
         summary = train_run(workspace, run_id, progress=progress, should_stop=stop.is_set)
         if summary.get("state", "done") == "done":
             encode_after_training(workspace, run_id, progress)
-            warm_baselines(workspace, run_id)
+            warm_caches(workspace, run_id)
         _finish(workspace, run_id, summary.get("state", "done"))
     except (TrainError, WorkspaceError, ValueError) as e:
         _finish(workspace, run_id, "failed", str(e))
