@@ -7,10 +7,12 @@ All train on real 64×64 face crops from the Pexels clip.
   item, a DataLoader with the default collate, NCHW, eager, batch 128, default Adam;
 - ours: `facelab.model.train.Trainer` (whole dataset one uint8 tensor, batches by indexing,
   channels_last, fused Adam, no per-step sync) on the paper network (`arch="paper"`) at batch
-  64 and 128, and on the default network (`arch="pcares"`) at batch 64.
+  64 and 128, and on the default network (`arch="pcares"`) at batch 64; each in fp32 and with
+  the forward in bf16 (`ModelConfig.precision`, which "auto" picks on a CPU with native bf16).
 Prints images/s, the ratio to the reference, and the fraction of the machine's matmul limit:
 each network's FLOPs per image, forward + backward (counted by `torch.utils.flop_counter` on
-one batch), against fp32 `torch.mm` 2048² measured here. Targets: >= 1,000 img/s for the
+one batch), against fp32 `torch.mm` 2048² measured here (and, for the bf16 rows, also
+against bf16 `torch.mm`). Targets: >= 1,000 img/s for the
 paper network and >= 60 % of the limit for the default one, at batch 64 on 2 cores.
 """
 
@@ -73,8 +75,8 @@ def pexels_crops(size: int = 64, every: int = 1) -> tuple[np.ndarray, np.ndarray
     return crops_a, times_a
 
 
-def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_gflops(n: int = 2048, reps: int = 10, dtype: torch.dtype = torch.float32) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     torch.mm(a, b)
     t = time.perf_counter()
     for _ in range(reps):
@@ -100,11 +102,12 @@ def mflop_per_image(images: np.ndarray, arch: str, batch: int = 64) -> float:
 
 
 def bench_ours(images: np.ndarray, batch: int, steps: int, compile: bool = False, warmup: int = 5,
-               arch: str = "paper") -> float:
+               arch: str = "paper", precision: str = "fp32") -> float:
     from facelab.model.models import ModelConfig
     from facelab.model.train import Trainer
 
-    config = ModelConfig(kind="betavae", arch=arch, latent_dim=32, image_size=64, batch_size=batch, compile=compile)
+    config = ModelConfig(kind="betavae", arch=arch, latent_dim=32, image_size=64, batch_size=batch, compile=compile,
+                         precision=precision)
     trainer = Trainer(config, images, images[:64], device=torch.device("cpu"))
     budget = {"n": warmup}
     stop = lambda: budget["n"] <= 0  # noqa: E731
@@ -192,20 +195,28 @@ def main() -> None:
     print(f"fp32 matmul: {peak:.0f} GFLOP/s; per image and step: " + ", ".join(
         f"{arch} {m:.0f} MFLOP → {limit[arch]:.0f} img/s at matmul speed" for arch, m in mflop.items()))
 
-    ref = bench_reference(images, max(6, args.steps // 4))
-    results = [("reference: paper net, PNG Dataset + DataLoader, NCHW, batch 128", "paper", ref)]
-    results.append(("ours, paper net: uint8 tensor, channels_last, fused Adam, batch 64", "paper",
-                    bench_ours(images, 64, args.steps)))
-    results.append(("ours, paper net, batch 128", "paper", bench_ours(images, 128, args.steps // 2)))
-    results.append(("ours, default net (pcares), batch 64", "pcares",
-                    bench_ours(images, 64, args.steps, arch="pcares")))
-    if args.compile:
-        results.append(("ours + torch.compile, paper net, batch 64", "paper",
-                        bench_ours(images, 64, args.steps, compile=True)))
-    print(f"\n{'variant':<70} {'img/s':>7} {'× ref':>6} {'of matmul limit':>16}")
-    for name, arch, rate in results:
-        print(f"{name:<70} {rate:>7.0f} {rate / ref:>6.2f} {rate / limit[arch]:>15.0%}")
+    from facelab.model.device import native_bf16, train_dtype
 
+    auto = "bf16" if train_dtype("auto", torch.device("cpu")) is not None else "fp32"
+    bf16_peak = matmul_gflops(dtype=torch.bfloat16)
+    print(f"bf16 matmul: {bf16_peak:.0f} GFLOP/s ({'native' if native_bf16(torch.device('cpu')) else 'emulated'}); "
+          f"precision 'auto' (the default) trains in {auto} on this CPU")
+    ref = bench_reference(images, max(6, args.steps // 4))
+    results = [("reference: paper net, PNG Dataset + DataLoader, NCHW, batch 128", "paper", ref, "fp32")]
+    for precision in ("fp32", "bf16"):
+        results.append((f"ours, paper net: uint8 tensor, channels_last, fused Adam, batch 64, {precision}", "paper",
+                        bench_ours(images, 64, args.steps, precision=precision), precision))
+        results.append((f"ours, paper net, batch 128, {precision}", "paper",
+                        bench_ours(images, 128, args.steps // 2, precision=precision), precision))
+        results.append((f"ours, default net (pcares), batch 64, {precision}", "pcares",
+                        bench_ours(images, 64, args.steps, arch="pcares", precision=precision), precision))
+    if args.compile:
+        results.append(("ours + torch.compile, paper net, batch 64, fp32", "paper",
+                        bench_ours(images, 64, args.steps, compile=True), "fp32"))
+    print(f"\n{'variant':<78} {'img/s':>7} {'× ref':>6} {'of fp32 limit':>14} {'of bf16 limit':>14}")
+    for name, arch, rate, precision in results:
+        of_bf16 = f"{rate / (limit[arch] * bf16_peak / peak):>14.0%}" if precision == "bf16" else f"{'':>14}"
+        print(f"{name:<78} {rate:>7.0f} {rate / ref:>6.2f} {rate / limit[arch]:>14.0%} {of_bf16}")
 
 if __name__ == "__main__":
     main()

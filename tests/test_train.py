@@ -88,6 +88,36 @@ def test_augmentation_moves_whole_pixels_and_mirrors_the_same_way_at_each_step()
     assert ("flip", True, False) in seen and ("flip_shift", True, True) in seen
 
 
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_precision_sets_the_training_forwards_dtype_and_keeps_weights_and_losses_fp32(precision: str) -> None:
+    images = blob_images(80, seed=2)
+    t = Trainer(ModelConfig(**{**SMALL, "steps": 4, "eval_every": 4, "precision": precision}), images[:64], images[64:])
+    seen = []
+    first_conv = next(m for m in t.model.modules() if isinstance(m, torch.nn.Conv2d))  # training and held-out
+    first_conv.register_forward_pre_hook(lambda m, _: seen.append(
+        (m.training, torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)))
+    row = t.run_interval()
+    want = torch.bfloat16 if precision == "bf16" else None
+    assert [dtype for training, dtype in seen if training] == [want] * 4
+    assert [dtype for training, dtype in seen if not training] == [None], "held-out figures are fp32"
+    assert t.precision == precision and np.isfinite(row["train_loss"]) and np.isfinite(row["val_psnr"])
+    assert all(p.dtype == torch.float32 for p in t.model.parameters())
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it_and_old_runs_stay_fp32() -> None:
+    from facelab.model.device import native_bf16, train_dtype
+
+    cpu = torch.device("cpu")
+    assert train_dtype("auto", cpu) == (torch.bfloat16 if native_bf16(cpu) else None)
+    assert train_dtype("auto", torch.device("cuda")) is None and train_dtype("fp32", cpu) is None
+    assert ModelConfig().precision == "auto"
+    old = json.loads(ModelConfig().to_json())
+    del old["precision"]  # a run made before the setting trained in fp32, and resumes so
+    assert ModelConfig.from_json(json.dumps(old)).precision == "fp32"
+    with pytest.raises(ValueError, match="precision"):
+        ModelConfig(precision="fp16")
+
+
 @pytest.mark.parametrize("kind,recon,warmup,arch,augment", [
     ("betavae", "bce", 0, "paper", "none"), ("ae", "mse", 0, "pcares", "shift"),
     ("vae", "bce", 14, "pcares", "flip_shift"), ("betavae", "mse", 0, "pcares", "shift")])

@@ -19,6 +19,7 @@ MODEL_OPTIONS = {  # flag: (ModelConfig field, type); the defaults are ModelConf
     "lr_warmup": ("lr_warmup_steps", int), "recon": ("recon", str), "seed": ("seed", int),
     "image_size": ("image_size", int), "warmup": ("kl_warmup_steps", int),
     "grad_clip": ("grad_clip", float), "augment": ("augment", str), "compile": ("compile", bool),
+    "precision": ("precision", str),
 }
 
 
@@ -27,7 +28,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_workspace_arg(p)
     p.add_argument("--run", help="id of an existing run to train or resume (default: a new run)")
     p.add_argument("--name", help="display name of a new run")
-    from facelab.model.model_config import ARCHS, AUGMENTS, LR_SCHEDULES, RECONS, ModelConfig, kinds  # no torch
+    from facelab.model.model_config import ARCHS, AUGMENTS, LR_SCHEDULES, PRECISIONS, RECONS, ModelConfig, kinds  # no torch
 
     d = ModelConfig()  # the one set of defaults, shared with the Train page
     g = p.add_argument_group("model options (for a new run; defaults in brackets)")
@@ -52,6 +53,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--augment", choices=AUGMENTS, help=f"training-crop augmentation: shift = move each crop "
                    f"a pixel or two, flip = mirror half [{d.augment}]")
     g.add_argument("--compile", action="store_true", default=None, help="use torch.compile")
+    g.add_argument("--precision", choices=PRECISIONS, help=f"training arithmetic: auto = bf16 on a CPU that "
+                   f"computes it natively (faster), else fp32 [{d.precision}]")
     p.add_argument("--background", action="store_true",
                    help="start it as a background job and return (see `facelab runs`)")
     p.set_defaults(func=_train)

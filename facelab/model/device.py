@@ -18,3 +18,25 @@ def pick_device(prefer: str | None = None) -> "torch.device":  # noqa: F821
     if mps is not None and mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def native_bf16(device: "torch.device") -> bool:  # noqa: F821
+    """Whether the device computes bfloat16 natively (a CPU with AVX-512 BF16 or AMX): elsewhere
+    autocast to bf16 emulates it, slower than fp32."""
+    import torch
+
+    if device.type != "cpu":
+        return False
+    cpu = torch.cpu
+    return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
+def train_dtype(precision: str, device: "torch.device") -> "torch.dtype | None":  # noqa: F821
+    """The autocast dtype of a training step for `ModelConfig.precision` on `device`, or None
+    (plain fp32). "auto" is bf16 only where it is native (`native_bf16`); on a GPU it stays
+    fp32, which is what facelab has been measured with there."""
+    import torch
+
+    if precision == "bf16" or (precision == "auto" and native_bf16(device)):
+        return torch.bfloat16
+    return None

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from facelab.errors import FacelabError
 from facelab.model import metrics
-from facelab.model.device import pick_device
+from facelab.model.device import pick_device, train_dtype
 from facelab.model.evaluate import heldout_figures
 from facelab.model.models import (
     MSE_SIGMA,
@@ -133,11 +133,17 @@ class Trainer:
         self.train_data = torch.from_numpy(np.ascontiguousarray(train_images)).to(self.device)
         self.val_data = torch.from_numpy(np.ascontiguousarray(val_images)).to(self.device)
         self.noise_gen = torch.Generator(device=self.device).manual_seed(config.seed + 1)
+        self.amp = train_dtype(config.precision, self.device)  # None: fp32
         self.interval = 0  # evaluation intervals completed
         self.step = 0  # optimizer steps done in all
         self._perm: tuple[int, torch.Tensor] | None = None  # (pass, its order)
         self._sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss, recon, kl
         self._seconds = 0.0  # training seconds spent in the current interval
+
+    @property
+    def precision(self) -> str:
+        """What the training steps compute in, for the run's summary: "bf16" or "fp32"."""
+        return "bf16" if self.amp == torch.bfloat16 else "fp32"
 
     @property
     def n_train(self) -> int:
@@ -238,7 +244,9 @@ class Trainer:
             noise = torch.randn(
                 (len(x), self.config.latent_dim), generator=self.noise_gen, device=self.device
             )
-        out, mu, logvar = self.net(x, noise)
+        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+            out, mu, logvar = self.net(x, noise)
+        out, mu, logvar = out.float(), mu.float(), logvar.float()  # the losses in fp32
         n = len(x)
         recon = self._recon(out, x) / n
         if self.config.deterministic:
@@ -488,7 +496,7 @@ def train_run(
         if row is None:
             _save_checkpoint(ckpt_path, trainer)
             summary = _summary(config, last_row, split, "cancelled", device=str(device),
-                               stopped_at={"step": trainer.step})
+                               precision=trainer.precision, stopped_at={"step": trainer.step})
             _write_summary(workspace, run_id, summary)
             report("cancelled")
             return summary
@@ -502,7 +510,7 @@ def train_run(
         rows = _epoch_rows(workspace, run_id)
         last_row = rows[-1] if rows else None
     save_model(run_dir, trainer.model, config)
-    summary = _summary(config, last_row, split, "done", device=str(device),
+    summary = _summary(config, last_row, split, "done", device=str(device), precision=trainer.precision,
                        seconds=round(time.monotonic() - t_start, 2))
     _write_summary(workspace, run_id, summary)
     report("done", metrics=last_row)
