@@ -18,7 +18,18 @@ from facelab.ui import state
 from facelab.ui.cache import codec
 from facelab.ui.explore import table_for
 from facelab.ui.runs import open_run_page
-from facelab.ui.shift import bounds, judge_caption, judge_of, light_map, path_files, probe, run_plane, slider_edit
+from facelab.ui.shift import (
+    bounds,
+    judge_caption,
+    judge_of,
+    light_map,
+    path_files,
+    probe,
+    ringed_map_spec,
+    run_plane,
+    slider_edit,
+    with_ring,
+)
 from facelab.ui.text import count, md
 
 w, run_id, lat, ids, mu = open_run_page("Shift")
@@ -137,8 +148,8 @@ with shift_tab:
         c.image(for_display(shifted[None])[0], caption="shifted" if detail else "shifted (plain decoded)")
         xy = run_plane(lat.key, mu).transform(np.stack([z0, z]).astype(np.float32))
         marked = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "note": ["original", "shifted"]})
-        st.altair_chart(map_chart(light_map(str(w.path), lat.key, ids, mu), "time", box=False,
-                                  marked=marked, height=220), width="stretch", key="fl_shift_map")
+        spec = ringed_map_spec(str(w.path), lat.key, "", 220, light_map(str(w.path), lat.key, ids, mu))
+        st.vega_lite_chart(spec=with_ring(spec, marked), width="stretch", key="fl_shift_map")
         if moves:
             along = st.selectbox("A strip along", list(moves), key="fl_strip_dir")
             steps = np.linspace(-edit.FULL_ALPHA, edit.SLIDER_END, 7)

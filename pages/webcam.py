@@ -10,7 +10,7 @@ from facelab.space import clusters as cl
 from facelab.ui import state
 from facelab.ui import webcam as wc
 from facelab.ui.runs import open_run_page
-from facelab.ui.shift import light_map, run_plane
+from facelab.ui.shift import light_map, ringed_map_spec, run_plane, with_ring
 from facelab.ui.text import md
 
 w, run_id, lat, ids, mu = open_run_page("Webcam")
@@ -76,9 +76,10 @@ def live_map() -> None:
         return
     axes, axes_key = wc.pick_axes(stored, mu)
     marked = wc.live_marked(axes or run_plane(lat.key, mu), pipe.last_latent)
-    spec = wc.live_map_spec(str(w.path), lat.key, axes_key, light_map(str(w.path), lat.key, ids, mu, axes_key, axes))
+    spec = ringed_map_spec(str(w.path), lat.key, axes_key, wc.LIVE_MAP_HEIGHT,
+                           light_map(str(w.path), lat.key, ids, mu, axes_key, axes))
     with st.container(key="fl_webcam_map_box"):
-        st.vega_lite_chart(spec=wc.with_ring(spec, marked), width="stretch", key="fl_webcam_map")
+        st.vega_lite_chart(spec=with_ring(spec, marked), width="stretch", key="fl_webcam_map")
     with st.container(key="fl_webcam_live_text"):
         st.markdown(wc.live_caption(marked, pipe.nearest_cluster, pipe.fps, playing))
 

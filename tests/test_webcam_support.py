@@ -32,6 +32,7 @@ from facelab.edits.directions import Direction
 from facelab.live import BOX_COLOUR, FAMILIAR_WINDOW, UNFAMILIAR_DB, LivePipeline, LiveSettings
 from facelab.space.projection import Projector
 from facelab.store import workspace as ws
+from facelab.ui import shift as us
 from facelab.ui import state
 from facelab.ui import webcam as wc
 
@@ -348,22 +349,23 @@ def test_live_point_is_placed_like_the_map_points() -> None:
 
 def test_the_live_map_background_is_thinned_evenly() -> None:
     table = pd.DataFrame({"frame_id": np.arange(5001), "x": 0.0, "y": 0.0})
-    thinned = wc.thin(table, 2000)
+    thinned = us.thin(table, 2000)
     assert 1000 < len(thinned) <= 2000 and thinned["frame_id"].iloc[0] == 0
     assert set(np.diff(thinned["frame_id"])) == {3}
-    assert len(wc.thin(table.head(10), 2000)) == 10
+    assert len(us.thin(table.head(10), 2000)) == 10
 
 
-def test_the_live_map_spec_is_made_once_and_only_its_ring_moves() -> None:
+def test_a_map_redrawn_often_is_made_once_and_only_its_ring_moves() -> None:
+    """The live map and the Shift page's map (`ui.shift.ringed_map_spec`)."""
     table = pd.DataFrame({"frame_id": np.arange(6), "x": np.arange(6.0), "y": 0.0, "time": 0.0, "source": "",
                           "cluster": "", "label": "", "image": ""})
-    spec = wc.live_map_spec.__wrapped__("ws", "key", "", table)
+    spec = us.ringed_map_spec.__wrapped__("ws", "key", "", wc.LIVE_MAP_HEIGHT, table)
     ring = spec["layer"][-1]
     assert ring["mark"]["color"] == "#d62728" and spec["datasets"][ring["data"]["name"]]
     marked = pd.DataFrame({"x": [2.5], "y": [1.0], "note": [wc.LIVE_NOTE]})
-    drawn = wc.with_ring(spec, marked)
+    drawn = us.with_ring(spec, marked)
     assert drawn["datasets"][ring["data"]["name"]] == [{"x": 2.5, "y": 1.0, "note": wc.LIVE_NOTE}]
-    assert wc.with_ring(spec, None)["datasets"][ring["data"]["name"]] == []
+    assert us.with_ring(spec, None)["datasets"][ring["data"]["name"]] == []
     points = spec["layer"][0]["data"]["name"]
     assert len(drawn["datasets"][points]) == 6 and drawn["datasets"][points] is spec["datasets"][points]
     assert spec["datasets"][ring["data"]["name"]] != drawn["datasets"][ring["data"]["name"]], "the cached spec is kept"

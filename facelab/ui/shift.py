@@ -6,13 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from facelab.data import dataset
 from facelab.edits import animate, edit
 from facelab.edits.directions import MIN_EXAMPLES, Direction, labelled_latents
 from facelab.edits.edit import LatentBounds
-from facelab.space.latent_map import plain_map_table
+from facelab.space.latent_map import map_chart, plain_map_table
 from facelab.space.probe import LinearProbe
 from facelab.space.projection import Projector
 from facelab.store.workspace import Workspace
@@ -34,6 +35,35 @@ def light_map(ws_path: str, latents_key: str, _ids: np.ndarray, _mu: np.ndarray,
     `_placer` (fitted `generative_map.Axes`, named by `axes_key`)."""
     xy = (_placer or run_plane(latents_key, _mu)).transform(_mu)
     return plain_map_table(xy, _ids, dataset.face_times(Workspace(Path(ws_path)), _ids))
+
+
+MAX_MAP_POINTS = 2000  # background points of a map redrawn at every slider move or live redraw
+
+
+def thin(table: pd.DataFrame, max_points: int = MAX_MAP_POINTS) -> pd.DataFrame:
+    """At most `max_points` evenly spaced rows: a map redrawn often only needs to show where the
+    data lies."""
+    if len(table) <= max_points:
+        return table
+    step = -(-len(table) // max_points)
+    return table.iloc[::step]
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def ringed_map_spec(ws_path: str, latents_key: str, axes_key: str, height: int, _table: pd.DataFrame) -> dict:
+    """The Vega-Lite spec of a map redrawn often (`light_map`'s table, thinned) with an empty ring
+    layer, made once per map (workspace, latents, axes): building and checking the Altair chart
+    took 40-60 ms of every redraw, of a Shift slider move as of the live map (whose video waited
+    for the interpreter's lock meanwhile). Read-only: `with_ring` copies what it changes."""
+    ring = pd.DataFrame({"x": [0.0], "y": [0.0], "note": [""]})
+    return map_chart(thin(_table), "time", box=False, marked=ring, height=height).to_dict()
+
+
+def with_ring(spec: dict, marked: pd.DataFrame | None) -> dict:
+    """`spec` (from `ringed_map_spec`) with these rings (x, y, note), or none."""
+    ring = spec["layer"][-1]["data"]["name"]
+    rows = [] if marked is None else marked.to_dict("records")
+    return {**spec, "datasets": {**spec["datasets"], ring: rows}}
 
 
 @st.cache_resource(max_entries=4)

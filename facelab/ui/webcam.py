@@ -30,7 +30,6 @@ from facelab.errors import FacelabError
 from facelab.live import LiveError, LivePipeline, LiveResult
 from facelab.space.generative_map import Axes
 from facelab.space.latent import LatentsMissing, encode_run
-from facelab.space.latent_map import map_chart
 from facelab.store.workspace import Workspace
 from facelab.ui import state
 from facelab.ui.cache import model_stamp
@@ -44,7 +43,6 @@ NO_TARGET = "(nothing)"
 CLUSTER_PREFIX = "cluster: "
 CENTRE_PREFIX = "centre: "
 LIVE_NOTE = "live face"
-MAX_MAP_POINTS = 2000  # background points of the live map (redrawn every LIVE_MAP_EVERY_S)
 LIVE_MAP_HEIGHT = 320
 # Timed redraws while the camera runs. Every rerun takes the interpreter's lock from the video
 # threads: with the map at 0.5 s and the recording panel at 1 s, the page showed 0.9 processed
@@ -239,15 +237,6 @@ def unfamiliar_note(pipe: LivePipeline) -> str | None:
 
 
 # --- the live point on the map ------------------------------------------------------------
-def thin(table: pd.DataFrame, max_points: int = MAX_MAP_POINTS) -> pd.DataFrame:
-    """At most `max_points` evenly spaced rows: the live map is resent every LIVE_MAP_EVERY_S, and
-    its background only needs to show where the data lies."""
-    if len(table) <= max_points:
-        return table
-    step = -(-len(table) // max_points)
-    return table.iloc[::step]
-
-
 def live_marked(plane, latent: np.ndarray | None, note: str = LIVE_NOTE) -> pd.DataFrame | None:
     """The live face's ring for `latent_map.map_chart(marked=...)`: `latent` placed by what
     placed the map's points (`plane`: the run's fitted PCA `projection.Projector`, or fitted
@@ -256,23 +245,6 @@ def live_marked(plane, latent: np.ndarray | None, note: str = LIVE_NOTE) -> pd.D
         return None
     xy = plane.transform(np.asarray(latent, np.float32).reshape(1, -1))[0]
     return pd.DataFrame({"x": [float(xy[0])], "y": [float(xy[1])], "note": [note]})
-
-
-@st.cache_resource(max_entries=4, show_spinner=False)
-def live_map_spec(ws_path: str, latents_key: str, axes_key: str, _table: pd.DataFrame) -> dict:
-    """The live map's Vega-Lite spec, its ring still empty, made once per map (the map's
-    workspace, latents and axes; `_table` its points): building the Altair chart and checking it
-    took 40-60 ms of the interpreter's lock at every redraw, which the video waited for.
-    Read-only: `with_ring` copies what it changes."""
-    ring = pd.DataFrame({"x": [0.0], "y": [0.0], "note": [LIVE_NOTE]})
-    return map_chart(thin(_table), "time", box=False, marked=ring, height=LIVE_MAP_HEIGHT).to_dict()
-
-
-def with_ring(spec: dict, marked: pd.DataFrame | None) -> dict:
-    """`spec` (from `live_map_spec`) with the live face's ring (`live_marked`), or none."""
-    ring = spec["layer"][-1]["data"]["name"]
-    rows = [] if marked is None else marked.to_dict("records")
-    return {**spec, "datasets": {**spec["datasets"], ring: rows}}
 
 
 def live_caption(marked: pd.DataFrame | None, cluster: str | None, fps: float, playing: bool) -> str:
