@@ -232,6 +232,9 @@ def test_cli_train_runs_and_eval(home, capsys, tmp_path) -> None:
     ws.create("empty")
     assert cli(["train", "-w", "empty", "--steps", "1"]) == 2
     assert "has no faces" in capsys.readouterr().err
+    # Without --image-size a new run trains at the workspace's crop size (32 px here), as on the Train page.
+    assert cli(["train", "-w", "cli", "--steps", "1", "--latent", "4", "--batch", "16"]) == 0
+    assert {r.config.image_size for r in jobs.list_runs(ws.open_workspace("cli"))} == {32}
 
 
 def test_a_finished_job_leaves_what_the_pages_first_read_cached(home, monkeypatch) -> None:

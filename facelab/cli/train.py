@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from facelab.cli import CliError, add_workspace_arg, resolve_workspace
@@ -95,6 +96,8 @@ def _train(args: argparse.Namespace) -> int:
     config, given = _config_from_args(args)
     run_id = args.run
     if run_id is None:
+        if "image_size" not in given:  # the workspace's crops, as the Train page does
+            config = replace(config, image_size=w.get_meta("crop_size", config.image_size))
         run_id = jobs.create_run(w, config, args.name)
         print(f"run {run_id}: {config.to_json()}", flush=True)
     else:
