@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PORT   ?= 8501
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test setup chromium clean
+.PHONY: run test screenshots setup chromium clean
 
 run: $(STAMP)
 	$(PY) -m facelab sample
@@ -15,6 +15,10 @@ run: $(STAMP)
 
 test: $(STAMP) chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The README's page screenshots (docs/screenshots/), from the browser test that opens every page.
+screenshots: $(STAMP) chromium
+	FACELAB_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_browser_pages.py
 
 setup: $(STAMP)
 
