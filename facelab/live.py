@@ -53,6 +53,7 @@ from facelab.data.faces import (
 )
 from facelab.edits.edit import LatentBounds, compose, decode_change, with_change
 from facelab.errors import FacelabError
+from facelab.space.clusters import nearest_centre
 
 if TYPE_CHECKING:
     from facelab.edits.directions import Direction
@@ -441,7 +442,7 @@ def _nearest(z: np.ndarray, clusters: tuple[np.ndarray, tuple[str, ...]] | None)
     if clusters is None or len(clusters[0]) == 0 or clusters[0].shape[1] != z.shape[0]:
         return None
     centres, names = clusters
-    return names[int(np.argmin(((centres - z) ** 2).sum(1)))]
+    return names[int(nearest_centre(z, centres)[0])]
 
 
 def _blend(out: np.ndarray, face: np.ndarray, x0: int, y0: int, masks: tuple[np.ndarray, np.ndarray]) -> None:

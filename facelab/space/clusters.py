@@ -40,6 +40,12 @@ def k_range(n_faces: int) -> tuple[int, int]:
 MAX_NAME_LEN = 64
 
 
+def nearest_centre(z: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """P x D latents -> the number of the nearest of K x D centres (Euclidean): how a new face
+    joins a clustering (`Clusterer.predict`, the live webcam face)."""
+    return ((np.atleast_2d(z)[:, None] - centres[None]) ** 2).sum(-1).argmin(1)
+
+
 class ClusterError(FacelabError):
     """Clusters cannot be made or named as asked; the message says why."""
 
@@ -228,7 +234,7 @@ class Clusterer:
         z = np.atleast_2d(np.asarray(z, np.float32))
         if z.shape[1] != self.cluster_centers_.shape[1]:
             raise ClusterError(f"the clusters are of {self.cluster_centers_.shape[1]}-value latents, not {z.shape[1]}")
-        return ((z[:, None] - self.cluster_centers_[None]) ** 2).sum(-1).argmin(1)
+        return nearest_centre(z, self.cluster_centers_)
 
     @property
     def sizes(self) -> np.ndarray:
