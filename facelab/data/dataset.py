@@ -45,10 +45,11 @@ from facelab.data.faces import (
     Box,
     BoxSmoother,
     FaceDetector,
-    crop_face,
     crop_sharpness,
     difference,
+    face_square,
     same_place,
+    square_crop,
     to_gray,
 )
 from facelab.data.video import VideoInfo, probe, sample_frames, sampled_count
@@ -254,9 +255,10 @@ def _process_chunk(frames: list[tuple[int, float, np.ndarray]], settings: BuildS
 def _crop(fr: _Frame, box: Box, settings: BuildSettings) -> None:
     """Cut the crop of a frame at its (smoothed) box, and mark it 'blurred' if it is."""
     fr.box = box
-    fr.crop = crop_face(fr.frame, box, settings.size, settings.margin, fr.roll, settings.shift)
+    square = face_square(fr.frame, box, settings.margin, fr.roll, settings.shift)  # once for both sizes
+    fr.crop = square_crop(square, settings.size)
     if settings.size < SHARP_SIZE:
-        fr.sharp = crop_face(fr.frame, box, SHARP_SIZE, settings.margin, fr.roll, settings.shift)
+        fr.sharp = square_crop(square, SHARP_SIZE)
     fr.frame = None
     fr.sharpness = crop_sharpness(fr.crop)
     fr.reason = "blurred" if fr.sharpness < settings.blur_threshold else None

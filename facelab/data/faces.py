@@ -224,27 +224,44 @@ def crop_face(
     shift: float = DEFAULT_SHIFT,
     detector: FaceDetector | None = None,
 ) -> np.ndarray:
-    """A size x size x 3 RGB uint8 crop of the face in `box` (see `crop_box` for the square).
+    """A size x size x 3 RGB uint8 crop of the face in `box`: `square_crop` of `face_square`."""
+    return square_crop(face_square(frame_bgr, box, margin, align, shift, detector), size)
 
-    `align=True` rotates the crop so the eyes are level (Haar eye search; no rotation when the
-    eyes are not found); a number is taken as the roll angle itself. Parts of the square
-    outside the frame repeat the frame's edge pixels.
+
+def face_square(
+    frame_bgr: np.ndarray,
+    box: Box,
+    margin: float = DEFAULT_MARGIN,
+    align: bool | float = False,
+    shift: float = DEFAULT_SHIFT,
+    detector: FaceDetector | None = None,
+) -> np.ndarray:
+    """The face's square (`crop_box`) at the frame's own resolution, BGR: cut once, it gives a
+    frame's crops of every size (`square_crop`; a build cuts 64 and 128 px, and the rotation is
+    most of the work).
+
+    `align=True` rotates it so the eyes are level (Haar eye search; no rotation when the eyes
+    are not found); a number is taken as the roll angle itself. Parts of the square outside the
+    frame repeat the frame's edge pixels.
     """
     cx, cy, side = crop_box(box, margin, shift)
     if align is True:
         angle = (detector or _default_detector()).eye_roll(frame_bgr, box)
     else:
         angle = float(align or 0.0)
-    if angle:
-        # Rotate a larger patch at full resolution, then cut the square from its centre.
-        big = frame_square(frame_bgr, cx, cy, side * 1.5)
-        c = big.shape[0] / 2
-        rot = cv2.getRotationMatrix2D((c, c), angle, 1.0)
-        big = cv2.warpAffine(big, rot, (big.shape[1], big.shape[0]), flags=cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_REPLICATE)
-        square = frame_square(big, c, c, side)
-    else:
-        square = frame_square(frame_bgr, cx, cy, side)
+    if not angle:
+        return frame_square(frame_bgr, cx, cy, side)
+    # Rotate a larger patch at full resolution, then cut the square from its centre.
+    big = frame_square(frame_bgr, cx, cy, side * 1.5)
+    c = big.shape[0] / 2
+    rot = cv2.getRotationMatrix2D((c, c), angle, 1.0)
+    big = cv2.warpAffine(big, rot, (big.shape[1], big.shape[0]), flags=cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_REPLICATE)
+    return frame_square(big, c, c, side)
+
+
+def square_crop(square: np.ndarray, size: int) -> np.ndarray:
+    """A `face_square` resized to size x size, RGB uint8."""
     # Block-average down to under 4x the size first (fast), then area-resample the rest.
     square = shrink(square, max(1, square.shape[0] // (2 * size)))
     interp = cv2.INTER_AREA if square.shape[0] > size else cv2.INTER_LINEAR
