@@ -29,7 +29,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_workspace_arg(p)
     p.add_argument("--run", help="id of an existing run to train or resume (default: a new run)")
     p.add_argument("--name", help="display name of a new run")
-    from facelab.model.model_config import ARCHS, AUGMENTS, LR_SCHEDULES, PRECISIONS, RECONS, ModelConfig, kinds  # no torch
+    from facelab.model.model_config import (  # no torch
+        ARCHS,
+        AUGMENTS,
+        LR_SCHEDULES,
+        PRECISIONS,
+        RECONS,
+        ModelConfig,
+        kinds,
+    )
 
     d = ModelConfig()  # the one set of defaults, shared with the Train page
     g = p.add_argument_group("model options (for a new run; defaults in brackets)")

@@ -27,8 +27,8 @@ def native_bf16(device: "torch.device") -> bool:  # noqa: F821
 
     if device.type != "cpu":
         return False
-    cpu = torch.cpu
-    return any(getattr(cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch's own CPU probes
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def train_dtype(precision: str, device: "torch.device") -> "torch.dtype | None":  # noqa: F821

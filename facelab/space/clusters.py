@@ -31,13 +31,13 @@ from facelab.store.workspace import Workspace
 METHODS = ("kmeans", "gmm")
 DEFAULT_KS = range(2, 13)
 DEFAULT_K = 6  # the clusters Explore opens with (and a finished run caches ahead of it)
+MAX_NAME_LEN = 64
 
 
 def k_range(n_faces: int) -> tuple[int, int]:
     """(largest k offered, the k a page opens with) for a map of n_faces frames (n >= 3)."""
     k_max = min(DEFAULT_KS[-1], n_faces - 1)
     return k_max, min(DEFAULT_K, k_max)
-MAX_NAME_LEN = 64
 
 
 def nearest_centre(z: np.ndarray, centres: np.ndarray) -> np.ndarray:
