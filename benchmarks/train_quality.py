@@ -44,6 +44,9 @@ CLIPS = {  # name: (file, fps (None = the video's own), seconds (None = all))
 CANDIDATES = {  # name: ModelConfig changes from the defaults
     "default": {},
     "paper": {"arch": "paper", "recon": "bce", "lr_schedule": "constant", "lr_warmup_steps": 0},
+    "fp32": {"precision": "fp32"},  # the default without bf16 autocast ("auto" picks it where native)
+    "paper_fp32": {"arch": "paper", "recon": "bce", "lr_schedule": "constant", "lr_warmup_steps": 0,
+                   "precision": "fp32"},
     "paper_mse": {"arch": "paper", "recon": "mse"},
     "pcares_bce": {"recon": "bce"},
     "pcares_const": {"lr_schedule": "constant", "lr_warmup_steps": 0},
