@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facelab.data.labels import LabelError, binary_targets
 from facelab.edits.directions import (
     CentreTarget,
     ConditionalDirection,
     Direction,
     DirectionError,
     LabelDirection,
-    binary_targets,
     delete_direction,
     load_direction,
     load_directions,
@@ -92,7 +92,7 @@ def test_centre_target_and_binary_targets() -> None:
     # auto: labelled negatives when there are enough of them, else every other face
     assert binary_targets(ids, labels, "smile")[2] == "all"
     assert binary_targets(ids, labels, "smile", minimum=1)[2] == "labelled"
-    with pytest.raises(DirectionError, match="negatives must be"):
+    with pytest.raises(LabelError, match="negatives must be"):
         binary_targets(ids, labels, "smile", negatives="others")
 
 

@@ -13,8 +13,9 @@ import io
 import re
 import sqlite3
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -27,6 +28,9 @@ MAX_LABEL_LEN = 32
 CSV_HEADER = ("face_id", "label", "t_seconds", "source")
 _DEFAULTS_META = "default_labels_created"
 _FORMULA_START = re.compile(r"'*[=+\-@\t\r]")  # what a spreadsheet would run as a formula
+MIN_EXAMPLES = 5  # faces with a label, and without it, before anything is learnt from it (direction, probe, judge, timeline)
+Negatives = Literal["auto", "labelled", "all"]
+NEGATIVES = ("auto", "labelled", "all")
 
 
 class LabelError(FacelabError):
@@ -269,3 +273,29 @@ def import_csv(workspace: Workspace, text: str) -> int:
         )
         after = int(c.execute("SELECT COUNT(*) FROM labels").fetchone()[0])
     return after - before
+
+
+def binary_targets(
+    face_ids: np.ndarray,
+    labels_of: Mapping[int, set[str]],
+    label: str,
+    negatives: Negatives = "auto",
+    minimum: int = MIN_EXAMPLES,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """(mask of faces used, y, negatives_from) for one label, given `face_id -> labels`: the
+    yes/no targets that directions, the latent probe and the pixel judge all learn from.
+
+    negatives='labelled': faces labelled with something else and not the label (explicit
+    "not L" judgments); 'all': every face without the label (unlabelled ones may secretly be
+    L); 'auto': 'labelled' when there are at least `minimum` of those, else 'all'.
+    `negatives_from` says which was used.
+    """
+    if negatives not in NEGATIVES:
+        raise LabelError(f"negatives must be one of {', '.join(NEGATIVES)}, got {negatives!r}")
+    tags = [labels_of.get(int(i), ()) for i in np.asarray(face_ids)]
+    has = np.array([label in t for t in tags], dtype=bool)
+    labelled_neg = np.array([bool(t) and label not in t for t in tags], dtype=bool)
+    if negatives == "auto":
+        negatives = "labelled" if labelled_neg.sum() >= minimum else "all"
+    used = has | labelled_neg if negatives == "labelled" else np.ones(len(tags), dtype=bool)
+    return used, has[used], negatives

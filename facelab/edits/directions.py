@@ -31,10 +31,10 @@ from typing import Any, Literal
 
 import numpy as np
 
+from facelab.data.labels import MIN_EXAMPLES, Negatives, binary_targets
 from facelab.errors import FacelabError
 from facelab.store.db import now_iso
 
-MIN_EXAMPLES = 5  # faces with a label, and without it, before anything is learnt from it (direction, probe, judge, timeline)
 # Share of a unit direction that must survive `orthogonalize`; below it what is left is the
 # fitting noise of two nearly parallel directions, not a direction.
 MIN_KEPT = 0.05
@@ -49,8 +49,6 @@ METHOD_NAMES = {"mouth": "mouth only (keeps the rest of the face)", "logistic": 
 # A's diagonal, see `MouthDirection`), and how many training latents the decoder is probed at.
 MOUTH_RIDGE = 0.05
 MOUTH_ANCHORS = 32
-Negatives = Literal["auto", "labelled", "all"]
-NEGATIVES = ("auto", "labelled", "all")
 NAME_MAX = 64
 
 
@@ -142,31 +140,6 @@ def orthogonalize(vector: np.ndarray, remove: Sequence[np.ndarray]) -> np.ndarra
             "the direction lies (almost) inside the ones removed: nothing is left of it"
         )
     return unit(v)
-
-
-def binary_targets(
-    face_ids: np.ndarray,
-    labels_of: Mapping[int, set[str]],
-    label: str,
-    negatives: Negatives = "auto",
-    minimum: int = MIN_EXAMPLES,
-) -> tuple[np.ndarray, np.ndarray, str]:
-    """(mask of faces used, y, negatives_from) for one label, given `face_id -> labels`.
-
-    negatives='labelled': faces labelled with something else and not the label (explicit
-    "not L" judgments); 'all': every face without the label (unlabelled ones may secretly be
-    L); 'auto' (as `facelab.space.probe` does): 'labelled' when there are at least `minimum` of
-    those, else 'all'. `negatives_from` says which was used.
-    """
-    if negatives not in NEGATIVES:
-        raise DirectionError(f"negatives must be one of {', '.join(NEGATIVES)}, got {negatives!r}")
-    tags = [labels_of.get(int(i), ()) for i in np.asarray(face_ids)]
-    has = np.array([label in t for t in tags], dtype=bool)
-    labelled_neg = np.array([bool(t) and label not in t for t in tags], dtype=bool)
-    if negatives == "auto":
-        negatives = "labelled" if labelled_neg.sum() >= minimum else "all"
-    used = has | labelled_neg if negatives == "labelled" else np.ones(len(tags), dtype=bool)
-    return used, has[used], negatives
 
 
 def check_examples(

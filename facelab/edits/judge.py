@@ -103,7 +103,7 @@ def fit_judge(images: np.ndarray, labels: np.ndarray, *, C: float = 1.0, folds: 
               seed: int = 0) -> Judge:
     """A judge from pictures and a yes/no per picture; its AUC is cross-validated (see
     `facelab.space.probe.cross_validated_auc`: the same interval as the latent probe's)."""
-    from facelab.edits.directions import MIN_EXAMPLES
+    from facelab.data.labels import MIN_EXAMPLES
 
     y = np.asarray(labels, dtype=bool)
     images = pixels(images)
@@ -121,7 +121,7 @@ def label_judge(workspace: "Workspace", label: str, negatives: str = "auto") -> 
     """The judge of `label` learned from all the workspace's labelled crops (the Shift page
     judges the one face on screen, which may be any frame or a photo)."""
     from facelab.data.labels import labels_of
-    from facelab.edits.directions import binary_targets
+    from facelab.data.labels import binary_targets
 
     ids = workspace.active_face_ids()
     used, y, _ = binary_targets(ids, labels_of(workspace), label, negatives)
@@ -236,15 +236,9 @@ def judge_shifts(
     face (at alpha 0, the reconstruction). masked=True (with detail): the decoded change lands
     through `edit.feathered_mask` of the mouth box.
     """
-    from facelab.data.labels import labels_of
+    from facelab.data.labels import binary_targets, labels_of
     from facelab.edits import edit
-    from facelab.edits.directions import (
-        Direction,
-        LabelDirection,
-        binary_targets,
-        check_examples,
-        load_direction,
-    )
+    from facelab.edits.directions import Direction, LabelDirection, check_examples, load_direction
     from facelab.model.models import load_codec, resize_images
     from facelab.space.latent import active_latents, load_latents
 

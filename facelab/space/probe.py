@@ -21,7 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facelab.edits.directions import MIN_EXAMPLES, binary_targets, check_latents
+from facelab.data.labels import MIN_EXAMPLES, binary_targets
+from facelab.edits.directions import check_latents
 from facelab.errors import FacelabError
 
 MAX_PAIRS_SAMPLE = 1000  # rows sampled for mean pairwise distances (O(n²) otherwise)
@@ -132,7 +133,7 @@ class AucEstimate:
 def _label_masks(
     ids: np.ndarray, labels_of: Mapping[int, set[str]], label: str, min_count: int
 ) -> tuple[np.ndarray, np.ndarray, str]:
-    """(positives, negatives, negatives_from) over all `ids`, by `directions.binary_targets`."""
+    """(positives, negatives, negatives_from) over all `ids`, by `labels.binary_targets`."""
     used, y, source = binary_targets(ids, labels_of, label, "auto", min_count)
     pos = np.zeros(len(used), dtype=bool)
     pos[used] = y

@@ -10,8 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from facelab.data import dataset, labels
+from facelab.data.labels import MIN_EXAMPLES
 from facelab.data.thumbs import data_uris
-from facelab.edits.directions import MIN_EXAMPLES
 from facelab.space import clusters as cl
 from facelab.space import generative_map as gm
 from facelab.space import projection as pj
