@@ -6,7 +6,6 @@ import streamlit as st
 from facelab.model import charts, evaluate, jobs, quality
 from facelab.model.metrics import ACTIVE_KL_NATS
 from facelab.model.models import ARCHS, AUGMENTS, RECONS, ModelConfig, ModelError, kind_of, kinds
-from facelab.space.latent import dataset_key
 from facelab.ui import nav, state
 from facelab.ui.cache import evaluation_grids, model_stamp
 from facelab.ui.text import HELP, db, md, when
@@ -160,7 +159,7 @@ selected = by_id[run_id]
 if selected.state != "done":
     st.caption("Reconstructions, samples and traversals appear here when the run is done.")
 else:
-    grids = evaluation_grids(str(w.path), run_id, model_stamp(w, run_id), 0, dataset_key(w))
+    grids = evaluation_grids(str(w.path), run_id, model_stamp(w, run_id), 0, w.crops_key())
     tabs = st.tabs(["Reconstructions", "Random samples", "Three-point check", "Traversals", "Compression curve"])
     tabs[0].image(grids["reconstructions"], width=640,
                   caption=f"Held-out frames (rows 1, 3) and their reconstructions · PSNR {db(float(grids['psnr']))}")

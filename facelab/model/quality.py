@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from facelab.model.model_config import kind_of
-from facelab.space.latent import dataset_key
 from facelab.store.storage import write_json_atomic
 from facelab.store.workspace import Workspace
 
@@ -34,7 +33,7 @@ NO_BASELINES = {"mean_crop_psnr": None, "pca32_psnr": None}
 
 
 def _cache_key(workspace: Workspace, val_ids: np.ndarray, image_size: int) -> str:
-    h = hashlib.sha256(json.dumps({"crops": dataset_key(workspace), "image_size": image_size,
+    h = hashlib.sha256(json.dumps({"crops": workspace.crops_key(), "image_size": image_size,
                                    "pca_dim": PCA_DIM, "fit_max": MAX_FIT_IMAGES}).encode())
     h.update(np.ascontiguousarray(val_ids, np.int64).tobytes())  # the split
     return h.hexdigest()

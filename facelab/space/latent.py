@@ -82,7 +82,7 @@ def current_stamp(workspace: Workspace, run_id: str) -> dict[str, Any]:
         st = weights.stat()  # type: ignore[union-attr]
     except (AttributeError, FileNotFoundError):  # not trained yet, or deleted just now
         raise LatentsMissing(f"run {run_id!r} has no trained model yet") from None
-    n, deleted = _face_counts(workspace)
+    n, deleted = workspace.crop_counts()
     digest = hashlib.sha1(deleted.astype("<i8").tobytes()).hexdigest()
     return {
         "model_file": weights.name,
@@ -91,21 +91,6 @@ def current_stamp(workspace: Workspace, run_id: str) -> dict[str, Any]:
         "n_faces": n,
         "deleted_sha1": digest,
     }
-
-
-def _face_counts(workspace: Workspace) -> tuple[int, np.ndarray]:
-    """(number of crops, sorted ids of the deleted ones), read in one transaction."""
-    with workspace.connect() as c:
-        n = int(c.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
-        deleted = [r[0] for r in c.execute("SELECT id FROM faces WHERE deleted = 1 ORDER BY id")]
-    return n, np.asarray(deleted, dtype=np.int64)
-
-
-def dataset_key(workspace: Workspace) -> str:
-    """A short digest of the crops' count and deleted set: in-memory caches of anything drawn
-    from crops key on it, so a delete drops them."""
-    n, deleted = _face_counts(workspace)
-    return hashlib.sha1(f"{n}:".encode() + deleted.astype("<i8").tobytes()).hexdigest()[:16]
 
 
 def erase_latent_rows(workspace: Workspace, run_id: str, ids: np.ndarray) -> None:
@@ -228,7 +213,7 @@ def encode_run(
         mu_all, logvar_all = np.concatenate(mus), np.concatenate(logvars)
     else:  # no crops at all
         mu_all = logvar_all = np.zeros((0, 0), np.float32)
-    deleted = _face_counts(workspace)[1]
+    deleted = workspace.crop_counts()[1]
     deleted = deleted[deleted < mu_all.shape[0]]
     mu_all[deleted] = 0  # never store a deleted crop's code (see the module docstring)
     logvar_all[deleted] = 0

@@ -11,6 +11,7 @@ The home folder is `~/.facelab` unless FACELAB_HOME or the CLI's `--home` says o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -121,6 +122,19 @@ class Workspace:
         """Rows of faces.npy that the database knows of (deleted crops included)."""
         with self.connect() as c:
             return int(c.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
+
+    def crop_counts(self) -> tuple[int, np.ndarray]:
+        """(number of crops, sorted ids of the deleted ones), read in one transaction."""
+        with self.connect() as c:
+            n = int(c.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
+            deleted = [r[0] for r in c.execute("SELECT id FROM faces WHERE deleted = 1 ORDER BY id")]
+        return n, np.asarray(deleted, dtype=np.int64)
+
+    def crops_key(self) -> str:
+        """A short digest of the crops' count and deleted set: caches of anything drawn from the
+        crops (in memory, or the Train page's baselines on disk) key on it, so a delete drops them."""
+        n, deleted = self.crop_counts()
+        return hashlib.sha1(f"{n}:".encode() + deleted.astype("<i8").tobytes()).hexdigest()[:16]
 
     def faces(self, mmap: bool = True) -> np.ndarray:
         """All crops, N x S x S x 3 uint8 RGB, row i = faces.id i.

@@ -49,7 +49,7 @@ def evaluation_grids(ws_path: str, run_id: str, stamp: float, seed: int,
                      faces_key: str = "") -> dict[str, np.ndarray]:
     """Reconstructions, prior samples, the three-point triangle and traversals of one run.
 
-    `faces_key` (`facelab.space.latent.dataset_key`) changes when crops are deleted, so grids showing
+    `faces_key` (`Workspace.crops_key`) changes when crops are deleted, so grids showing
     a deleted crop are never served again."""
     from facelab.model import evaluate
     from facelab.model.train import load_images, split_ids
