@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from facelab.data.labels import MIN_EXAMPLES, binary_targets
-from facelab.edits.directions import check_latents
 from facelab.errors import FacelabError
 
 MAX_PAIRS_SAMPLE = 1000  # rows sampled for mean pairwise distances (O(n²) otherwise)
@@ -164,6 +163,7 @@ class LinearProbe:
     def fit(self, z: np.ndarray, y: np.ndarray) -> "LinearProbe":
         from threadpoolctl import threadpool_limits
 
+        from facelab.edits.directions import check_latents  # the same check (and message) as a direction's
         from facelab.space.projection import idle_threads
 
         with threadpool_limits(limits=idle_threads()):
