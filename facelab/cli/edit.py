@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from facelab.cli import CliError, add_workspace_arg, check_out, resolve_workspace
-from facelab.edits import animate, edit
 from facelab.data.labels import NEGATIVES
+from facelab.edits import animate, edit
 from facelab.edits.directions import DEFAULT_METHOD, METHOD_NAMES, DirectionError
 from facelab.space import generative_map as gm
 from facelab.store.storage import write_bytes_atomic

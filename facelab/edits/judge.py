@@ -120,8 +120,7 @@ def fit_judge(images: np.ndarray, labels: np.ndarray, *, C: float = 1.0, folds: 
 def label_judge(workspace: "Workspace", label: str, negatives: str = "auto") -> Judge:
     """The judge of `label` learned from all the workspace's labelled crops (the Shift page
     judges the one face on screen, which may be any frame or a photo)."""
-    from facelab.data.labels import labels_of
-    from facelab.data.labels import binary_targets
+    from facelab.data.labels import binary_targets, labels_of
 
     ids = workspace.active_face_ids()
     used, y, _ = binary_targets(ids, labels_of(workspace), label, negatives)

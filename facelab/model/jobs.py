@@ -384,12 +384,9 @@ def warm_caches(workspace: Workspace, run_id: str) -> None:
     make those took over a second of Explore's first visit on a fresh server)."""
     from facelab.model import quality
     from facelab.space import clusters, projection
-    from facelab.space.latent import active_latents, require_latents
 
     def explore() -> None:
-        projection.get_projection(workspace, run_id, projection.ProjectionSettings(method="pca"))
-        lat = require_latents(workspace, run_id)
-        n = len(active_latents(workspace, lat)[0])
+        n = len(projection.get_projection(workspace, run_id, projection.ProjectionSettings(method="pca")).ids)
         if n >= 3:  # Explore draws no map below that
             clusters.cluster_run(workspace, run_id, clusters.METHODS[0], clusters.k_range(n)[1])
 

@@ -10,8 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from facelab.data import dataset
-from facelab.edits import animate, edit
 from facelab.data.labels import MIN_EXAMPLES
+from facelab.edits import animate, edit
 from facelab.edits.directions import Direction, labelled_latents
 from facelab.edits.edit import LatentBounds
 from facelab.space.latent_map import map_chart, plain_map_table
