@@ -50,8 +50,9 @@ with make_tab:
                          help=", ".join(f"{md(n)}: {count(counts[n], 'frame')}" for n in usable) or None)  # see pages/label.py
     method = c2.selectbox("Method", list(dr.METHOD_NAMES), key="fl_dir_method", format_func=dr.METHOD_NAMES.get,
                           help="Mouth only: the classifier's normal bent away from what changes the face "
-                               "outside the mouth (measured through the decoder); it moved the judged smile "
-                               "with the least change to the rest of the face on the sample.")
+                               "outside the mouth (measured through the decoder). For the same change to the "
+                               "rest of the face it moved the judged smile most, on the sample and on "
+                               "another person's clip.")
     without = c3.selectbox("…without the part along", ["(nothing)", *dr.moves_of(stored)],
                            key="fl_dir_without", help="E.g. smile without opening the mouth, when both are stored.")
     if st.button("Learn direction", disabled=not usable, key="fl_dir_fit"):

@@ -150,7 +150,7 @@ def test_page_cli_and_webcam_make_the_same_edit(trained: dict, photo: Path, tmp_
     mu = trained["mu"]
     save_direction(w, run_id, Direction("far corner", "centre", mu.max(0), 1.0))
     smile, corner = load_direction(w, run_id, "smile"), load_direction(w, run_id, "far corner")
-    assert smile.kind == DEFAULT_METHOD == "mouth" and smile.label_mean is not None
+    assert smile.kind == DEFAULT_METHOD == "mouth" and smile.label_mean is not None and smile.normal is not None
     codec = load_codec(w.run_dir(run_id))
     bounds = LatentBounds.from_latents(mu)
     alpha, strength = 2.0, 0.5
@@ -161,7 +161,8 @@ def test_page_cli_and_webcam_make_the_same_edit(trained: dict, photo: Path, tmp_
     z0 = codec.encode(crop[None])[0][0]
     z_page, _, plain = slider_edit(codec, crop, z0, {"smile": smile}, {"smile": alpha}, corner.vector,
                                    strength, bounds, detail=False)
-    step = alpha * (smile.label_mean - float(z0 @ smile.vector)) * smile.vector
+    n = smile.normal  # progress is measured along the normal the mouth direction was bent from
+    step = alpha * (smile.label_mean - float(z0 @ n)) / float(smile.vector @ n) * smile.vector
     expected = z0 + strength * (corner.vector - z0) + step
     np.testing.assert_allclose(z_page, expected, rtol=1e-5, atol=1e-5)
     out = tmp_path / "cli.png"

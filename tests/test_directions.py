@@ -15,6 +15,7 @@ from facelab.edits.directions import (
     DirectionError,
     LabelDirection,
     delete_direction,
+    describe,
     load_direction,
     load_directions,
     orthogonalize,
@@ -45,6 +46,71 @@ def test_label_direction_points_the_right_way(method: str) -> None:
     assert d.n_positive_ == int(y.sum()) and d.separation_ > 1
     # the scikit-learn shape: __init__ only stores, fit returns self
     assert not hasattr(LabelDirection(), "vector_")
+
+
+class TwoPartCodec:
+    """A linear 'decoder' on 8 x 8 pictures: latent 0 draws the mouth box, latent 1 draws the
+    forehead, latent 2 draws both at once (a smile that comes with a pose), the rest nothing."""
+
+    class config:  # noqa: N801 - stands in for ModelConfig
+        image_size = 8
+
+    def __init__(self, dim: int = 6) -> None:
+        from facelab.edits.edit import region_mask
+
+        mouth = region_mask(8).astype(np.float32)
+        forehead = np.zeros((8, 8), np.float32)
+        forehead[:3] = 1.0
+        self.basis = np.zeros((dim, 8, 8, 3), np.float32)
+        self.basis[0] = mouth[..., None]
+        self.basis[1] = forehead[..., None]
+        self.basis[2] = (mouth + forehead)[..., None]
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        return 100.0 + np.einsum("nd,dhwc->nhwc", np.asarray(z, np.float32), self.basis)
+
+
+def test_mouth_direction_keeps_the_upper_face_and_full_reaches_the_average_score() -> None:
+    """'mouth' bends the classifier's normal away from what changes the picture outside the mouth
+    box, and keeps the normal: the slider's 1 moves each face along the bent direction until
+    its score along the normal is the labelled faces' mean (along the bent vector itself the
+    classes sit closer, and "your average smile" moved the mouth a third as far; d13)."""
+    from facelab.edits import edit
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(300, 6))
+    y = z[:, 0] + z[:, 1] + z[:, 2] > 0  # the label comes with the forehead too
+    z[y, :3] += 0.8
+    fitted = LabelDirection(method="mouth", label="smile", codec=TwoPartCodec()).fit(z, y)
+    d = fitted.to_direction()
+    normal = d.normal
+    assert normal is not None and d.spec["normal"] == pytest.approx(list(fitted.normal_), abs=1e-6)
+    pic = TwoPartCodec().basis.reshape(6, -1)
+    outside = ~np.repeat(edit.region_mask(8).ravel(), 3)
+    # along the normal the forehead moves with the mouth; along the mouth direction it hardly does
+    assert np.abs(normal @ pic[:, outside]).max() > 0.5
+    assert np.abs(d.vector.astype(np.float64) @ pic[:, outside]).max() < 0.05
+    assert 0.2 < float(d.vector @ normal) < 0.95
+    # "full": every face's score along the normal lands on the labelled faces' mean
+    neg = z[~y][:20].astype(np.float32)
+    moved = edit.compose(neg, [(d, edit.FULL_ALPHA)], bounds=edit.LatentBounds.prior(6, 100.0))
+    np.testing.assert_allclose(moved.astype(np.float64) @ normal, d.label_mean, atol=1e-4)
+    assert d.label_mean == pytest.approx(float((z[y] @ normal).mean()), abs=1e-5)
+    # the step is along the mouth direction only, and half the setting is half the step
+    half = edit.compose(neg, [(d, 0.5)], bounds=edit.LatentBounds.prior(6, 100.0))
+    np.testing.assert_allclose(half - neg, 0.5 * (moved - neg), atol=1e-4)
+    step = (moved - neg).astype(np.float64)
+    np.testing.assert_allclose(step - (step @ d.vector)[:, None] * d.vector, 0, atol=1e-4)
+    # a direction stored without a normal (before it was kept) measures along its own vector
+    old = Direction("smile", "mouth", d.vector, d.spread, {k: v for k, v in d.spec.items() if k != "normal"})
+    moved_old = edit.compose(neg, [(old, edit.FULL_ALPHA)], bounds=edit.LatentBounds.prior(6, 100.0))
+    np.testing.assert_allclose(moved_old @ d.vector, d.label_mean, atol=1e-4)
+    assert "learn it again" in describe(old) and "learn it again" not in describe(d)
+    # a normal that does not fit the direction is refused, with what to do
+    for broken in ([1.0, 0.0], list(-normal)):
+        bad = Direction("smile", "mouth", d.vector, d.spread, {**d.spec, "normal": broken})
+        with pytest.raises(edit.EditError, match="fit the direction again"):
+            edit.compose(neg, [(bad, 1.0)])
 
 
 def test_too_few_examples_says_how_many_more() -> None:

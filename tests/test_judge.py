@@ -90,10 +90,11 @@ def test_judge_shift_on_the_sample(home: Path, monkeypatch: pytest.MonkeyPatch) 
     # Detail-preserving at alpha 0: the original exactly, so nothing changes.
     assert at0.change_inside == at0.change_outside == 0 and at0.judge_after == pytest.approx(at0.judge_before)
     assert full.judge_auc > 0.9 and full.judge_before < 0.3
-    # The default ("mouth") direction at the full setting (your average smile): the judge sees
-    # more smile, and the face outside the mouth moves less than inside (logistic: 1.28) and
-    # stays >= 30 dB (logistic: 22 dB). benchmarks/shift_quality.py has the figures.
-    assert full.judge_after > full.judge_before + 0.1
+    # The default ("mouth") direction at the full setting (your average smile's score along the
+    # classifier normal): the judge sees more smile (+0.19; +0.11 when "full" was measured along
+    # the bent direction), and the face outside the mouth moves less than inside (logistic: 1.28)
+    # and keeps 29 dB (logistic: 22 dB). benchmarks/shift_quality.py has the figures.
+    assert full.judge_after > full.judge_before + 0.15
     assert full.change_inside > 0 and full.change_lower > 0 and full.change_upper > 0
-    assert 0 < full.focus < 0.8 and full.psnr_outside > 30
+    assert 0 < full.focus < 0.8 and full.psnr_outside > 28
     json.dumps(asdict(full))  # plain numbers and strings: ready for `shift-eval --json`

@@ -7,8 +7,9 @@
     facelab field -w W RUN --map tsne --out field.png              (a grid of faces over the map)
     facelab path -w W RUN A B C --out path.gif                     (through several faces in order)
 
-Alpha is the sliders' unit: 0 = as is, 1 = the labelled faces' average along the direction
-("your average smile"), 2 = twice as far (`facelab.edits.edit.compose`).
+Alpha is the sliders' unit: 0 = as is, 1 = the labelled faces' average along the direction (for
+the default "mouth" direction, along the classifier normal it was bent from: "your average
+smile"), 2 = twice as far (`facelab.edits.edit.compose`).
 """
 
 from __future__ import annotations

@@ -11,15 +11,18 @@ settings, `fit` returns self, learned values end in `_`):
   (Gram-Schmidt), e.g. "smile without opening the mouth".
 
 Directions are unit vectors. A label direction also keeps `label_mean`, the mean projection of
-the faces with the label on it: a slider's 1 takes a face's own projection there ("your
-average smile", `facelab.edits.edit.compose`); a direction without one (custom vectors, old stored
-ones) moves by alpha x `spread`, the std of the data along it. They are stored per run in the
-`directions` table.
+the faces with the label on it (on the classifier's `normal` for "mouth", below): a slider's 1
+moves a face until its own projection is there ("your average smile",
+`facelab.edits.edit.compose`); a direction without one (custom vectors, old stored ones) moves
+by alpha x `spread`, the std of the data along it. They are stored per run in the `directions`
+table.
 
 Method "mouth" (the default) bends the classifier's normal away from what changes the picture
 outside the mouth region, measured through the decoder (`outside_gram`): the sample's smiles
 are also a later stretch of the clip with another head pose, and a direction fitted on the
-codes alone moved the upper face as much as the mouth.
+codes alone moved the upper face as much as the mouth. It keeps the normal it was bent from,
+and its slider measures progress along that normal: along the bent vector the classes sit
+closer, and "your average smile" moved the mouth a third as far as the plain normal does.
 """
 
 from __future__ import annotations
@@ -73,18 +76,29 @@ class Direction:
 
     @property
     def label_mean(self) -> float | None:
-        """Mean projection on `vector` of the faces with the label: where a slider's 1 takes a
-        face. None when made without labels (the slider then counts spreads)."""
+        """Mean projection of the faces with the label on `normal` (or, without one, on
+        `vector`): where a slider's 1 takes a face. None when made without labels (the slider
+        then counts spreads)."""
         m = self.spec.get("label_mean")
         return None if m is None or self.kind == "centre" else float(m)
+
+    @property
+    def normal(self) -> np.ndarray | None:
+        """The classifier's unit normal a "mouth" direction was bent from: the slider measures
+        progress along it (`facelab.edits.edit.compose`). None for the other kinds, and for
+        mouth directions stored before it was kept (their slider measures along `vector`)."""
+        n = self.spec.get("normal")
+        return None if n is None else np.asarray(n, dtype=np.float64)
 
 
 def describe(d: Direction) -> str:
     """How a stored direction was made, in words for the Shift page (not its raw spec)."""
     spec = d.spec
     if d.kind in METHOD_NAMES:
+        stale = d.kind == "mouth" and d.label_mean is not None and d.normal is None
         return (f"{METHOD_NAMES[d.kind]}, from {spec.get('positives', '?')} frames labelled "
-                f"“{spec.get('label', d.name)}” and {spec.get('negatives', '?')} without")
+                f"“{spec.get('label', d.name)}” and {spec.get('negatives', '?')} without"
+                + ("; stored by an older facelab, whose 1 was a weaker smile: learn it again" if stale else ""))
     if d.kind == "centre":
         return f"a centre: the mean of {spec.get('members', '?')} frames (“{spec.get('label', d.name)}”)"
     if d.kind == "conditional":
@@ -204,7 +218,8 @@ class LabelDirection:
                 if self.codec is None:
                     raise DirectionError("the 'mouth' method needs the run's model (codec) to see what "
                                          "each direction does to the picture")
-                raw = keep_outside(unit(raw), outside_gram(self.codec, z))
+                self.normal_ = unit(raw)
+                raw = keep_outside(self.normal_, outside_gram(self.codec, z))
         else:
             raise DirectionError(f"unknown method {self.method!r}: use one of {', '.join(METHOD_NAMES)}")
         self.vector_ = unit(raw).astype(np.float32)
@@ -212,7 +227,12 @@ class LabelDirection:
         # How far apart the classes sit along the direction, in spreads (a quick quality cue).
         proj = z @ self.vector_.astype(np.float64)
         self.separation_ = float((proj[y].mean() - proj[~y].mean()) / self.spread_)
-        self.label_mean_ = float(proj[y].mean())
+        # The slider's 1: the labelled faces' mean score along the normal the direction was
+        # bent from, when it was bent. Measured along the bent vector itself, the classes sit
+        # closer (it gave up some of the normal to keep the upper face), and "your average
+        # smile" moved the mouth a third as far as the plain difference of means (d13).
+        along = getattr(self, "normal_", None)
+        self.label_mean_ = float((z[y] @ along).mean()) if along is not None else float(proj[y].mean())
         return self
 
     def to_direction(self, name: str | None = None, **spec: Any) -> Direction:
@@ -224,7 +244,9 @@ class LabelDirection:
             spec={
                 "label": self.label, "positives": self.n_positive_, "negatives": self.n_negative_,
                 "C": self.C, "separation": round(self.separation_, 4),
-                "label_mean": round(self.label_mean_, 6), **spec,
+                "label_mean": round(self.label_mean_, 6),
+                **({"normal": [round(float(v), 6) for v in self.normal_]} if hasattr(self, "normal_") else {}),
+                **spec,
             },
         )
 

@@ -30,6 +30,7 @@ METHODS: tuple[str, ...] = ("linear", "slerp")
 # Below this angle (radians) two latents are treated as parallel and slerp falls back to lerp.
 PARALLEL_EPS = 1e-4
 BOUND_SIGMAS = 6.0
+MIN_ALONG = 0.05  # a label direction's vector . its normal, at least (see `_step_of`)
 
 
 class EditError(FacelabError):
@@ -148,9 +149,10 @@ class LatentBounds:
 
 
 def _step_of(direction: "Direction | np.ndarray", alpha: float, z: np.ndarray) -> np.ndarray:
-    """The step for `z` (D or N x D): for a label Direction alpha x (label_mean - z . d) x d,
-    so alpha 1 lands each face's projection on the labelled faces' mean; for a Direction made
-    without labels alpha x spread x d; for a plain array alpha x vector."""
+    """The step for `z` (D or N x D): for a label Direction alpha x (label_mean - z . n) / (d . n)
+    x d, so alpha 1 moves each face along d until its score along n (the classifier normal a
+    "mouth" direction was bent from, else d itself) is the labelled faces' mean; for a
+    Direction made without labels alpha x spread x d; for a plain array alpha x vector."""
     if not np.isfinite(alpha):
         raise EditError(f"alpha must be a finite number, got {alpha}")
     vector = getattr(direction, "vector", None)
@@ -166,7 +168,13 @@ def _step_of(direction: "Direction | np.ndarray", alpha: float, z: np.ndarray) -
     mean = getattr(direction, "label_mean", None)
     if mean is None:
         return float(alpha) * float(direction.spread) * d
-    return float(alpha) * (mean - z @ d)[..., None] * d
+    normal = getattr(direction, "normal", None)
+    n = d if normal is None else normal
+    # d . n > 0 for a bent direction: d = (A + rI)^-1 n with A + rI positive definite.
+    if n.shape != d.shape or float(d @ n) < MIN_ALONG:
+        raise EditError(f"{direction.name!r} has a broken normal (it must have {d.size} values and "
+                        "point the same way as the direction): fit the direction again")
+    return float(alpha) * ((mean - z @ n) / float(d @ n))[..., None] * d
 
 
 def unit_of(direction: "Direction") -> str:
@@ -196,10 +204,11 @@ def compose(
     added whole: a slider keeps its meaning whatever the strength (at s = 1 you land on the
     centre and the sliders still move you from there), where z + s (c - z) + (1 - s) d would
     silence every slider at full strength. A label `Direction`'s alpha is in units a person
-    reads: 0 = as is, 1 = the labelled faces' mean projection on it ("your average smile"),
-    measured from z's own projection, so step_i = alpha_i (label_mean_i - z . d_i) d_i;
-    one made without labels steps alpha_i x its spread; a plain array is the full step per
-    unit alpha. `z` may be one vector or N x D.
+    reads: 0 = as is, 1 = the labelled faces' mean projection ("your average smile"), measured
+    from z's own projection along d_i, or along the normal n_i a "mouth" direction was bent
+    from: step_i = alpha_i (label_mean_i - z . n_i) / (d_i . n_i) d_i (`_step_of`); one made
+    without labels steps alpha_i x its spread; a plain array is the full step per unit alpha.
+    `z` may be one vector or N x D.
 
     Clipped once, at the end, into `bounds` (default: the prior's +-6) widened to hold z
     itself: a slider pushed to its end stays drawable, and a face that already lies outside

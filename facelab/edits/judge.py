@@ -223,6 +223,7 @@ def judge_shifts(
     detail: bool = True,
     codec: "Codec | None" = None,
     masked: bool = False,
+    faces_out: "dict[float | None, np.ndarray] | None" = None,
 ) -> list[ShiftJudgement]:
     """Judge the shift by each of `alphas` (the slider's unit, `facelab.edits.edit.unit_of`) along
     a direction on held-out frames without `label`, fitting the judge (and direction) once.
@@ -233,7 +234,9 @@ def judge_shifts(
     are judged as the app shows them (`facelab.edits.edit.shift_faces`): detail=True, the original
     plus the decoded change (the face at alpha 0 is the original); False, the plain decoded
     face (at alpha 0, the reconstruction). masked=True (with detail): the decoded change lands
-    through `edit.feathered_mask` of the mouth box.
+    through `edit.feathered_mask` of the mouth box. `faces_out`, if given, receives the
+    pictures judged: alpha -> the shifted faces as shown, and None -> the originals (uint8),
+    so a benchmark can show what the figures describe.
     """
     from facelab.data.labels import binary_targets, labels_of
     from facelab.edits import edit
@@ -276,10 +279,14 @@ def judge_shifts(
     mouth = mouth_mask(size)
     mask = edit.feathered_mask(size) if masked and detail else None
     est = judge.estimate
+    if faces_out is not None:
+        faces_out[None] = originals
     out = []
     for alpha in alphas:
         _, shown = edit.shift_faces(codec, originals, z, edit.compose(z, [(direction, alpha)], bounds=bounds),
                                     detail, mask)
+        if faces_out is not None:
+            faces_out[float(alpha)] = shown
         diff = np.abs(shown.astype(np.float32) - shown_before).mean(axis=3)
         mse_out = float(((shown.astype(np.float32) - originals) ** 2).mean(axis=3)[:, ~mouth].mean())
         out.append(ShiftJudgement(
