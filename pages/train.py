@@ -54,7 +54,7 @@ with st.expander("New run", expanded=not runs):
         if st.form_submit_button("Start training", type="primary"):
             try:
                 config = ModelConfig(kind=kind, arch=arch, latent_dim=int(latent), beta=float(beta),
-                                     image_size=w.get_meta("crop_size", 64), recon=recon, lr=float(lr),
+                                     image_size=w.crop_size, recon=recon, lr=float(lr),
                                      batch_size=int(batch), steps=int(steps), seed=int(seed), augment=augment)
                 run_id = jobs.create_run(w, config, name.strip() or None)
                 jobs.start(w, run_id)

@@ -55,6 +55,9 @@ def test_schema_is_versioned_wal_and_refuses_newer(home: Path) -> None:
 
 def test_meta_round_trip(home: Path) -> None:
     w = ws.create("m")
+    assert w.crop_size == ws.DEFAULT_CROP_SIZE == 64 and w.faces().shape == (0, 64, 64, 3)
+    w.set_meta("crop_size", 32)  # a build records its size: runs train at it, empty crops have it
+    assert w.crop_size == 32 and w.faces().shape == (0, 32, 32, 3)
     w.set_meta("crop_size", 64)
     w.set_meta("crop_size", 128)
     assert w.get_meta("crop_size") == 128

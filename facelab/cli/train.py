@@ -105,7 +105,7 @@ def _train(args: argparse.Namespace) -> int:
     run_id = args.run
     if run_id is None:
         if "image_size" not in given:  # the workspace's crops, as the Train page does
-            config = replace(config, image_size=w.get_meta("crop_size", config.image_size))
+            config = replace(config, image_size=w.crop_size)
         run_id = jobs.create_run(w, config, args.name)
         print(f"run {run_id}: {config.to_json()}", flush=True)
     else:

@@ -55,7 +55,7 @@ from facelab.data.faces import (
 from facelab.data.video import VideoInfo, probe, sample_frames, sampled_count
 from facelab.store.db import now_iso
 from facelab.store.storage import load_npy, save_npy_atomic
-from facelab.store.workspace import HELD_OUT_SHARE, Workspace, WorkspaceError
+from facelab.store.workspace import DEFAULT_CROP_SIZE, HELD_OUT_SHARE, Workspace, WorkspaceError
 
 CROP_SIZES = (32, 64, 128)
 REASONS = ("no_face", "ambiguous", "blurred", "duplicate")
@@ -84,7 +84,7 @@ class BuildSettings:
     """How a video becomes crops. Stored as JSON with each source."""
 
     fps: float = 8.0  # frames sampled per second of video
-    size: int = 64  # crop side in pixels: 32, 64 or 128 (one size per workspace)
+    size: int = DEFAULT_CROP_SIZE  # crop side in pixels: 32, 64 or 128 (one size per workspace)
     margin: float = DEFAULT_MARGIN  # grows (or, negative, trims) the face box's side, per side
     shift: float = DEFAULT_SHIFT  # moves the crop's centre down, as a share of the box height
     align: bool = False  # rotate so the eyes are level (Haar eye search)

@@ -36,6 +36,7 @@ FACES_FILE = "faces.npy"
 IMPORT_PREFIX = ".importing-"  # <root>/.importing-<name>.<pid>.<hex>/: an import being unpacked
 DELETE_PREFIX = ".deleting-"  # <root>/.deleting-<name>.<pid>.<hex>/: a delete under way
 UPLOAD_PREFIX = ".upload-"  # <workspace>/.upload-video.<pid>.<hex>.tmp: an upload being built
+DEFAULT_CROP_SIZE = 64  # a workspace's crop side until its first build records its own
 LEFTOVER_MAX_AGE_S = 24 * 3600  # a hidden folder with no owner pid in its name: left by a crash
 
 
@@ -118,6 +119,12 @@ class Workspace:
             )
 
     # --- crops ------------------------------------------------------------------------
+    @property
+    def crop_size(self) -> int:
+        """The crops' side in pixels (the first build records it): what a new run trains at,
+        from the Train page and `facelab train` alike."""
+        return int(self.get_meta("crop_size", DEFAULT_CROP_SIZE))
+
     def face_count(self) -> int:
         """Rows of faces.npy that the database knows of (deleted crops included)."""
         with self.connect() as c:
@@ -144,8 +151,7 @@ class Workspace:
         """
         n = self.face_count()
         if n == 0 or not self.faces_path.exists():
-            size = self.get_meta("crop_size", 64)
-            return np.zeros((0, size, size, 3), np.uint8)
+            return np.zeros((0, self.crop_size, self.crop_size, 3), np.uint8)
         arr = load_npy(self.faces_path, mmap=mmap)
         if arr.shape[0] < n:
             raise WorkspaceError(
