@@ -106,6 +106,9 @@ def test_mouth_direction_keeps_the_upper_face_and_full_reaches_the_average_score
     moved_old = edit.compose(neg, [(old, edit.FULL_ALPHA)], bounds=edit.LatentBounds.prior(6, 100.0))
     np.testing.assert_allclose(moved_old @ d.vector, d.label_mean, atol=1e-4)
     assert "learn it again" in describe(old) and "learn it again" not in describe(d)
+    # the same estimator refitted with another method keeps no normal from before
+    fitted.method = "logistic"
+    assert "normal" not in fitted.fit(z, y).to_direction().spec
     # a normal that does not fit the direction is refused, with what to do
     for broken in ([1.0, 0.0], list(-normal)):
         bad = Direction("smile", "mouth", d.vector, d.spread, {**d.spec, "normal": broken})

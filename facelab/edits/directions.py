@@ -209,6 +209,7 @@ class LabelDirection:
         if y.shape != (z.shape[0],):
             raise DirectionError(f"{z.shape[0]} latents but {y.size} labels")
         self.n_positive_, self.n_negative_ = check_examples(y, self.label, self.min_examples)
+        self.normal_: np.ndarray | None = None  # set by "mouth" only; a refit must not keep an old one
         if self.method == "mean_diff":
             raw = z[y].mean(0) - z[~y].mean(0)
         elif self.method in ("logistic", "svm", "mouth"):
@@ -231,7 +232,7 @@ class LabelDirection:
         # bent from, when it was bent. Measured along the bent vector itself, the classes sit
         # closer (it gave up some of the normal to keep the upper face), and "your average
         # smile" moved the mouth a third as far as the plain difference of means (d13).
-        along = getattr(self, "normal_", None)
+        along = self.normal_
         self.label_mean_ = float((z[y] @ along).mean()) if along is not None else float(proj[y].mean())
         return self
 
@@ -245,7 +246,7 @@ class LabelDirection:
                 "label": self.label, "positives": self.n_positive_, "negatives": self.n_negative_,
                 "C": self.C, "separation": round(self.separation_, 4),
                 "label_mean": round(self.label_mean_, 6),
-                **({"normal": [round(float(v), 6) for v in self.normal_]} if hasattr(self, "normal_") else {}),
+                **({"normal": [round(float(v), 6) for v in self.normal_]} if self.normal_ is not None else {}),
                 **spec,
             },
         )
