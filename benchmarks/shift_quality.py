@@ -27,9 +27,8 @@ held-out faces as the default method shows them at each setting (originals on th
     .venv/bin/python benchmarks/shift_quality.py --clip lp_d13 --methods mouth --alphas 1,2
     .venv/bin/python benchmarks/shift_quality.py --workspace ~/.facelab/workspaces/me --run RUN --label smile
 
---clip takes a clip of ../shared/data that has hand-made labels in benchmarks/labels/ (today
-lp_d13: 59 smiles and 181 other frames of liveportrait_d13.mp4, by the frames' time stamps):
-it builds the clip as `train_quality.py` does, trains the default recipe once (about 90 s) and
+--clip takes a clip of ../shared/data that has hand-made labels in benchmarks/labels/ (lp_d13
+and lp_d12, by the frames' time stamps; its README says what they hold): it builds the clip as `train_quality.py` does, trains the default recipe once (about 90 s) and
 sets the labels, in a workspace kept in the temp folder for the next call.
 """
 
