@@ -46,7 +46,9 @@ def ensure_sample(home: str | Path | None = None, reset: bool = False,
     """The sample workspace, created from the shipped files if absent (or if `reset`)."""
     if NAME in ws.list_workspaces(home):
         if not reset:
-            return ws.open_workspace(NAME, home)
+            w = ws.open_workspace(NAME, home)
+            _refresh_direction(w, say)
+            return w
         ws.delete(NAME, home)
     say("creating the sample workspace from the bundled clip and model…")
     w = ws.create(NAME, home)
@@ -66,3 +68,15 @@ def ensure_sample(home: str | Path | None = None, reset: bool = False,
         ws.delete(NAME, home)  # never leave a half-made sample behind
         raise
     return w
+
+
+def _refresh_direction(w: ws.Workspace, say: Callable[[str], None]) -> None:
+    """The sample's smile direction learnt again if an older facelab stored it (`Direction.stale`),
+    from the labels as they are now, as the Shift page's "Learn direction" would; once."""
+    try:
+        smile = directions.load_direction(w, RUN_ID, "smile")
+        if smile.stale:
+            directions.save_direction(w, RUN_ID, directions.fit_label_direction(w, RUN_ID, "smile"))
+            say("  learnt the smile direction again (an older facelab stored it with a weaker slider)")
+    except directions.DirectionError as e:  # deleted, or its labels are gone: leave it to the user
+        say(f"  the smile direction was left as it is: {e}")

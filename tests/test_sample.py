@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from facelab import sample
@@ -25,9 +26,17 @@ def test_sample_workspace_is_ready_to_explore(home: Path) -> None:
     smile = directions.load_direction(w, sample.RUN_ID, "smile")
     assert smile.vector.shape == (32,)
 
+    assert smile.normal is not None and not smile.stale
+
     # A second start is quick and keeps what the user did; --reset starts over.
     labels.set_labels(w, [0], "surprise")
     assert cli(["sample"]) == 0
     assert labels.counts(w)["surprise"] == 1
+    # ... except a smile direction an older facelab stored (no normal): learnt again, once
+    old = replace(smile, spec={k: v for k, v in smile.spec.items() if k != "normal"})
+    directions.save_direction(w, sample.RUN_ID, old)
+    assert directions.load_direction(w, sample.RUN_ID, "smile").stale
+    assert cli(["sample"]) == 0
+    assert not directions.load_direction(w, sample.RUN_ID, "smile").stale
     assert cli(["sample", "--reset"]) == 0
     assert labels.counts(ws.open_workspace("sample"))["surprise"] == 0

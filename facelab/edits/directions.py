@@ -90,15 +90,20 @@ class Direction:
         n = self.spec.get("normal")
         return None if n is None else np.asarray(n, dtype=np.float64)
 
+    @property
+    def stale(self) -> bool:
+        """A mouth direction stored before it kept its normal: its slider's 1 is the weaker
+        smile of before, until it is learnt again."""
+        return self.kind == "mouth" and self.label_mean is not None and self.normal is None
+
 
 def describe(d: Direction) -> str:
     """How a stored direction was made, in words for the Shift page (not its raw spec)."""
     spec = d.spec
     if d.kind in METHOD_NAMES:
-        stale = d.kind == "mouth" and d.label_mean is not None and d.normal is None
         return (f"{METHOD_NAMES[d.kind]}, from {spec.get('positives', '?')} frames labelled "
                 f"“{spec.get('label', d.name)}” and {spec.get('negatives', '?')} without"
-                + ("; stored by an older facelab, whose 1 was a weaker smile: learn it again" if stale else ""))
+                + ("; stored by an older facelab, whose 1 was a weaker smile: learn it again" if d.stale else ""))
     if d.kind == "centre":
         return f"a centre: the mean of {spec.get('members', '?')} frames (“{spec.get('label', d.name)}”)"
     if d.kind == "conditional":
