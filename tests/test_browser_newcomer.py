@@ -128,6 +128,11 @@ def flow(page, url: str, home: Path, shot: Shots, webcam: bool) -> None:
     main.locator("[data-testid='stFileUploader'] input[type='file']").set_input_files(
         str(media_file("WolfgangLanger_Pexels.mp4"))
     )
+    # The upload taken in (the page enabled "Build dataset") before the next click: a rerun
+    # started while the file was still on its way left the button disabled for good once in CI.
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('button')].some(b => b.innerText.trim() === 'Build dataset' && !b.disabled)",
+        timeout=60_000)
     page.get_by_text("Keep a small preview of the video").click()  # opt in: a frame's point plays its moment
     page.get_by_role("button", name="Build dataset").click()
     added = page.get_by_text(re.compile(r"Added \d+ faces"))
