@@ -60,7 +60,7 @@ def labelled_clip(name: str):
 
     from train_quality import clip_workspace  # benchmarks/: the clips, built as it builds them
 
-    from facelab.data import labels
+    from facelab.data import dataset, labels
     from facelab.model import jobs
     from facelab.model.models import ModelConfig
 
@@ -69,8 +69,7 @@ def labelled_clip(name: str):
         raise SystemExit(f"no labels for {name!r}: have {', '.join(p.stem for p in sorted(LABELS.glob('*.csv')))}")
     w = clip_workspace(name, Path(tempfile.gettempdir()) / "facelab-bench-shift-clips")
     if not any(labels.counts(w).values()):
-        with w.connect() as c:
-            at = {round(t, 3): i for i, t in c.execute("SELECT id, t_seconds FROM faces WHERE deleted = 0")}
+        at = {round(f["t_seconds"], 3): f["id"] for f in dataset.faces_table(w)}
         by_label: dict[str, list[int]] = {}
         for row in csv.DictReader(file.read_text().splitlines()):  # matched by time: ids may differ
             by_label.setdefault(row["label"], []).append(at[round(float(row["t_seconds"]), 3)])

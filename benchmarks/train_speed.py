@@ -218,5 +218,6 @@ def main() -> None:
         of_bf16 = f"{rate / (limit[arch] * bf16_peak / peak):>14.0%}" if precision == "bf16" else f"{'':>14}"
         print(f"{name:<78} {rate:>7.0f} {rate / ref:>6.2f} {rate / limit[arch]:>14.0%} {of_bf16}")
 
+
 if __name__ == "__main__":
     main()

@@ -237,8 +237,7 @@ class LabelDirection:
         # bent from, when it was bent. Measured along the bent vector itself, the classes sit
         # closer (it gave up some of the normal to keep the upper face), and "your average
         # smile" moved the mouth a third as far as the plain difference of means (d13).
-        along = self.normal_
-        self.label_mean_ = float((z[y] @ along).mean()) if along is not None else float(proj[y].mean())
+        self.label_mean_ = float((z[y] @ self.normal_).mean() if self.normal_ is not None else proj[y].mean())
         return self
 
     def to_direction(self, name: str | None = None, **spec: Any) -> Direction:

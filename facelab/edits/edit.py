@@ -171,10 +171,11 @@ def _step_of(direction: "Direction | np.ndarray", alpha: float, z: np.ndarray) -
     normal = getattr(direction, "normal", None)
     n = d if normal is None else normal
     # d . n > 0 for a bent direction: d = (A + rI)^-1 n with A + rI positive definite.
-    if n.shape != d.shape or float(d @ n) < MIN_ALONG:
+    along = float(d @ n) if n.shape == d.shape else 0.0
+    if along < MIN_ALONG:
         raise EditError(f"{direction.name!r} has a broken normal (it must have {d.size} values and "
                         "point the same way as the direction): fit the direction again")
-    return float(alpha) * ((mean - z @ n) / float(d @ n))[..., None] * d
+    return float(alpha) * ((mean - z @ n) / along)[..., None] * d
 
 
 def unit_of(direction: "Direction") -> str:

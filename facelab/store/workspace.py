@@ -151,7 +151,8 @@ class Workspace:
         """
         n = self.face_count()
         if n == 0 or not self.faces_path.exists():
-            return np.zeros((0, self.crop_size, self.crop_size, 3), np.uint8)
+            size = self.crop_size
+            return np.zeros((0, size, size, 3), np.uint8)
         arr = load_npy(self.faces_path, mmap=mmap)
         if arr.shape[0] < n:
             raise WorkspaceError(
