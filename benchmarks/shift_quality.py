@@ -18,7 +18,9 @@ reports
 
 then, for each way of showing, every method's judged gain at the same change outside the mouth
 (the default's at "full"): which direction moves the picture most for what it costs the rest
-of the face.
+of the face; and the ceiling of any edit of the mouth alone (`judge.mouth_ceiling`: each
+held-out face given its own nearest real smiling mouth, no model), which says whether the
+targets can be met with this judge on these labels at all.
 
 and, with --out, two PNGs to look at: the mouth box on some of the workspace's crops, and the
 held-out faces as the default method shows them at each setting (originals on the left).
@@ -28,8 +30,9 @@ held-out faces as the default method shows them at each setting (originals on th
     .venv/bin/python benchmarks/shift_quality.py --workspace ~/.facelab/workspaces/me --run RUN --label smile
 
 --clip takes a clip of ../shared/data that has hand-made labels in benchmarks/labels/ (lp_d13
-and lp_d12, by the frames' time stamps; its README says what they hold): it builds the clip as `train_quality.py` does, trains the default recipe once (about 90 s) and
-sets the labels, in a workspace kept in the temp folder for the next call.
+and lp_d12, by the frames' time stamps; its README says what they hold): it builds the clip as
+`train_quality.py` does, trains the default recipe once (about 90 s) and sets the labels, in a
+workspace kept in the temp folder for the next call.
 """
 
 from __future__ import annotations
@@ -168,6 +171,12 @@ def main() -> None:
                       + ("  (direction saw these frames)" if q.direction_saw_held_out else ""), flush=True)
                 rows.append({**asdict(q), "method": name, "shown": shown, "focus": q.focus,
                              "judge_gain": q.judge_gain, "seconds": secs / len(found)})
+    top = judge.mouth_ceiling(w, args.label)
+    print(f"\nceiling of an edit of the mouth alone ({top.direction} through the feathered mouth mask; "
+          f"real pixels, no model): gain {top.judge_gain:+.3f}, out/in {top.focus:.2f}, "
+          f"PSNR out {top.psnr_outside:.2f}")
+    rows.append({**asdict(top), "method": "ceiling", "shown": "pasted", "focus": top.focus,
+                 "judge_gain": top.judge_gain, "seconds": 0.0})
     full = edit.FULL_ALPHA if edit.FULL_ALPHA in alphas else max(alphas)
     for shown in ("detail", "masked"):
         # Judged gain at the same change outside the mouth: the default's at "full". A ratio of

@@ -98,3 +98,14 @@ def test_judge_shift_on_the_sample(home: Path, monkeypatch: pytest.MonkeyPatch) 
     assert full.change_inside > 0 and full.change_lower > 0 and full.change_upper > 0
     assert 0 < full.focus < 0.8 and full.psnr_outside > 28
     json.dumps(asdict(full))  # plain numbers and strings: ready for `shift-eval --json`
+
+    # The ceiling of an edit of the mouth alone: the same held-out frames and the same judge
+    # (learned from the same crops), each face given its own nearest real smiling mouth.
+    top = jd.mouth_ceiling(w, "smile")
+    assert len(seen) == 2 and np.array_equal(seen[1], fitted)
+    assert top.n == full.n and top.judge_before == pytest.approx(full.judge_before)
+    assert top.focus < 0.15 and top.psnr_outside > 30 and top.change_upper < 0.2 * top.change_lower
+    # A real smile's mouth moves the judge, and more than the model's shift with far less
+    # change outside (on the sample about +0.26 at 1.6 grey levels against +0.19 at 5.9).
+    assert top.judge_gain > 0.1
+    assert top.judge_gain > full.judge_gain and top.change_outside < full.change_outside

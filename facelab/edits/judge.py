@@ -211,6 +211,46 @@ def held_out_negatives(workspace: "Workspace", ids: np.ndarray, negatives: np.nd
     return held, f"{len(HELD_OUT_PICK)} of {HELD_OUT_CHUNKS} runs of negatives, held back from fitting"
 
 
+def _held_out_split(workspace: "Workspace", ids: np.ndarray, label: str,
+                    negatives: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """(fit, positive, held, held_from): masks over `ids` of the labelled frames to learn from, of
+    those with the label, and of the held-out frames without it (`held_out_negatives`); or
+    JudgeError when too few are held out."""
+    from facelab.data.labels import binary_targets, labels_of
+    from facelab.edits.directions import check_examples
+
+    used, y, negatives_from = binary_targets(ids, labels_of(workspace), label, negatives)
+    neg = np.zeros(len(ids), dtype=bool)
+    neg[np.flatnonzero(used)[~y]] = True
+    held, held_from = held_out_negatives(workspace, ids, neg)
+    if held.sum() < MIN_HELD_OUT:
+        raise JudgeError(f"need at least {MIN_HELD_OUT} held-out frames without {label!r} to judge a "
+                         f"shift, have {int(held.sum())}: label more frames without it")
+    fit = used & ~held
+    positive = fit & ~neg
+    check_examples(positive[fit], label, negatives=negatives_from)
+    return fit, positive, held, held_from
+
+
+def _judged(judge: Judge, originals: np.ndarray, before: np.ndarray, shown: np.ndarray,
+            **fields: Any) -> ShiftJudgement:
+    """The judgement of `shown` against the faces shown before the shift (`before`) and the
+    original crops: the judge's P(label) on it, and where and how much the pixels changed."""
+    size = shown.shape[1]
+    mouth = mouth_mask(size)
+    diff = np.abs(shown.astype(np.float32) - before.astype(np.float32)).mean(axis=3)
+    mse_out = float(((shown.astype(np.float32) - originals) ** 2).mean(axis=3)[:, ~mouth].mean())
+    est = judge.estimate
+    return ShiftJudgement(
+        judge_auc=est.auc, judge_auc_low=est.low, judge_auc_high=est.high,
+        judge_after=float(judge.p(shown).mean()),
+        change_inside=float(diff[:, mouth].mean()), change_outside=float(diff[:, ~mouth].mean()),
+        change_lower=float(diff[:, size // 2:].mean()), change_upper=float(diff[:, :size // 2].mean()),
+        psnr_outside=float(10 * np.log10(255.0**2 / mse_out)) if mse_out > 0 else float("inf"),
+        **fields,
+    )
+
+
 def judge_shifts(
     workspace: "Workspace",
     run_id: str,
@@ -238,25 +278,14 @@ def judge_shifts(
     pictures judged: alpha -> the shifted faces as shown, and None -> the originals (uint8),
     so a benchmark can show what the figures describe.
     """
-    from facelab.data.labels import binary_targets, labels_of
     from facelab.edits import edit
-    from facelab.edits.directions import Direction, LabelDirection, check_examples, load_direction
+    from facelab.edits.directions import Direction, LabelDirection, load_direction
     from facelab.model.models import load_codec, resize_images
     from facelab.space.latent import active_latents, load_latents
 
     codec = codec or load_codec(workspace.run_dir(run_id))
     ids, mu = active_latents(workspace, load_latents(workspace, run_id, compute=True, codec=codec))
-    used, y, negatives_from = binary_targets(ids, labels_of(workspace), label, negatives)
-    neg = np.zeros(len(ids), dtype=bool)
-    neg[np.flatnonzero(used)[~y]] = True
-    held, held_from = held_out_negatives(workspace, ids, neg)
-    if held.sum() < MIN_HELD_OUT:
-        raise JudgeError(f"need at least {MIN_HELD_OUT} held-out frames without {label!r} to judge a "
-                         f"shift, have {int(held.sum())}: label more frames without it")
-    fit = used.copy()
-    fit[held] = False
-    pos_fit = fit & ~neg
-    check_examples(pos_fit[fit], label, negatives=negatives_from)
+    fit, pos_fit, held, held_from = _held_out_split(workspace, ids, label, negatives)
     faces = workspace.faces()
     judge = fit_judge(np.ascontiguousarray(faces[ids[fit]]), pos_fit[fit])
 
@@ -273,12 +302,8 @@ def judge_shifts(
     z, bounds = mu[held], edit.LatentBounds.from_latents(mu)
     originals = resize_images(np.ascontiguousarray(faces[ids[held]]), codec.config.image_size)
     recon, shown_before = edit.shift_faces(codec, originals, z, z, detail)
-    shown_before = shown_before.astype(np.float32)
     p_before, p_recon = float(judge.p(originals).mean()), float(judge.p(recon).mean())
-    size = recon.shape[1]
-    mouth = mouth_mask(size)
-    mask = edit.feathered_mask(size) if masked and detail else None
-    est = judge.estimate
+    mask = edit.feathered_mask(recon.shape[1]) if masked and detail else None
     if faces_out is not None:
         faces_out[None] = originals
     out = []
@@ -287,17 +312,37 @@ def judge_shifts(
                                     detail, mask)
         if faces_out is not None:
             faces_out[float(alpha)] = shown
-        diff = np.abs(shown.astype(np.float32) - shown_before).mean(axis=3)
-        mse_out = float(((shown.astype(np.float32) - originals) ** 2).mean(axis=3)[:, ~mouth].mean())
-        out.append(ShiftJudgement(
+        out.append(_judged(
+            judge, originals, shown_before, shown,
             label=label, direction=what, alpha=float(alpha), detail=detail, n=int(held.sum()),
-            held_out=held_from,
-            direction_saw_held_out=bool(saw),
-            judge_auc=est.auc, judge_auc_low=est.low, judge_auc_high=est.high,
-            judge_before=p_before, judge_reconstruction=p_recon, judge_after=float(judge.p(shown).mean()),
-            change_inside=float(diff[:, mouth].mean()), change_outside=float(diff[:, ~mouth].mean()),
-            change_lower=float(diff[:, size // 2:].mean()), change_upper=float(diff[:, :size // 2].mean()),
-            psnr_outside=float(10 * np.log10(255.0**2 / mse_out)) if mse_out > 0 else float("inf"),
-            masked=mask is not None,
+            held_out=held_from, direction_saw_held_out=bool(saw),
+            judge_before=p_before, judge_reconstruction=p_recon, masked=mask is not None,
         ))
     return out
+
+
+def mouth_ceiling(workspace: "Workspace", label: str, negatives: str = "auto") -> ShiftJudgement:
+    """What the best edit of the mouth alone could score: on the held-out frames `judge_shifts`
+    uses, the person's own real mouth pasted in from the labelled frame with `label` that looks
+    most like each face outside the mouth (same pose as far as the clip has one), through the
+    feathered mouth mask (`edit.feathered_mask`). Real pixels and no model: when this stays under
+    a target, no edit of the mouth can reach it with this judge, because the judge learned the
+    label from more than the mouth (on the sample: open eyes, a tilted head)."""
+    from facelab.edits import edit
+
+    ids = workspace.active_face_ids()
+    fit, positive, held, held_from = _held_out_split(workspace, ids, label, negatives)
+    faces = workspace.faces()
+    judge = fit_judge(np.ascontiguousarray(faces[ids[fit]]), positive[fit])
+    originals = np.ascontiguousarray(faces[ids[held]]).astype(np.float32)
+    donors = faces[ids[positive]].astype(np.float32)
+    outside = ~mouth_mask(originals.shape[1])
+    gap = [((donors[:, outside] - face[outside]) ** 2).mean(axis=(1, 2)) for face in originals]
+    nearest = donors[np.argmin(gap, axis=1)]
+    mask = edit.feathered_mask(originals.shape[1])[None, :, :, None]
+    shown = np.clip(np.rint(originals + mask * (nearest - originals)), 0, 255).astype(np.uint8)
+    p_before = float(judge.p(originals.astype(np.uint8)).mean())
+    return _judged(judge, originals, originals, shown,
+                   label=label, direction=f"its own nearest {label} mouth, pasted", alpha=FULL_ALPHA,
+                   detail=True, n=int(held.sum()), held_out=held_from, direction_saw_held_out=False,
+                   judge_before=p_before, judge_reconstruction=p_before, masked=True)
