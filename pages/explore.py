@@ -1,5 +1,9 @@
 """Explore: the latent map of every frame, clusters, and what the model sees in each face."""
 
+from facelab.ui.warm import chart_code_early
+
+chart_code = chart_code_early()  # first: the browser loads its chart code while the page imports
+
 import altair as alt
 import numpy as np
 import streamlit as st
@@ -124,6 +128,7 @@ with st.container(key="fl_map_box"):
     order = [cluster_title(c, cluster_titles) for c in range(k)] if colour == "cluster" else None
     event = st.altair_chart(map_chart(table, colour, order=order, marked=rings, cells=cells),
                             on_select="rerun", selection_mode=["pick", "box"], key="fl_map", width="stretch")
+chart_code.empty()
 if field is not None:
     st.image(field, width=min(720, field.shape[1] * 2), caption=md(
         f"The face the model draws at each place of a 10 × 10 grid over the map ({how}); faded where no "

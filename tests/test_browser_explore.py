@@ -39,6 +39,9 @@ def test_map_hover_click_box_select_and_label(page, sample_app) -> None:
     wait_for_app(page, 90_000)
     chart, points = map_points(page, "fl_map_box")
     assert points.count() >= 450
+    # The invisible chart that had the browser load its chart code early (`warm.chart_code_early`)
+    # is gone once the map is out.
+    assert page.locator("[data-testid='stSidebar'] [data-testid='stVegaLiteChart']").count() == 0
 
     hover_point(page, points, 10)
     tooltip_img = page.locator("#vg-tooltip-element img")

@@ -1,4 +1,5 @@
-"""Heavy imports done once per server process, in the background, after the first page is drawn.
+"""Heavy imports done once per server process, in the background, after the first page is drawn;
+and the browser's chart code fetched before a page's own imports (`chart_code_early`).
 
 Explore's first visit on 15,000 frames spent 3-6 of its seconds importing scikit-learn (its PCA
 and K-means), Altair and torch. The app opens on the Dataset page, so a visit to Explore is rarely
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import importlib
 import threading
+
+import streamlit as st
 
 # torch last: Explore draws its map before it needs a model (`facelab.ui.cache` imports torch
 # on first use), and the model pages (Shift, Webcam) gain its 2 s
@@ -32,3 +35,20 @@ def _import_all() -> None:
             importlib.import_module(name)
         except Exception:  # a missing optional module is the page's to report, not this thread's
             pass
+
+
+# An empty Vega-Lite chart, 1 x 1 px: nothing to see, but the browser needs its chart code for it.
+_NOTHING = {"mark": "point", "data": {"values": []}, "width": 1, "height": 1}
+
+
+def chart_code_early():
+    """A slot at the foot of the sidebar (out of the page's own layout) holding an invisible
+    Vega-Lite chart; empty it once the page's real chart is out.
+
+    Why: the browser fetches and compiles its chart code (some 20 files) only when a page first
+    shows a chart. Called before the page's heavy imports, that happens while the server still
+    imports and computes, instead of after the chart arrives: on a fresh server, Explore on
+    15,000 frames drew its map in 3.08 s instead of 3.88 (medians of 5)."""
+    slot = st.sidebar.empty()
+    slot.vega_lite_chart(_NOTHING)
+    return slot
