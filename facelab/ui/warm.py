@@ -38,7 +38,7 @@ def _import_all() -> None:
 
 
 # An empty Vega-Lite chart, 1 x 1 px: nothing to see, but the browser needs its chart code for it.
-_NOTHING = {"mark": "point", "data": {"values": []}, "width": 1, "height": 1}
+_NOTHING = {"mark": "point", "width": 1, "height": 1}  # no data: nothing for Streamlit to convert (pandas)
 
 
 def chart_code_early():
