@@ -337,8 +337,8 @@ def mouth_ceiling(workspace: "Workspace", label: str, negatives: str = "auto") -
     originals = np.ascontiguousarray(faces[ids[held]]).astype(np.float32)
     donors = faces[ids[positive]].astype(np.float32)
     outside = ~mouth_mask(originals.shape[1])
-    gap = [((donors[:, outside] - face[outside]) ** 2).mean(axis=(1, 2)) for face in originals]
-    nearest = donors[np.argmin(gap, axis=1)]
+    donors_out = donors[:, outside]
+    nearest = donors[[int(np.argmin(((donors_out - face[outside]) ** 2).mean(axis=(1, 2)))) for face in originals]]
     mask = edit.feathered_mask(originals.shape[1])[None, :, :, None]
     shown = np.clip(np.rint(originals + mask * (nearest - originals)), 0, 255).astype(np.uint8)
     p_before = float(judge.p(originals.astype(np.uint8)).mean())

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import importlib
 import threading
+from typing import TYPE_CHECKING
 
 import streamlit as st
+
+if TYPE_CHECKING:
+    from streamlit.delta_generator import DeltaGenerator
 
 # torch last: Explore draws its map before it needs a model (`facelab.ui.cache` imports torch
 # on first use), and the model pages (Shift, Webcam) gain its 2 s
@@ -41,7 +45,7 @@ def _import_all() -> None:
 _NOTHING = {"mark": "point", "width": 1, "height": 1}  # no data: nothing for Streamlit to convert (pandas)
 
 
-def chart_code_early():
+def chart_code_early() -> "DeltaGenerator":
     """A slot at the foot of the sidebar (out of the page's own layout) holding an invisible
     Vega-Lite chart; empty it once the page's real chart is out.
 
