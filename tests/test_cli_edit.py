@@ -225,6 +225,9 @@ def test_shift_eval_raises_the_probe_score(trained: dict, capsys) -> None:
     assert q["judge_error"] is None, q["judge_error"]
     assert {"judge_before", "judge_after", "change_inside", "change_outside"} <= set(q)
     assert q["judge_n"] >= 5 and q["change_inside"] > 0
+    # beside it, the ceiling of an edit of the mouth alone, on the same frames by the same judge
+    assert 0 <= q["ceiling_after"] <= 1 and q["ceiling_psnr_outside"] > 25
+    assert q["ceiling_gain"] == pytest.approx(q["ceiling_after"] - q["judge_before"])
     # shifting the other way lowers it
     assert run_cli(trained, *base(trained, "shift-eval"), "smile", "--alpha", "-2", "--json") == 0
     q = json.loads(capsys.readouterr().out)
@@ -234,7 +237,7 @@ def test_shift_eval_raises_the_probe_score(trained: dict, capsys) -> None:
     text = capsys.readouterr().out
     assert "stored direction 'smile'" in text and "mouth region" in text
     assert "shifted by alpha +1 (0 = as is, 1 = your average smile)" in text  # the slider's unit, not spreads
-    assert "independent judge (HOG" in text, text
+    assert "independent judge (HOG" in text and "the most an edit of the mouth alone can show" in text, text
 
 
 def test_shift_eval_with_too_few_labels(trained: dict, capsys) -> None:

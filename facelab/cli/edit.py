@@ -408,6 +408,10 @@ def _shift_eval(args: argparse.Namespace) -> int:
     print(f"  pixel change in / outside the mouth region      {judged['change_inside']:.2f} / "
           f"{judged['change_outside']:.2f}  (lower / upper half {judged['change_lower']:.2f} / "
           f"{judged['change_upper']:.2f}); PSNR outside the mouth {judged['psnr_outside']:.1f} dB")
+    print(f"  P({label}) with a real {label} mouth pasted in    {judged['ceiling_after']:.3f}  (gain "
+          f"{judged['ceiling_gain']:+.3f}, the shift's {judged['judge_gain']:+.3f}): each face given its own "
+          f"nearest {label} frame's mouth, the most an edit of the mouth alone can show this judge; when it is "
+          f"small, your labelled frames differ in more than the mouth (pose, eyes)")
     if judged["direction_saw_held_out"]:
         print("  (the stored direction was fitted on these frames too: the shifted figure flatters it)")
     return 0
@@ -416,16 +420,19 @@ def _shift_eval(args: argparse.Namespace) -> int:
 def _judgement(args: argparse.Namespace, run: "_Run", label: str, direction) -> tuple[dict, str | None]:
     """The independent judge's figures for `shift-eval` (`facelab.edits.judge`), with keys that do not
     clash with the probe's; ({}, why) when it cannot judge (too few labelled pictures)."""
-    from facelab.edits.judge import JudgeError, judge_shifts
+    from facelab.edits.judge import JudgeError, judge_shifts, mouth_ceiling
 
     try:
         j = judge_shifts(run.ws, args.run, label, (args.alpha,), direction=direction, method=args.method,
                          negatives=args.negatives, detail=not args.plain, codec=run.codec)[0]
+        top = mouth_ceiling(run.ws, label, negatives=args.negatives)
     except (JudgeError, DirectionError) as e:
         return {}, str(e)
     renamed = {"n": "judge_n", "direction": "judge_direction", "held_out": "judge_held_out"}
     out = {renamed.get(k, k): v for k, v in asdict(j).items() if k not in ("label", "alpha")}
-    return {**out, "judge_gain": j.judge_gain, "judge_focus": j.focus}, None
+    return {**out, "judge_gain": j.judge_gain, "judge_focus": j.focus,
+            "ceiling_after": top.judge_after, "ceiling_gain": top.judge_gain,
+            "ceiling_psnr_outside": top.psnr_outside}, None
 
 
 def _direction_list(args: argparse.Namespace) -> int:
