@@ -40,6 +40,11 @@ DEFAULT_CROP_SIZE = 64  # a workspace's crop side until its first build records 
 LEFTOVER_MAX_AGE_S = 24 * 3600  # a hidden folder with no owner pid in its name: left by a crash
 
 
+def _face_rows(c) -> int:
+    """Rows of the faces table (deleted crops included): what `face_count` and `crop_counts` count."""
+    return int(c.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
+
+
 class WorkspaceError(FacelabError):
     """A workspace problem with a message meant for the user."""
 
@@ -128,12 +133,12 @@ class Workspace:
     def face_count(self) -> int:
         """Rows of faces.npy that the database knows of (deleted crops included)."""
         with self.connect() as c:
-            return int(c.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
+            return _face_rows(c)
 
     def crop_counts(self) -> tuple[int, np.ndarray]:
         """(number of crops, sorted ids of the deleted ones), read in one transaction."""
         with self.connect() as c:
-            n = int(c.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
+            n = _face_rows(c)
             deleted = [r[0] for r in c.execute("SELECT id FROM faces WHERE deleted = 1 ORDER BY id")]
         return n, np.asarray(deleted, dtype=np.int64)
 
