@@ -26,6 +26,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +42,19 @@ def timed_load(page, url: str, selector: str) -> float:
     page.goto(url)
     page.locator(selector).first.wait_for(timeout=120_000)
     return time.perf_counter() - t
+
+
+@contextmanager
+def app_page(home: Path) -> Iterator[tuple[str, object]]:
+    """(url, page): a fresh `streamlit run` of `home` and a new Chromium page, closed after."""
+    from playwright.sync_api import sync_playwright
+
+    with streamlit_server(home) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield url, browser.new_page(viewport={"width": 1400, "height": 1000})
+        finally:
+            browser.close()
 
 
 PAGES = {  # url path → what shows the page is drawn (as tests/test_browser_pages.py)
@@ -153,45 +168,29 @@ def large_home(n: int) -> Path:
 def explore_after_the_app(n: int) -> float:
     """Seconds from navigating to Explore to its map drawn, on a fresh server and workspace of
     n crops, once the app has been opened on its first page (Dataset) and that page drawn."""
-    from playwright.sync_api import sync_playwright
-
-    home = large_home(n)
-    with streamlit_server(home) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    with app_page(large_home(n)) as (url, page):
         page.goto(url)
         page.get_by_text("Contact sheet").first.wait_for(timeout=120_000)
         wait_for_app(page, 120_000)
-        took = timed_load(page, f"{url}/explore", DRAWN_MAP)
-        browser.close()
-    return took
+        return timed_load(page, f"{url}/explore", DRAWN_MAP)
 
 
 def first_visits(home: Path, runs: int) -> list[float]:
     """Seconds from opening Explore straight (a link to the page) to its map drawn, each on a
     fresh server of `home`: one such visit swings by half a second on this machine."""
-    from playwright.sync_api import sync_playwright
-
     took = []
     for _ in range(runs):
-        with streamlit_server(home) as url, sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        with app_page(home) as (url, page):
             took.append(timed_load(page, f"{url}/explore", DRAWN_MAP))
-            browser.close()
     return took
 
 
 def large_explore(n: int, repeats: int, fresh: int = 3) -> dict:
     """Explore timings on a workspace of n crops, in its own home and server; the first visit
     is the median of `fresh` fresh servers."""
-    from playwright.sync_api import sync_playwright
-
     home = large_home(n)
     drawn_map = DRAWN_MAP
-    with streamlit_server(home) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    with app_page(home) as (url, page):
         first = timed_load(page, f"{url}/explore", drawn_map)
         later = [timed_load(page, f"{url}/explore", drawn_map) for _ in range(repeats)]
         wait_for_app(page, 120_000)
@@ -215,7 +214,6 @@ def large_explore(n: int, repeats: int, fresh: int = 3) -> dict:
             wait_for_app(page, 120_000)
         drawn = "canvas" if page.locator(".st-key-fl_map_box canvas").count() else "svg"
         field = decode_anywhere(page, url, repeats, hover=drawn == "svg")
-        browser.close()
     firsts = [first] + first_visits(home, fresh - 1)
     return {"n": n, "drawn": drawn, "first": statistics.median(firsts), "firsts": firsts,
             "after_app": explore_after_the_app(n),
@@ -235,17 +233,13 @@ def main() -> None:
         return print_large(large_explore(args.large or 15_000, args.repeats, args.fresh), None)
     import os
 
-    from playwright.sync_api import sync_playwright
-
     home = Path(tempfile.mkdtemp(prefix="facelab-bench-"))
     os.environ["FACELAB_HOME"] = str(home)
     from facelab import sample
 
     w = sample.ensure_sample(say=lambda _: None)
     busy = start_training(w) if args.busy else None
-    with streamlit_server(home) as url, sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    with app_page(home) as (url, page):
         loads = page_loads(page, url, args.repeats)  # first: before any other visit fills a cache
         clicks = label_clicks(page, url, w, args.repeats)
         base = [timed_load(page, f"{url}/dataset", "text=Contact sheet") for _ in range(args.repeats)]
@@ -269,7 +263,6 @@ def main() -> None:
             while shifted.get_attribute("src") == before:
                 page.wait_for_timeout(5)
             updates.append(time.perf_counter() - t)
-        browser.close()
 
     if busy:
         from facelab.model import jobs
