@@ -61,7 +61,7 @@ def ensure_sample(home: str | Path | None = None, reset: bool = False,
             say(f"  imported the trained model {RUN_ID} and encoded every crop")
         say(f"  {apply_label_spans(w, label_spans())} labels from models/sample/labels.json")
         if (MODEL_DIR / "config.json").exists():
-            directions.save_direction(w, RUN_ID, directions.fit_label_direction(w, RUN_ID, "smile"))
+            _learn_smile(w)
             say("  stored the smile direction")
             jobs.warm_caches(w, RUN_ID)  # the Train page's baselines, Explore's map and clusters, ready
     except BaseException:
@@ -70,13 +70,19 @@ def ensure_sample(home: str | Path | None = None, reset: bool = False,
     return w
 
 
+def _learn_smile(w: ws.Workspace) -> None:
+    """The smile direction fitted on the labels as they are now and stored, as the Shift page's
+    "Learn direction" does with its defaults."""
+    directions.save_direction(w, RUN_ID, directions.fit_label_direction(w, RUN_ID, "smile"))
+
+
 def _refresh_direction(w: ws.Workspace, say: Callable[[str], None]) -> None:
     """The sample's smile direction learnt again if an older facelab stored it (`Direction.stale`),
     from the labels as they are now, as the Shift page's "Learn direction" would; once."""
     try:
         smile = directions.load_direction(w, RUN_ID, "smile")
         if smile.stale:
-            directions.save_direction(w, RUN_ID, directions.fit_label_direction(w, RUN_ID, "smile"))
+            _learn_smile(w)
             say("  learnt the smile direction again (an older facelab stored it with a weaker slider)")
     except directions.DirectionError as e:  # deleted, or its labels are gone: leave it to the user
         say(f"  the smile direction was left as it is: {e}")
